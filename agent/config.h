@@ -1,0 +1,30 @@
+/* ovagent: configuration: defaults, then the GKeyFile (--config, default
+ * /etc/ovagent/ovagent.conf, group [ovagent]), then OVAGENT_<KEY> variables. */
+#ifndef OVA_CONFIG_H
+#define OVA_CONFIG_H
+
+#include <glib.h>
+
+#include "storage/env.h"
+
+#define OVA_DEFAULT_CONFIG SYSCONFDIR "/ovagent/ovagent.conf"
+
+typedef struct ova_config {
+  stor_env env;          /* data_center, lvm_devices, lvm_command, run_dir,
+                          * state_dir, libvirt_uri */
+  char *log_level;       /* log_level key; NULL = warning */
+  gboolean syslog;       /* syslog key; default true */
+} ova_config;
+
+/* Load configuration. path NULL means the default file, which may be
+ * absent; an explicit path must exist. An unknown key, a bad value or an
+ * unreadable file fails with OVA_ERROR_USAGE naming the file and key.
+ * Environment variables OVAGENT_DATA_CENTER, OVAGENT_LVM_DEVICES
+ * (comma-separated), OVAGENT_LVM_COMMAND, OVAGENT_RUN_DIR,
+ * OVAGENT_STATE_DIR, OVAGENT_LIBVIRT_URI, OVAGENT_LOG_LEVEL and
+ * OVAGENT_SYSLOG override the file. */
+ova_config *ova_config_load (const char *path, GError **error);
+void ova_config_free (ova_config *cfg);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (ova_config, ova_config_free)
+
+#endif

@@ -1,0 +1,245 @@
+/* ovagent: UUID checks, bounded O_DIRECT reads and the command runner.
+ * Everything here is free of oVirt knowledge; storage/ builds on it. */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "util.h"
+
+gboolean
+ova_uuid_is_valid (const char *s)
+{
+  static const int dashes[] = { 8, 13, 18, 23 };
+  size_t d = 0;
+
+  if (s == NULL || strlen (s) != OVA_UUID_LEN)
+    return FALSE;
+  for (int i = 0; i < OVA_UUID_LEN; i++) {
+    if (d < G_N_ELEMENTS (dashes) && i == dashes[d]) {
+      if (s[i] != '-')
+        return FALSE;
+      d++;
+    }
+    else if (!g_ascii_isxdigit (s[i]))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean
+ova_uuid_is_blank (const char *s)
+{
+  return s != NULL && strcmp (s, OVA_BLANK_UUID) == 0;
+}
+
+#define DIRECT_ALIGN 4096
+
+static int
+open_direct (const char *path, gboolean *direct)
+{
+  int fd = open (path, O_RDONLY | O_CLOEXEC | O_DIRECT);
+
+  *direct = fd >= 0;
+  if (fd < 0 && errno == EINVAL)  /* tmpfs and some FUSE mounts */
+    fd = open (path, O_RDONLY | O_CLOEXEC);
+  return fd;
+}
+
+static void
+set_open_error (GError **error, const char *path, int err)
+{
+  g_set_error (error, OVA_ERROR,
+               err == ENOENT ? OVA_ERROR_NOT_FOUND : OVA_ERROR_INTERNAL,
+               "cannot open %s: %s", path, g_strerror (err));
+}
+
+/* Read up to len bytes at offset into an aligned buffer; returns bytes read. */
+static gssize
+read_at (int fd, gboolean direct, guint64 offset, char *buf, gsize len)
+{
+  gsize done = 0;
+
+  while (done < len) {
+    gsize want = len - done;
+    ssize_t r;
+
+    if (direct)
+      want = (want + DIRECT_ALIGN - 1) & ~(gsize) (DIRECT_ALIGN - 1);
+    r = pread (fd, buf + done, want, offset + done);
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    if (r == 0)
+      break;
+    done += r;
+    if (direct && (r % DIRECT_ALIGN) != 0)
+      break;  /* short read at end of file */
+  }
+  return MIN (done, len);
+}
+
+static char *
+alloc_aligned (gsize len)
+{
+  void *p = NULL;
+
+  if (posix_memalign (&p, DIRECT_ALIGN, len + DIRECT_ALIGN + 1) != 0)
+    g_error ("out of memory");
+  return p;
+}
+
+gboolean
+ova_read_file_direct (const char *path, gsize max_len,
+                      char **contents, gsize *len, GError **error)
+{
+  gboolean direct;
+  struct stat st;
+  char *buf;
+  gssize r;
+  int fd;
+
+  fd = open_direct (path, &direct);
+  if (fd < 0) {
+    set_open_error (error, path, errno);
+    return FALSE;
+  }
+  if (fstat (fd, &st) == 0 && S_ISREG (st.st_mode) && (guint64) st.st_size > max_len) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "%s is %lld bytes, larger than the %zu bytes allowed",
+                 path, (long long) st.st_size, max_len);
+    close (fd);
+    return FALSE;
+  }
+
+  buf = alloc_aligned (max_len);
+  r = read_at (fd, direct, 0, buf, max_len + 1);
+  if (r < 0) {
+    int err = errno;
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot read %s: %s", path, g_strerror (err));
+    free (buf);
+    close (fd);
+    return FALSE;
+  }
+  close (fd);
+  if ((gsize) r > max_len) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "%s is larger than the %zu bytes allowed", path, max_len);
+    free (buf);
+    return FALSE;
+  }
+
+  buf[r] = '\0';
+  *contents = g_memdup2 (buf, r + 1);
+  if (len)
+    *len = r;
+  free (buf);
+  return TRUE;
+}
+
+gboolean
+ova_pread_direct (const char *path, guint64 offset, gsize len,
+                  char **contents, GError **error)
+{
+  gboolean direct;
+  char *buf;
+  gssize r;
+  int fd;
+
+  fd = open_direct (path, &direct);
+  if (fd < 0) {
+    set_open_error (error, path, errno);
+    return FALSE;
+  }
+  if (direct && (offset % DIRECT_ALIGN) != 0) {
+    /* Aligned window around the record. */
+    guint64 start = offset & ~(guint64) (DIRECT_ALIGN - 1);
+    gsize skip = offset - start;
+
+    buf = alloc_aligned (len + skip);
+    r = read_at (fd, direct, start, buf, len + skip);
+    if (r >= 0) {
+      r = r > (gssize) skip ? r - (gssize) skip : 0;
+      memmove (buf, buf + skip, r);
+    }
+  }
+  else {
+    buf = alloc_aligned (len);
+    r = read_at (fd, direct, offset, buf, len);
+  }
+  if (r < 0) {
+    int err = errno;
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot read %zu bytes at offset %" G_GUINT64_FORMAT " of %s: %s",
+                 len, offset, path, g_strerror (err));
+    free (buf);
+    close (fd);
+    return FALSE;
+  }
+  close (fd);
+  if ((gsize) r < len) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "%s ends before offset %" G_GUINT64_FORMAT " + %zu",
+                 path, offset, len);
+    free (buf);
+    return FALSE;
+  }
+  *contents = g_memdup2 (buf, len);
+  free (buf);
+  return TRUE;
+}
+
+gboolean
+ova_run (const char *const *argv, char **stdout_out, char **stderr_out,
+         GError **error)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  g_autofree char *cmdline = NULL;
+  g_autoptr (GError) spawn_err = NULL;
+  int status;
+
+  if (!g_spawn_sync (NULL, (char **) argv, NULL,
+                     G_SPAWN_SEARCH_PATH | G_SPAWN_CLOEXEC_PIPES,
+                     NULL, NULL, &out, &err, &status, &spawn_err)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot run %s: %s", argv[0], spawn_err->message);
+    return FALSE;
+  }
+  if (!g_spawn_check_wait_status (status, NULL)) {
+    cmdline = g_strjoinv (" ", (char **) argv);
+    g_strstrip (err);
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "%s failed: %s", cmdline, *err ? err : "no message");
+    return FALSE;
+  }
+  if (stdout_out)
+    *stdout_out = g_steal_pointer (&out);
+  if (stderr_out)
+    *stderr_out = g_steal_pointer (&err);
+  return TRUE;
+}
+
+char *
+ova_format_size (guint64 bytes)
+{
+  static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+  double v = bytes;
+  size_t u = 0;
+
+  while (v >= 1024 && u + 1 < G_N_ELEMENTS (units)) {
+    v /= 1024;
+    u++;
+  }
+  if (u == 0)
+    return g_strdup_printf ("%" G_GUINT64_FORMAT " B", bytes);
+  return g_strdup_printf ("%.1f %s", v, units[u]);
+}

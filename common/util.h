@@ -1,0 +1,35 @@
+/* ovagent: small helpers shared by all modules: UUIDs, bounded file reads,
+ * and the one command runner (argv vectors, never a shell). */
+#ifndef OVA_UTIL_H
+#define OVA_UTIL_H
+
+#include <glib.h>
+
+#define OVA_UUID_LEN 36
+#define OVA_BLANK_UUID "00000000-0000-0000-0000-000000000000"
+
+/* 8-4-4-4-12 hex digits, any case. */
+gboolean ova_uuid_is_valid (const char *s);
+gboolean ova_uuid_is_blank (const char *s);
+
+/* Read at most max_len bytes of a file, with O_DIRECT where the file system
+ * allows it (metadata written by other hosts must not come from our cache).
+ * Fails with OVA_ERROR_NOT_FOUND if missing, OVA_ERROR_INTEGRITY if larger
+ * than max_len, OVA_ERROR_INTERNAL otherwise; messages name the path. */
+gboolean ova_read_file_direct (const char *path, gsize max_len,
+                               char **contents, gsize *len, GError **error);
+
+/* Read len bytes at offset of a file or block device, O_DIRECT when possible. */
+gboolean ova_pread_direct (const char *path, guint64 offset, gsize len,
+                           char **contents, GError **error);
+
+/* Run argv (argv[0] searched in PATH), capture stdout (and stderr) and wait.
+ * Returns FALSE with an OVA_ERROR_INTERNAL error naming the command and its
+ * stderr if it could not run or exited non-zero. stdout_out may be NULL. */
+gboolean ova_run (const char *const *argv, char **stdout_out, char **stderr_out,
+                  GError **error);
+
+/* "1.5 GiB", "512 B". */
+char *ova_format_size (guint64 bytes);
+
+#endif
