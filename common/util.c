@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -214,11 +215,20 @@ ova_run (const char *const *argv, char **stdout_out, char **stderr_out,
                  "cannot run %s: %s", argv[0], spawn_err->message);
     return FALSE;
   }
-  if (!g_spawn_check_wait_status (status, NULL)) {
+  /* Decoded by hand: g_spawn_check_wait_status needs GLib 2.70, newer
+   * than EL9 ships, and its message does not name the command. */
+  if (!WIFEXITED (status) || WEXITSTATUS (status) != 0) {
     cmdline = g_strjoinv (" ", (char **) argv);
     g_strstrip (err);
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "%s failed: %s", cmdline, *err ? err : "no message");
+    if (WIFEXITED (status))
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "%s failed with exit status %d: %s", cmdline,
+                   WEXITSTATUS (status), *err ? err : "no message");
+    else
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "%s was killed by signal %d: %s", cmdline,
+                   WIFSIGNALED (status) ? WTERMSIG (status) : 0,
+                   *err ? err : "no message");
     return FALSE;
   }
   if (stdout_out)
@@ -231,15 +241,18 @@ ova_run (const char *const *argv, char **stdout_out, char **stderr_out,
 char *
 ova_format_size (guint64 bytes)
 {
-  static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+  static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+  char num[G_ASCII_DTOSTR_BUF_SIZE];
   double v = bytes;
   size_t u = 0;
 
-  while (v >= 1024 && u + 1 < G_N_ELEMENTS (units)) {
+  /* 1023.95 and up would print as "1024.0": use the next unit. */
+  while (v >= (u == 0 ? 1024 : 1023.95) && u + 1 < G_N_ELEMENTS (units)) {
     v /= 1024;
     u++;
   }
   if (u == 0)
     return g_strdup_printf ("%" G_GUINT64_FORMAT " B", bytes);
-  return g_strdup_printf ("%.1f %s", v, units[u]);
+  /* Output is parsed by scripts: a '.' whatever the locale. */
+  return g_strdup_printf ("%s %s", g_ascii_formatd (num, sizeof num, "%.1f", v), units[u]);
 }

@@ -12,7 +12,7 @@
 #define STOR_CHAIN_DUPLICATE_PARENT "duplicate-parent"  /* two children of one parent */
 #define STOR_CHAIN_LOOP             "loop"              /* parent links form a cycle */
 #define STOR_CHAIN_ORPHANS          "orphans"           /* volumes not reachable from the base */
-#define STOR_CHAIN_UNKNOWN_PARENT   "unknown-parent"    /* parent is in no image of the domain */
+#define STOR_CHAIN_UNKNOWN_PARENT   "unknown-parent"    /* parent missing, or in another image and not a template */
 #define STOR_CHAIN_TWO_LEAVES       "multiple-leaves"   /* more than one LEAF volume */
 #define STOR_CHAIN_NO_LEAF          "no-leaf"           /* top of chain is not LEAF */
 #define STOR_CHAIN_ILLEGAL          "illegal-volume"    /* an ILLEGAL volume in the chain */
