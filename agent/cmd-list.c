@@ -1,1 +1,60 @@
-/* placeholder: replaced by its implementation */
+/* ovagent: the `list` command: every storage domain of this host (or one),
+ * with its images and their volume chains, as a table or as JSON. */
+/* The autoconf header: <config.h> would find agent/config.h first (-I.). */
+#include <config.h>
+
+#include "error.h"
+#include "util.h"
+#include "agent/command.h"
+#include "agent/output.h"
+#include "storage/scan.h"
+
+gboolean
+cmd_list (ova_ctx *ctx, int argc, char **argv, GError **error)
+{
+  g_autofree char *domain = NULL;
+  g_autofree char *sd = NULL;
+  g_autoptr(GPtrArray) domains = NULL;
+  const GOptionEntry entries[] = {
+    { "domain", 'd', 0, G_OPTION_ARG_STRING, &domain,
+      "Only the storage domain with this UUID", "SD" },
+    { NULL },
+  };
+
+  if (!ova_command_parse (ctx, entries, &argc, &argv, error))
+    return FALSE;
+  if (argc > 1) {
+    ova_usage_error (ctx, error, "unexpected argument '%s'", argv[1]);
+    return FALSE;
+  }
+  if (domain != NULL) {
+    if (!ova_uuid_is_valid (domain)) {
+      ova_usage_error (ctx, error,
+                       "--domain needs a storage domain UUID "
+                       "(8-4-4-4-12 hex digits), not '%s'", domain);
+      return FALSE;
+    }
+    /* VDSM writes UUIDs in lower case; names on storage follow. */
+    sd = g_ascii_strdown (domain, -1);
+  }
+
+  domains = stor_scan_domains (&ctx->cfg->env, sd, error);
+  if (domains == NULL)
+    return FALSE;
+  if (sd != NULL && domains->len == 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_NOT_FOUND,
+                 "storage domain %s not found under %s/mnt nor in the volume "
+                 "groups LVM sees; 'ovagent list' shows the domains of this host",
+                 sd, ctx->cfg->env.data_center);
+    return FALSE;
+  }
+
+  if (ctx->json) {
+    g_autoptr(JsonNode) root = ova_json_domains (domains);
+
+    ova_print_json (root);
+  }
+  else
+    ova_print_domains (domains);
+  return TRUE;
+}

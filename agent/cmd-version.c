@@ -1,1 +1,58 @@
-/* placeholder: replaced by its implementation */
+/* ovagent: the `version` command (and --version): the agent's version and the
+ * versions of the libraries this binary runs with, for bug reports. */
+/* The autoconf header: <config.h> would find agent/config.h first (-I.). */
+#include <config.h>
+
+#include <stdio.h>
+
+#include <json-glib/json-glib.h>
+#include <libqcow.h>
+
+#include "agent/command.h"
+#include "agent/output.h"
+
+gboolean
+cmd_version (ova_ctx *ctx, int argc, char **argv, GError **error)
+{
+  g_autofree char *glib_version = NULL;
+  const char *qcow_version;
+
+  if (!ova_command_parse (ctx, NULL, &argc, &argv, error))
+    return FALSE;
+  if (argc > 1) {
+    ova_usage_error (ctx, error, "unexpected argument '%s'", argv[1]);
+    return FALSE;
+  }
+
+  /* Run-time versions where the library tells them; json-glib only has
+   * the version it was built against. */
+  glib_version = g_strdup_printf ("%u.%u.%u", glib_major_version,
+                                  glib_minor_version, glib_micro_version);
+  qcow_version = libqcow_get_version ();
+
+  if (ctx->json) {
+    g_autoptr(JsonBuilder) b = json_builder_new ();
+    g_autoptr(JsonNode) root = NULL;
+
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "version");
+    json_builder_add_string_value (b, PACKAGE_VERSION);
+    json_builder_set_member_name (b, "glib");
+    json_builder_add_string_value (b, glib_version);
+    json_builder_set_member_name (b, "json_glib");
+    json_builder_add_string_value (b, JSON_VERSION_S);
+    json_builder_set_member_name (b, "libqcow");
+    json_builder_add_string_value (b, qcow_version);
+    json_builder_end_object (b);
+    root = json_builder_get_root (b);
+    ova_print_json (root);
+    return TRUE;
+  }
+
+  printf ("ovagent %s\n"
+          "glib %s\n"
+          "json-glib %s\n"
+          "libqcow %s\n",
+          PACKAGE_VERSION, glib_version, JSON_VERSION_S, qcow_version);
+  return TRUE;
+}

@@ -1,0 +1,61 @@
+/* ovagent: the command table entry, the context every command handler gets,
+ * and the option parsing shared by all commands (global options included). */
+#ifndef OVA_COMMAND_H
+#define OVA_COMMAND_H
+
+#include <glib.h>
+
+#include "agent/settings.h"
+
+typedef enum {
+  OVA_PROGRESS_AUTO = 0,    /* bar on a TTY, none otherwise */
+  OVA_PROGRESS_BAR,
+  OVA_PROGRESS_JSON,        /* JSON lines on stderr */
+  OVA_PROGRESS_NONE,
+} ova_progress;
+
+struct ova_command;
+
+typedef struct ova_ctx {
+  const struct ova_command *cmd;
+  ova_config *cfg;          /* set by ova_command_parse, unless .no_config */
+  gboolean json;            /* --json */
+  ova_progress progress;    /* --progress */
+} ova_ctx;
+
+/* A command: argv[0] is the command name. Reports failure as a GError in
+ * OVA_ERROR; main prints it once (and as JSON with --json) and exits with
+ * its code. Output on success is the handler's. */
+typedef gboolean (*ova_handler) (ova_ctx *ctx, int argc, char **argv,
+                                 GError **error);
+
+struct ova_command {
+  const char *name;
+  ova_handler handler;
+  const char *args;         /* positional arguments, for --help: "DISK" */
+  const char *usage;        /* synopsis after the name: "DISK [--json]" */
+  const char *summary;      /* one line */
+  const char *details;      /* more for --help, may be NULL */
+  const char *examples;     /* lines of "  ovagent ..." for --help */
+  gboolean no_config;       /* runs without loading the configuration */
+};
+
+/* Parse argv (global options accepted too) with the command's entries
+ * (NULL-terminated, may be NULL), then load the configuration and set up
+ * logging. Leaves argv[0] and the positional arguments in argc/argv.
+ * --help prints the command's help and exits 0. Fails with OVA_ERROR_USAGE
+ * saying what was wrong and what to type instead. */
+gboolean ova_command_parse (ova_ctx *ctx, const GOptionEntry *entries,
+                            int *argc, char ***argv, GError **error);
+
+/* An OVA_ERROR_USAGE error for ctx's command: the message, then the
+ * command's synopsis so the user sees what to type. */
+void ova_usage_error (const ova_ctx *ctx, GError **error, const char *fmt, ...)
+  G_GNUC_PRINTF (3, 4);
+
+/* The commands (one file each). */
+gboolean cmd_list (ova_ctx *ctx, int argc, char **argv, GError **error);
+gboolean cmd_info (ova_ctx *ctx, int argc, char **argv, GError **error);
+gboolean cmd_version (ova_ctx *ctx, int argc, char **argv, GError **error);
+
+#endif

@@ -1,7 +1,7 @@
 /* ovagent: configuration: defaults, then the GKeyFile (--config, default
  * /etc/ovagent/ovagent.conf, group [ovagent]), then OVAGENT_<KEY> variables. */
-#ifndef OVA_CONFIG_H
-#define OVA_CONFIG_H
+#ifndef OVA_SETTINGS_H
+#define OVA_SETTINGS_H
 
 #include <glib.h>
 
