@@ -8,6 +8,11 @@
 /* Size of one record on storage, and the most a .meta file may hold. */
 #define STOR_VOLMETA_SIZE 512
 
+/* Longest record stor_volmeta_parse accepts (text before the EOF line).
+ * VDSM never writes more than STOR_VOLMETA_SIZE; the slack tolerates a
+ * hand-edited .meta file while still bounding what we hold in memory. */
+#define STOR_VOLMETA_MAX_RECORD 4096
+
 typedef enum {
   STOR_FORMAT_UNKNOWN = 0,
   STOR_FORMAT_COW,
