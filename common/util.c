@@ -256,3 +256,44 @@ ova_format_size (guint64 bytes)
   /* Output is parsed by scripts: a '.' whatever the locale. */
   return g_strdup_printf ("%s %s", g_ascii_formatd (num, sizeof num, "%.1f", v), units[u]);
 }
+
+gint
+ova_compare_strings (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+GPtrArray *
+ova_list_dir_sorted (const char *path, GError **error)
+{
+  g_autoptr (GPtrArray) names = NULL;
+  g_autoptr (GDir) dir = NULL;
+  const char *name;
+
+  dir = g_dir_open (path, 0, error);
+  if (dir == NULL)
+    return NULL;
+  names = g_ptr_array_new_with_free_func (g_free);
+  while ((name = g_dir_read_name (dir)) != NULL)
+    g_ptr_array_add (names, g_strdup (name));
+  g_ptr_array_sort (names, ova_compare_strings);
+  return g_steal_pointer (&names);
+}
+
+gboolean
+ova_is_directory (const char *path)
+{
+  struct stat st;
+
+  return stat (path, &st) == 0 && S_ISDIR (st.st_mode);
+}
+
+char *
+ova_quote_untrusted (const char *value, gsize max)
+{
+  gsize len = strlen (value);
+  g_autofree char *head = g_strndup (value, MIN (len, max));
+  g_autofree char *escaped = g_strescape (head, NULL);
+
+  return g_strdup_printf ("\"%s\"%s", escaped, len > max ? "..." : "");
+}

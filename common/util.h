@@ -29,6 +29,20 @@ gboolean ova_pread_direct (const char *path, guint64 offset, gsize len,
 gboolean ova_run (const char *const *argv, char **stdout_out, char **stderr_out,
                   GError **error);
 
+/* GCompareFunc for a GPtrArray of strings (byte order). */
+gint ova_compare_strings (gconstpointer a, gconstpointer b);
+
+/* Entry names of a directory, sorted, so that scans see the same order on
+ * every run (the first of several hard links is always the same one). */
+GPtrArray *ova_list_dir_sorted (const char *path, GError **error);
+
+/* stat() says directory (following links). */
+gboolean ova_is_directory (const char *path);
+
+/* An untrusted string for an error message: quoted, escaped, at most max
+ * bytes of it, "..." when cut. */
+char *ova_quote_untrusted (const char *value, gsize max);
+
 /* "1.5 GiB", "512 B". */
 char *ova_format_size (guint64 bytes);
 

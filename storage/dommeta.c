@@ -7,6 +7,7 @@
 
 #include "dommeta.h"
 #include "error.h"
+#include "util.h"
 
 #define SHA_CKSUM_KEY "_SHA_CKSUM"
 #define VG_TAG_PREFIX "MDT_"
@@ -58,18 +59,6 @@ gboolean
 stor_dommeta_sealed (const stor_dommeta *md)
 {
   return md->sealed;
-}
-
-/* Quote an untrusted string for an error message: escaped, and cut short. */
-static char *
-shown_value (const char *value)
-{
-  gsize len = strlen (value);
-  g_autofree char *head = g_strndup (value, MIN (len, SHOWN_VALUE_MAX));
-  g_autofree char *escaped = g_strescape (head, NULL);
-
-  return g_strdup_printf ("\"%s\"%s", escaped,
-                          len > SHOWN_VALUE_MAX ? "..." : "");
 }
 
 static int
@@ -177,7 +166,7 @@ build (const char *const *lines, guint n_lines, const char *what,
     g_autofree char *computed = stor_dommeta_checksum (md->keys);
 
     if (strcmp (declared, computed) != 0) {
-      g_autofree char *shown = shown_value (declared);
+      g_autofree char *shown = ova_quote_untrusted (declared, SHOWN_VALUE_MAX);
 
       g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
                    "%s seal is broken: %s is %s, contents sum to \"%s\"",
@@ -265,7 +254,7 @@ stor_dommeta_parse_vg_tags (const char *const *tags, GError **error)
     }
     line = stor_lvtag_decode (tags[i] + strlen (VG_TAG_PREFIX), error);
     if (line == NULL) {
-      g_autofree char *shown = shown_value (tags[i]);
+      g_autofree char *shown = ova_quote_untrusted (tags[i], SHOWN_VALUE_MAX);
 
       g_prefix_error (error, "VG tag %s: ", shown);
       return NULL;

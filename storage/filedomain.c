@@ -25,39 +25,6 @@ add_domain_problem (stor_domain *d, const char *code, const char *message)
   g_ptr_array_add (d->problems, stor_problem_new (code, "%s", message));
 }
 
-static gint
-compare_strings (gconstpointer a, gconstpointer b)
-{
-  return strcmp (*(const char *const *) a, *(const char *const *) b);
-}
-
-/* Entry names of a directory, sorted, so that the first of several hard
- * links to a template is always the same one. */
-static GPtrArray *
-list_dir_sorted (const char *path, GError **error)
-{
-  g_autoptr (GPtrArray) names = NULL;
-  g_autoptr (GDir) dir = NULL;
-  const char *name;
-
-  dir = g_dir_open (path, 0, error);
-  if (dir == NULL)
-    return NULL;
-  names = g_ptr_array_new_with_free_func (g_free);
-  while ((name = g_dir_read_name (dir)) != NULL)
-    g_ptr_array_add (names, g_strdup (name));
-  g_ptr_array_sort (names, compare_strings);
-  return g_steal_pointer (&names);
-}
-
-static gboolean
-is_directory (const char *path)
-{
-  struct stat st;
-
-  return stat (path, &st) == 0 && S_ISDIR (st.st_mode);
-}
-
 static void
 read_domain_metadata (stor_domain *d, const char *sd_dir)
 {
@@ -181,7 +148,7 @@ scan_image (stor_domain *d, const char *sd_dir, const char *img)
   g_autoptr (GPtrArray) names = NULL;
   g_autoptr (GError) err = NULL;
 
-  names = list_dir_sorted (img_dir, &err);
+  names = ova_list_dir_sorted (img_dir, &err);
   if (names == NULL) {
     g_ptr_array_add (d->problems,
                      stor_problem_new ("unreadable",
@@ -209,7 +176,7 @@ scan_images (stor_domain *d, const char *sd_dir)
   g_autoptr (GPtrArray) names = NULL;
   g_autoptr (GError) err = NULL;
 
-  names = list_dir_sorted (images_dir, &err);
+  names = ova_list_dir_sorted (images_dir, &err);
   if (names == NULL) {
     /* A domain with no images directory simply has no disks yet. */
     if (g_error_matches (err, G_FILE_ERROR, G_FILE_ERROR_NOENT))
@@ -231,7 +198,7 @@ scan_images (stor_domain *d, const char *sd_dir)
       continue;
     }
     img_dir = g_build_filename (images_dir, img, NULL);
-    if (!is_directory (img_dir))
+    if (!ova_is_directory (img_dir))
       continue;
     scan_image (d, sd_dir, img);
   }

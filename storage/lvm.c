@@ -100,12 +100,6 @@ read_sysfs_line (const char *path)
   return g_steal_pointer (&contents);
 }
 
-static gint
-compare_strings (gconstpointer a, gconstpointer b)
-{
-  return strcmp (*(const char *const *) a, *(const char *const *) b);
-}
-
 /* The multipath devices of the host, as VDSM's getMPDevNamesIter finds them:
  * device-mapper devices whose dm uuid starts with "mpath-". */
 static void
@@ -140,7 +134,7 @@ add_multipath_devices (GPtrArray *devices)
     }
     g_ptr_array_add (devices, g_strconcat ("/dev/mapper/", name, NULL));
   }
-  g_ptr_array_sort (devices, compare_strings);
+  g_ptr_array_sort (devices, ova_compare_strings);
 }
 
 GPtrArray *

@@ -30,12 +30,6 @@ typedef struct {
 } scan_state;
 
 static gint
-compare_strings (gconstpointer a, gconstpointer b)
-{
-  return strcmp (*(const char *const *) a, *(const char *const *) b);
-}
-
-static gint
 compare_domains (gconstpointer a, gconstpointer b)
 {
   const stor_domain *da = *(const stor_domain *const *) a;
@@ -51,31 +45,6 @@ compare_vgs (gconstpointer a, gconstpointer b)
   const stor_vg_info *vb = *(const stor_vg_info *const *) b;
 
   return strcmp (va->name, vb->name);
-}
-
-static GPtrArray *
-list_dir_sorted (const char *path, GError **error)
-{
-  g_autoptr (GPtrArray) names = NULL;
-  g_autoptr (GDir) dir = NULL;
-  const char *name;
-
-  dir = g_dir_open (path, 0, error);
-  if (dir == NULL)
-    return NULL;
-  names = g_ptr_array_new_with_free_func (g_free);
-  while ((name = g_dir_read_name (dir)) != NULL)
-    g_ptr_array_add (names, g_strdup (name));
-  g_ptr_array_sort (names, compare_strings);
-  return g_steal_pointer (&names);
-}
-
-static gboolean
-is_directory (const char *path)
-{
-  struct stat st;
-
-  return stat (path, &st) == 0 && S_ISDIR (st.st_mode);
 }
 
 static gboolean
@@ -109,7 +78,7 @@ scan_mount_point (scan_state *s, const char *mnt)
   g_autoptr (GPtrArray) names = NULL;
   g_autoptr (GError) err = NULL;
 
-  names = list_dir_sorted (mnt, &err);
+  names = ova_list_dir_sorted (mnt, &err);
   if (names == NULL) {
     /* A stale NFS handle or a permission problem on one mount must not
      * hide the other domains. */
@@ -129,7 +98,7 @@ scan_mount_point (scan_state *s, const char *mnt)
       continue;
     sd_dir = g_build_filename (mnt, name, NULL);
     dom_md = g_build_filename (sd_dir, "dom_md", NULL);
-    if (!is_directory (dom_md))
+    if (!ova_is_directory (dom_md))
       continue;
     d = stor_scan_file_domain (sd_dir, &sd_err);
     if (d == NULL) {
@@ -174,7 +143,7 @@ scan_file_domains (scan_state *s, GError **error)
     return TRUE;
   }
   if (e == 0)
-    names = list_dir_sorted (mnt, &err);
+    names = ova_list_dir_sorted (mnt, &err);
   if (names == NULL) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
                  "cannot read data center directory %s: %s", mnt,
@@ -193,14 +162,14 @@ scan_file_domains (scan_state *s, GError **error)
       g_autoptr (GPtrArray) vols = NULL;
       g_autoptr (GError) gerr = NULL;
 
-      vols = list_dir_sorted (path, &gerr);
+      vols = ova_list_dir_sorted (path, &gerr);
       if (vols == NULL) {
         ova_warn ("cannot read GlusterFS mount directory: %s", gerr->message);
         continue;
       }
       for (guint j = 0; j < vols->len; j++) {
         g_autofree char *mp = g_build_filename (path, vols->pdata[j], NULL);
-        if (is_directory (mp))
+        if (ova_is_directory (mp))
           scan_mount_point (s, mp);
       }
       continue;

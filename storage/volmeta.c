@@ -104,23 +104,11 @@ stor_volmeta_slot_offset (int domain_version, guint64 slot)
   return SLOT_BASE_V5 + slot * SLOT_SIZE_V5;
 }
 
-/* Quote an untrusted value for an error message: escaped, and cut short. */
-static char *
-shown_value (const char *value)
-{
-  gsize len = strlen (value);
-  g_autofree char *head = g_strndup (value, MIN (len, SHOWN_VALUE_MAX));
-  g_autofree char *escaped = g_strescape (head, NULL);
-
-  return g_strdup_printf ("\"%s\"%s", escaped,
-                          len > SHOWN_VALUE_MAX ? "..." : "");
-}
-
 static void
 set_bad_value (GError **error, const char *key, const char *value,
                const char *expected)
 {
-  g_autofree char *shown = shown_value (value);
+  g_autofree char *shown = ova_quote_untrusted (value, SHOWN_VALUE_MAX);
 
   g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
                "invalid %s value %s (expected %s)", key, shown, expected);
