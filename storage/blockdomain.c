@@ -87,8 +87,7 @@ read_domain_metadata (stor_domain *d, const char *const *vg_tags)
 {
   g_autoptr (stor_dommeta) md = NULL;
   g_autoptr (GError) err = NULL;
-  const char *sduuid;
-  gint64 version;
+  g_autofree char *where = NULL;
 
   md = stor_dommeta_parse_vg_tags (vg_tags, &err);
   if (md == NULL) {
@@ -100,27 +99,8 @@ read_domain_metadata (stor_domain *d, const char *const *vg_tags)
     return;
   }
 
-  if (stor_dommeta_get_int (md, "VERSION", &version) &&
-      version >= 0 && version <= G_MAXINT)
-    d->version = version;
-  else
-    g_ptr_array_add (d->problems,
-                     stor_problem_new ("domain-metadata",
-                                       "volume group %s: missing or invalid "
-                                       "MDT_VERSION", d->uuid));
-
-  g_free (d->storage);
-  d->storage = g_strdup (stor_storage_from_type (stor_dommeta_get (md, "TYPE")));
-
-  sduuid = stor_dommeta_get (md, "SDUUID");
-  if (sduuid == NULL || g_ascii_strcasecmp (sduuid, d->uuid) != 0)
-    g_ptr_array_add (d->problems,
-                     stor_problem_new ("domain-metadata",
-                                       "volume group %s: MDT_SDUUID %s does "
-                                       "not match the volume group name",
-                                       d->uuid, sduuid ? sduuid : "(missing)"));
-
-  d->md = g_steal_pointer (&md);
+  where = g_strdup_printf ("tags of volume group %s", d->uuid);
+  stor_domain_set_metadata (d, g_steal_pointer (&md), where);
 }
 
 /* A stor_volume for one data LV from its tags, or NULL to skip the LV. */

@@ -32,8 +32,6 @@ read_domain_metadata (stor_domain *d, const char *sd_dir)
   g_autoptr (stor_dommeta) md = NULL;
   g_autoptr (GError) err = NULL;
   g_autofree char *buf = NULL;
-  const char *sduuid;
-  gint64 version;
   gsize len;
 
   if (!ova_read_file_direct (path, STOR_DOMMETA_MAX_SIZE, &buf, &len, &err)) {
@@ -49,26 +47,7 @@ read_domain_metadata (stor_domain *d, const char *sd_dir)
     return;
   }
 
-  if (stor_dommeta_get_int (md, "VERSION", &version) &&
-      version >= 0 && version <= G_MAXINT)
-    d->version = version;
-  else
-    g_ptr_array_add (d->problems,
-                     stor_problem_new ("domain-metadata",
-                                       "%s: missing or invalid VERSION", path));
-
-  g_free (d->storage);
-  d->storage = g_strdup (stor_storage_from_type (stor_dommeta_get (md, "TYPE")));
-
-  sduuid = stor_dommeta_get (md, "SDUUID");
-  if (sduuid == NULL || g_ascii_strcasecmp (sduuid, d->uuid) != 0)
-    g_ptr_array_add (d->problems,
-                     stor_problem_new ("domain-metadata",
-                                       "%s: SDUUID %s does not match the "
-                                       "domain directory %s", path,
-                                       sduuid ? sduuid : "(missing)", d->uuid));
-
-  d->md = g_steal_pointer (&md);
+  stor_domain_set_metadata (d, g_steal_pointer (&md), path);
 }
 
 /* One <vol>.meta in images/<img>. */

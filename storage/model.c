@@ -190,6 +190,34 @@ stor_domain_build_images (stor_domain *d)
   }
 }
 
+void
+stor_domain_set_metadata (stor_domain *d, stor_dommeta *md, const char *where)
+{
+  const char *sduuid = stor_dommeta_get (md, "SDUUID");
+  gint64 version;
+
+  if (stor_dommeta_get_int (md, "VERSION", &version) &&
+      version >= 0 && version <= G_MAXINT)
+    d->version = version;
+  else
+    g_ptr_array_add (d->problems,
+                     stor_problem_new ("domain-metadata",
+                                       "%s: missing or invalid VERSION", where));
+
+  g_free (d->storage);
+  d->storage = g_strdup (stor_storage_from_type (stor_dommeta_get (md, "TYPE")));
+
+  if (sduuid == NULL || g_ascii_strcasecmp (sduuid, d->uuid) != 0)
+    g_ptr_array_add (d->problems,
+                     stor_problem_new ("domain-metadata",
+                                       "%s: SDUUID %s does not match the "
+                                       "domain %s", where,
+                                       sduuid ? sduuid : "(missing)", d->uuid));
+
+  stor_dommeta_free (d->md);
+  d->md = md;
+}
+
 stor_image *
 stor_domain_find_image (const stor_domain *d, const char *img_uuid)
 {

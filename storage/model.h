@@ -83,6 +83,11 @@ gboolean stor_domain_add_volume (stor_domain *d, stor_volume *v);
  * _remove_me_ remnants) and build each image's chain (chain.h). */
 void stor_domain_build_images (stor_domain *d);
 
+/* Take the domain's metadata (ownership of md passes): VERSION, the
+ * storage kind from TYPE, and SDUUID checked against d->uuid; what is wrong
+ * is a "domain-metadata" problem naming where the metadata came from. */
+void stor_domain_set_metadata (stor_domain *d, stor_dommeta *md, const char *where);
+
 stor_image *stor_domain_find_image (const stor_domain *d, const char *img_uuid);
 
 /* "nfs" etc. from the metadata TYPE (NFS, GLUSTERFS, POSIXFS, LOCALFS,

@@ -44,37 +44,6 @@ usage () {
     exit 2
 }
 
-pid_alive () {
-    local state
-    kill -0 "$1" 2>/dev/null || return 1
-    # Without systemd as PID 1 a killed daemon may stay a zombie for a while.
-    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
-    [ "${state%% *}" != Z ]
-}
-
-# wait_gone SECONDS PID...: 0 when all are gone in time.
-wait_gone () {
-    local secs=$1 pid i; shift
-    for (( i = 0; i < secs * 10; i++ )); do
-        for pid in "$@"; do
-            if pid_alive "$pid"; then
-                sleep 0.1
-                continue 2
-            fi
-        done
-        return 0
-    done
-    return 1
-}
-
-stop_pids () {
-    [ $# -gt 0 ] || return 0
-    kill "$@" 2>/dev/null || true
-    wait_gone 10 "$@" && return 0
-    kill -KILL "$@" 2>/dev/null || true
-    wait_gone 5 "$@" || tb_die "processes $* did not exit"
-}
-
 # state_set KEY VALUE: recorded at once, so that "down" after a failure in
 # the middle of "up" finds everything created so far.
 state_set () {
@@ -350,8 +319,8 @@ cmd_down () {
         # The client exits by itself once unmounted.
         if [ -s "$G/fuse.pid" ]; then
             pid=$(head -c 32 "$G/fuse.pid" | tr -dc 0-9)
-            if [ -n "$pid" ] && ! wait_gone 10 "$pid"; then
-                stop_pids "$pid"
+            if [ -n "$pid" ] && ! tb_wait_gone 10 "$pid"; then
+                tb_stop_pids "$pid"
             fi
         fi
         rmdir "$MNT" 2>/dev/null || true
@@ -371,7 +340,7 @@ cmd_down () {
                 grep -A1 -x -- -S | grep -x '/var/run/gluster/[0-9a-f]*\.socket' || true)
         done
         # Every process in the namespace was started by this script.
-        stop_pids "${pids[@]}"
+        tb_stop_pids "${pids[@]}"
         ip netns del "$NS"
     fi
     if [ -n "$VETH_HOST" ] && ip link show "$VETH_HOST" >/dev/null 2>&1; then

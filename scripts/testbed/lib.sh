@@ -10,6 +10,40 @@ tb_die () {
     exit 1
 }
 
+# Alive means: signal 0 succeeds and it is not a zombie. Without systemd as
+# PID 1 a killed daemon may stay <defunct> until something reaps it.
+tb_pid_alive () {
+    local state
+    kill -0 "$1" 2>/dev/null || return 1
+    # The state follows the parenthesised command name, which may hold spaces.
+    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+    [ "${state%% *}" != Z ]
+}
+
+# tb_wait_gone SECONDS PID...: 0 when all are gone in time.
+tb_wait_gone () {
+    local secs=$1 pid i; shift
+    for (( i = 0; i < secs * 10; i++ )); do
+        for pid in "$@"; do
+            if tb_pid_alive "$pid"; then
+                sleep 0.1
+                continue 2
+            fi
+        done
+        return 0
+    done
+    return 1
+}
+
+# tb_stop_pids PID...: SIGTERM, up to 15 s, then SIGKILL and 5 s more.
+tb_stop_pids () {
+    [ $# -gt 0 ] || return 0
+    kill "$@" 2>/dev/null || true
+    tb_wait_gone 15 "$@" && return 0
+    kill -KILL "$@" 2>/dev/null || true
+    tb_wait_gone 5 "$@" || tb_die "processes $* did not exit"
+}
+
 tb_uuid () {
     cat /proc/sys/kernel/random/uuid
 }

@@ -11,6 +11,10 @@
 
 set -euo pipefail
 
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+
 URI=qemu:///system
 STATE=${OVAGENT_TB_LIBVIRT_STATE:-/run/ovagent-testbed/libvirt}
 VIRTLOGD_PIDFILE=/run/virtlogd.pid
@@ -26,41 +30,16 @@ usage () {
     exit 2
 }
 
-# Dead means: signal 0 fails or only a zombie is left (PID 1 here is not
-# systemd and may reap late).
-pid_alive () {
-    local state
-    kill -0 "$1" 2>/dev/null || return 1
-    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
-    [ "${state%% *}" != Z ]
-}
-
 # daemon_pid PIDFILE NAME: the pid of the running daemon NAME named by PIDFILE.
 daemon_pid () {
     local pidfile=$1 name=$2 pid comm
     [ -s "$pidfile" ] || return 1
     pid=$(head -c 32 "$pidfile" | tr -dc 0-9)
     [ -n "$pid" ] || return 1
-    pid_alive "$pid" || return 1
+    tb_pid_alive "$pid" || return 1
     comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
     [ "$comm" = "$name" ] || return 1
     echo "$pid"
-}
-
-stop_pid () {
-    local pid=$1 i
-    pid_alive "$pid" || return 0
-    kill "$pid" 2>/dev/null || true
-    for (( i = 0; i < 150; i++ )); do
-        pid_alive "$pid" || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    for (( i = 0; i < 50; i++ )); do
-        pid_alive "$pid" || return 0
-        sleep 0.1
-    done
-    die "process $pid did not exit"
 }
 
 # Serialises up/down of concurrent test runs.
@@ -151,14 +130,14 @@ cmd_down () {
             # The pid file appears a moment after "libvirtd -d" returns.
             wait_for_pidfile "$LIBVIRTD_PIDFILE" libvirtd || true
             if pid=$(daemon_pid "$LIBVIRTD_PIDFILE" libvirtd); then
-                stop_pid "$pid"
+                tb_stop_pids "$pid"
             fi
             rm -f "$STATE/started-libvirtd"
         fi
         if [ -e "$STATE/started-virtlogd" ]; then
             wait_for_pidfile "$VIRTLOGD_PIDFILE" virtlogd || true
             if pid=$(daemon_pid "$VIRTLOGD_PIDFILE" virtlogd); then
-                stop_pid "$pid"
+                tb_stop_pids "$pid"
             fi
             rm -f "$STATE/started-virtlogd"
         fi

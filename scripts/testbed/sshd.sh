@@ -10,6 +10,10 @@
 
 set -euo pipefail
 
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+
 SSHD=${SSHD:-/usr/sbin/sshd}
 
 die () {
@@ -22,33 +26,6 @@ usage () {
     exit 2
 }
 
-# A process is gone when signal 0 fails or only its zombie is left: without
-# systemd as PID 1 a killed daemon may stay <defunct> until something reaps it.
-pid_alive () {
-    local state
-    kill -0 "$1" 2>/dev/null || return 1
-    # The state follows the parenthesised command name, which may hold spaces.
-    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
-    [ "${state%% *}" != Z ]
-}
-
-# stop_pid PID: SIGTERM, wait up to 10 s, then SIGKILL and wait again.
-stop_pid () {
-    local pid=$1 i
-    pid_alive "$pid" || return 0
-    kill "$pid" 2>/dev/null || true
-    for (( i = 0; i < 100; i++ )); do
-        pid_alive "$pid" || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    for (( i = 0; i < 50; i++ )); do
-        pid_alive "$pid" || return 0
-        sleep 0.1
-    done
-    die "process $pid did not exit"
-}
-
 # Only a pid file that names a running sshd started with our config counts:
 # a stale file must never make us signal an unrelated process.
 our_sshd_pid () {
@@ -56,7 +33,7 @@ our_sshd_pid () {
     [ -s "$dir/sshd.pid" ] || return 1
     pid=$(head -c 32 "$dir/sshd.pid" | tr -dc 0-9)
     [ -n "$pid" ] || return 1
-    pid_alive "$pid" || return 1
+    tb_pid_alive "$pid" || return 1
     tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null |
         grep -qF -- "-f $dir/sshd_config" || return 1
     echo "$pid"
@@ -171,7 +148,7 @@ cmd_down () {
     [ -d "$dir" ] || return 0
     dir=$(cd "$dir" && pwd)
     if pid=$(our_sshd_pid "$dir"); then
-        stop_pid "$pid"
+        tb_stop_pids "$pid"
     fi
     rm -f "$dir/sshd_config" "$dir/sshd.pid" "$dir/sshd.log" "$dir/sshd.env" \
         "$dir/hostkey" "$dir/hostkey.pub" "$dir/clientkey" "$dir/clientkey.pub" \

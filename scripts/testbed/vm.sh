@@ -13,6 +13,10 @@
 
 set -euo pipefail
 
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+
 URI=${OVAGENT_TB_LIBVIRT_URI:-qemu:///system}
 DISK_LETTERS=abcdefghijklmnopqrst
 
@@ -33,13 +37,6 @@ virsh_ () {
 
 check_name () {
     [[ $1 =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$ ]] || die "invalid VM name: $1"
-}
-
-pid_alive () {
-    local state
-    kill -0 "$1" 2>/dev/null || return 1
-    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
-    [ "${state%% *}" != Z ]
 }
 
 xml_escape () {
@@ -226,10 +223,10 @@ cmd_destroy () {
     # virsh destroy returns once QEMU was killed; wait until it is really gone.
     if [ -n "$pid" ]; then
         for (( i = 0; i < 100; i++ )); do
-            pid_alive "$pid" || break
+            tb_pid_alive "$pid" || break
             sleep 0.1
         done
-        ! pid_alive "$pid" || die "QEMU of $name (pid $pid) did not exit"
+        ! tb_pid_alive "$pid" || die "QEMU of $name (pid $pid) did not exit"
     fi
     rm -f "$root/vm-$name.pid" "$root/vm-$name.xml"
     restore_owners "$root" "$name"
