@@ -56,5 +56,14 @@ for (( i = 1; i <= runs; i++ )); do
     read -r wall rss_kib < <(tail -n 1 "$work/time")
     printf '%-5s %10s %14s %6s\n' "$i" "$wall" "$(( rss_kib / 1024 ))" "$rc"
 done
+
+# The floor any lister pays: read every volume's metadata file once, with no
+# parsing. Ratio > 1 is what parsing, chain building and JSON cost on top.
+/usr/bin/time -f '%e %M' -o "$work/time" \
+    find "$OVAGENT_DATA_CENTER/mnt/" -name '*.meta' -exec cat {} + >/dev/null
+read -r floor_wall floor_rss < <(tail -n 1 "$work/time")
+printf '%-5s %10s %14s %6s\n' "floor" "$floor_wall" "$(( floor_rss / 1024 ))" "-"
+echo "  (floor: find DC/mnt -name '*.meta' -exec cat {} +)"
+echo "ratio, last run / floor: $(awk -v a="$wall" -v b="$floor_wall" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "n/a (floor below timer resolution)" }')"
 echo
 echo "($(nproc) CPUs; $(uname -r); times vary from run to run on a shared VM)"
