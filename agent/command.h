@@ -57,5 +57,10 @@ void ova_usage_error (const ova_ctx *ctx, GError **error, const char *fmt, ...)
 gboolean cmd_list (ova_ctx *ctx, int argc, char **argv, GError **error);
 gboolean cmd_info (ova_ctx *ctx, int argc, char **argv, GError **error);
 gboolean cmd_version (ova_ctx *ctx, int argc, char **argv, GError **error);
+gboolean cmd_export_chain (ova_ctx *ctx, int argc, char **argv, GError **error);
+gboolean cmd_receive (ova_ctx *ctx, int argc, char **argv, GError **error);
+gboolean cmd_verify (ova_ctx *ctx, int argc, char **argv, GError **error);
+gboolean cmd_restore (ova_ctx *ctx, int argc, char **argv, GError **error);
+gboolean cmd_import (ova_ctx *ctx, int argc, char **argv, GError **error);
 
 #endif

@@ -35,6 +35,9 @@ static const struct config_key {
   { "libvirt_uri", KEY_STRING },
   { "log_level", KEY_LOG_LEVEL },
   { "syslog", KEY_BOOL },
+  { "ssh_key", KEY_PATH },
+  { "ssh_known_hosts", KEY_PATH },
+  { "remote_command", KEY_COMMAND },
 };
 
 static const struct config_key *
@@ -72,6 +75,12 @@ config_string_field (ova_config *cfg, const char *name)
     return &cfg->env.libvirt_uri;
   if (strcmp (name, "log_level") == 0)
     return &cfg->log_level;
+  if (strcmp (name, "ssh_key") == 0)
+    return &cfg->ssh_key;
+  if (strcmp (name, "ssh_known_hosts") == 0)
+    return &cfg->ssh_known_hosts;
+  if (strcmp (name, "remote_command") == 0)
+    return &cfg->remote_command;
   g_assert_not_reached ();
 }
 
@@ -290,6 +299,9 @@ ova_config_load (const char *path, GError **error)
   cfg->env.libvirt_uri = g_strdup ("qemu:///system");
   cfg->log_level = g_strdup ("warning");
   cfg->syslog = TRUE;
+  cfg->ssh_key = NULL;
+  cfg->ssh_known_hosts = NULL;
+  cfg->remote_command = g_strdup ("ovagent");
 
   /* A file named by the user must exist; only the default may be absent. */
   if (path == NULL) {
@@ -319,5 +331,8 @@ ova_config_free (ova_config *cfg)
   g_free (cfg->env.state_dir);
   g_free (cfg->env.libvirt_uri);
   g_free (cfg->log_level);
+  g_free (cfg->ssh_key);
+  g_free (cfg->ssh_known_hosts);
+  g_free (cfg->remote_command);
   g_free (cfg);
 }

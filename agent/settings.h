@@ -14,6 +14,11 @@ typedef struct ova_config {
                           * state_dir, libvirt_uri */
   char *log_level;       /* log_level key; NULL = warning */
   gboolean syslog;       /* syslog key; default true */
+  char *ssh_key;         /* ssh_key: private key for --target; NULL = the
+                          * SSH library's defaults (~/.ssh/id_ed25519, id_rsa…) */
+  char *ssh_known_hosts; /* ssh_known_hosts; NULL = ~/.ssh/known_hosts */
+  char *remote_command;  /* remote_command: the program --target runs on the
+                          * target host; default "ovagent" */
 } ova_config;
 
 /* Load configuration. path NULL means the default file, which may be
@@ -21,8 +26,9 @@ typedef struct ova_config {
  * unreadable file fails with OVA_ERROR_USAGE naming the file and key.
  * Environment variables OVAGENT_DATA_CENTER, OVAGENT_LVM_DEVICES
  * (comma-separated), OVAGENT_LVM_COMMAND, OVAGENT_RUN_DIR,
- * OVAGENT_STATE_DIR, OVAGENT_LIBVIRT_URI, OVAGENT_LOG_LEVEL and
- * OVAGENT_SYSLOG override the file. */
+ * OVAGENT_STATE_DIR, OVAGENT_LIBVIRT_URI, OVAGENT_LOG_LEVEL,
+ * OVAGENT_SYSLOG, OVAGENT_SSH_KEY, OVAGENT_SSH_KNOWN_HOSTS and
+ * OVAGENT_REMOTE_COMMAND override the file. */
 ova_config *ova_config_load (const char *path, GError **error);
 void ova_config_free (ova_config *cfg);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (ova_config, ova_config_free)

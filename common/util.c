@@ -297,3 +297,37 @@ ova_quote_untrusted (const char *value, gsize max)
 
   return g_strdup_printf ("\"%s\"%s", escaped, len > max ? "..." : "");
 }
+
+gboolean
+ova_run_status (const char *const *argv, char **stdout_out, char **stderr_out,
+                int *exit_status, GError **error)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  g_autofree char *cmdline = NULL;
+  g_autoptr (GError) spawn_err = NULL;
+  int status;
+
+  if (!g_spawn_sync (NULL, (char **) argv, NULL,
+                     G_SPAWN_SEARCH_PATH | G_SPAWN_CLOEXEC_PIPES,
+                     NULL, NULL, &out, &err, &status, &spawn_err)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot run %s: %s", argv[0], spawn_err->message);
+    return FALSE;
+  }
+  if (!WIFEXITED (status)) {
+    cmdline = g_strjoinv (" ", (char **) argv);
+    g_strstrip (err);
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "%s was killed by signal %d: %s", cmdline,
+                 WIFSIGNALED (status) ? WTERMSIG (status) : 0,
+                 *err ? err : "no message");
+    return FALSE;
+  }
+  *exit_status = WEXITSTATUS (status);
+  if (stdout_out)
+    *stdout_out = g_steal_pointer (&out);
+  if (stderr_out)
+    *stderr_out = g_steal_pointer (&err);
+  return TRUE;
+}

@@ -29,6 +29,13 @@ gboolean ova_pread_direct (const char *path, guint64 offset, gsize len,
 gboolean ova_run (const char *const *argv, char **stdout_out, char **stderr_out,
                   GError **error);
 
+/* The same for programs whose exit status is an answer (qemu-img check
+ * exits 3 for leaked clusters and still prints its report): any exit is
+ * success and sets *exit_status; only failing to run or being killed by a
+ * signal is an error. */
+gboolean ova_run_status (const char *const *argv, char **stdout_out,
+                         char **stderr_out, int *exit_status, GError **error);
+
 /* GCompareFunc for a GPtrArray of strings (byte order). */
 gint ova_compare_strings (gconstpointer a, gconstpointer b);
 

@@ -17,7 +17,7 @@ fi
 
 srcdir=$(cd "$(dirname "$0")/.." && pwd)
 builddir=$srcdir/build-fuzz
-targets=(volmeta dommeta)
+targets=(volmeta dommeta stream)
 jobs=$(nproc 2>/dev/null || echo 2)
 
 tmpdir=$(mktemp -d)
@@ -64,19 +64,29 @@ fi
 
 objdir=$builddir/obj
 mkdir -p "$objdir"
+# A build configured before FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION was
+# added would keep objects built without it: start that one over.
+if [[ -e $objdir/config.status ]] &&
+   ! grep -q FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION "$objdir/config.status"; then
+  rm -rf "$objdir"
+  mkdir -p "$objdir"
+fi
 if [[ ! -e $objdir/config.status ]]; then
-  # fuzzer-no-link instruments the parsers in libstorage.a for coverage;
-  # only the targets link libFuzzer itself (fuzz/Makefile.am).
+  # fuzzer-no-link instruments the parsers in libstorage.a and libstream.a
+  # for coverage; only the targets link libFuzzer itself (fuzz/Makefile.am).
+  # FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION: the stream decoder ignores
+  # hash mismatches, so that mutations reach the checks behind the hashes.
   (
     cd "$objdir"
     "$top/configure" CC=clang \
-      CFLAGS="-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link" \
+      CFLAGS="-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION" \
       --enable-fuzzing --enable-sanitizers > "$tmpdir/configure.log" 2>&1
   ) || { cat "$tmpdir/configure.log" >&2; exit 1; }
 fi
 
 make -C "$objdir/common" -j"$jobs" ARFLAGS=cr libcommon.a >/dev/null
 make -C "$objdir/storage" -j"$jobs" ARFLAGS=cr libstorage.a >/dev/null
+make -C "$objdir/stream" -j"$jobs" ARFLAGS=cr libstream.a >/dev/null
 make -C "$objdir/fuzz" -j"$jobs" "${targets[@]/#/fuzz-}" >/dev/null
 
 mkdir -p "$builddir/artifacts"

@@ -347,3 +347,112 @@ stor_find_disk (GPtrArray *domains, const char *disk,
     *img = found_img;
   return TRUE;
 }
+
+/* ---- re-reading one record ---- */
+
+/* A .meta file is one 512-byte record (filedomain.c reads at most this). */
+#define REREAD_META_FILE_MAX 4096
+#define REREAD_METADATA_LV "metadata"
+
+/* The record text before its EOF line, without the NUL padding. */
+static char *
+record_text (const char *buf, gsize len)
+{
+  g_autoptr (GString) s = g_string_new (NULL);
+  const char *p = buf;
+  const char *end = buf + strnlen (buf, len);
+
+  while (p < end) {
+    const char *nl = memchr (p, '\n', end - p);
+    const char *line_end = nl ? nl : end;
+
+    if (line_end - p >= 3 && memcmp (p, "EOF", 3) == 0)
+      break;
+    g_string_append_len (s, p, line_end - p);
+    g_string_append_c (s, '\n');
+    p = nl ? nl + 1 : end;
+  }
+  return g_string_free (g_steal_pointer (&s), FALSE);
+}
+
+static gboolean
+reread_block_record (const stor_env *env, const stor_domain *d,
+                     const stor_volume *v, char **buf, gsize *len,
+                     GError **error)
+{
+  g_autofree char *md_path = NULL;
+  g_autoptr (stor_lv_guard) guard = NULL;
+  guint64 offset;
+
+  if (v->slot < 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "%s/%s: no valid MD_ tag: its metadata slot is unknown",
+                 d->uuid, v->uuid);
+    return FALSE;
+  }
+  if (d->version < 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "%s: domain version unknown: the metadata slot layout is "
+                 "unknown", d->uuid);
+    return FALSE;
+  }
+  offset = stor_volmeta_slot_offset (d->version, v->slot);
+  md_path = g_build_filename ("/dev", d->uuid, REREAD_METADATA_LV, NULL);
+  if (!stor_lv_is_active (d->uuid, REREAD_METADATA_LV)) {
+    guard = stor_lv_guard_new (env);
+    if (!stor_lv_guard_activate (guard, d->uuid, REREAD_METADATA_LV, error))
+      return FALSE;
+  }
+  if (!ova_pread_direct (md_path, offset, STOR_VOLMETA_SIZE, buf, error))
+    return FALSE;
+  *len = STOR_VOLMETA_SIZE;
+  /* The guard goes now: it deactivates only what it activated. */
+  return TRUE;
+}
+
+stor_volmeta *
+stor_reread_volmeta (const stor_env *env, const stor_domain *d,
+                     const stor_volume *v, char **raw_out, GError **error)
+{
+  g_autofree char *buf = NULL;
+  g_autofree char *where = NULL;
+  g_autoptr (GError) err = NULL;
+  stor_volmeta *md;
+  gsize len = 0;
+
+  if (d->kind == STOR_KIND_FILE) {
+    if (v->path == NULL) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "volume %s/%s has no file", d->uuid, v->uuid);
+      return NULL;
+    }
+    where = g_strconcat (v->path, ".meta", NULL);
+    if (!ova_read_file_direct (where, REREAD_META_FILE_MAX, &buf, &len, &err)) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "cannot read the metadata of volume %s again: %s",
+                   v->uuid, err->message);
+      return NULL;
+    }
+  }
+  else {
+    where = g_strdup_printf ("slot %" G_GINT64_FORMAT " of /dev/%s/%s",
+                             v->slot, d->uuid, REREAD_METADATA_LV);
+    if (!reread_block_record (env, d, v, &buf, &len, &err)) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "cannot read the metadata of volume %s again: %s",
+                   v->uuid, err->message);
+      return NULL;
+    }
+  }
+
+  md = stor_volmeta_parse (buf, len, &err);
+  if (md == NULL) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "invalid metadata of volume %s in %s: %s",
+                 v->uuid, where, err->message);
+    return NULL;
+  }
+  if (raw_out)
+    *raw_out = record_text (buf, len);
+  return md;
+}

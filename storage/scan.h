@@ -29,4 +29,13 @@ stor_domain *stor_scan_block_domain (const stor_env *env, const char *vg,
 gboolean stor_find_disk (GPtrArray *domains, const char *disk,
                          stor_domain **dom, stor_image **img, GError **error);
 
+/* Read one volume's metadata record again, from storage and not from a
+ * cache: the <vol>.meta next to a file volume, or the volume's MD_ slot in
+ * the metadata LV of a block domain (activated for the read if needed, and
+ * deactivated again). raw_out, if not NULL, gets the record's text up to its
+ * EOF line. Fails with OVA_ERROR_INTEGRITY if the record is unusable. */
+stor_volmeta *stor_reread_volmeta (const stor_env *env, const stor_domain *d,
+                                   const stor_volume *v, char **raw_out,
+                                   GError **error);
+
 #endif

@@ -2,8 +2,13 @@
 # A block storage domain as VDSM lays it out (VG named by the SD, MDT_ tags,
 # special LVs, tagged data LVs, metadata-LV slots) on a loop-device PV.
 #
-#   blockdomain.sh up ROOT [--version 4|5]   build it; ROOT/expected.json, ROOT/env
-#                                            (OVAGENT_* settings) and ROOT/ids
+#   blockdomain.sh up ROOT [--version 4|5] [--spare]
+#                                            build it; ROOT/expected.json, ROOT/env
+#                                            (OVAGENT_* settings) and ROOT/ids;
+#                                            --spare adds two empty leaf volumes in
+#                                            images of their own, as the engine creates
+#                                            them for a restore (raw preallocated and
+#                                            qcow2)
 #   blockdomain.sh down ROOT                 deactivate, remove the VG, PV, loop
 #                                            device(s) and ROOT
 # Every LVM command goes through lvm-shim, which emulates activation where the
@@ -21,7 +26,7 @@ MARKER=.ovagent-blockdomain-testbed
 export LVM_SUPPRESS_FD_WARNINGS=1
 
 usage () {
-    echo "usage: ${0##*/} up ROOT [--version 4|5] | down ROOT" >&2
+    echo "usage: ${0##*/} up ROOT [--version 4|5] [--spare] | down ROOT" >&2
     exit 2
 }
 
@@ -240,6 +245,33 @@ up () {
     ids_add ZEROED_VOL "$v"
     ids_add ZEROED_SLOT "$SLOT"
 
+    if [ "$SPARE" = 1 ]; then
+        # Restore targets: a preallocated raw LV still holding old bytes,
+        # and a fresh qcow2 LV.
+        img=$(tb_uuid); v=$(tb_uuid)
+        data_lv "$img" "$v" 1024
+        record "$img" "" RAW LEAF "$GiB" TYPE=PREALLOCATED | write_slot "$SLOT"
+        activate "$v"
+        fill "$v" raw 0x99 0 2M
+        fill "$v" raw 0x98 512M 1M
+        deactivate "$v"
+        tb_expect_image "$SD" "$img"
+        expect "$v" "" raw leaf legal "$GiB"
+        ids_add SPARE_RAW_IMG "$img"
+        ids_add SPARE_RAW_VOL "$v"
+
+        img=$(tb_uuid); v=$(tb_uuid)
+        data_lv "$img" "$v" 128
+        record "$img" "" COW LEAF "$GiB" | write_slot "$SLOT"
+        activate "$v"
+        qcow2 "$v" "$GiB"
+        deactivate "$v"
+        tb_expect_image "$SD" "$img"
+        expect "$v" "" cow leaf legal "$GiB"
+        ids_add SPARE_COW_IMG "$img"
+        ids_add SPARE_COW_VOL "$v"
+    fi
+
     tb_expect_write "$ROOT/expected.json" "$ROOT/data-center"
     rm -rf "$TB_EXPECT"
     blockdev --flushbufs "$LOOP"
@@ -302,6 +334,7 @@ down () {
 CMD=$1 ROOT=$2
 shift 2
 VERSION=5
+SPARE=0
 case $CMD in
     up)
         while [ $# -gt 0 ]; do
@@ -310,6 +343,9 @@ case $CMD in
                     [ $# -ge 2 ] || usage
                     case $2 in 4|5) VERSION=$2 ;; *) tb_die "--version: 4 or 5, not $2" ;; esac
                     shift 2 ;;
+                --spare)
+                    SPARE=1
+                    shift ;;
                 *) usage ;;
             esac
         done

@@ -13,6 +13,7 @@ static const char *const env_vars[] = {
   "OVAGENT_CONFIG", "OVAGENT_DATA_CENTER", "OVAGENT_LVM_DEVICES",
   "OVAGENT_LVM_COMMAND", "OVAGENT_RUN_DIR", "OVAGENT_STATE_DIR",
   "OVAGENT_LIBVIRT_URI", "OVAGENT_LOG_LEVEL", "OVAGENT_SYSLOG",
+  "OVAGENT_SSH_KEY", "OVAGENT_SSH_KNOWN_HOSTS", "OVAGENT_REMOTE_COMMAND",
 };
 
 /* A private directory for config files; the environment starts clean. */
@@ -78,6 +79,9 @@ assert_defaults (const ova_config *cfg)
   g_assert_cmpstr (cfg->env.libvirt_uri, ==, "qemu:///system");
   g_assert_cmpstr (cfg->log_level, ==, "warning");
   g_assert_true (cfg->syslog);
+  g_assert_null (cfg->ssh_key);
+  g_assert_null (cfg->ssh_known_hosts);
+  g_assert_cmpstr (cfg->remote_command, ==, "ovagent");
 }
 
 static void
@@ -130,7 +134,10 @@ test_file (fixture *f, gconstpointer data G_GNUC_UNUSED)
               "state_dir = /tmp/state\n"
               "libvirt_uri = qemu+unix:///system?socket=/tmp/sock\n"
               "log_level = DEBUG\n"
-              "syslog = false\n");
+              "syslog = false\n"
+              "ssh_key = /etc/ovagent/id_ed25519\n"
+              "ssh_known_hosts = /etc/ovagent/known_hosts\n"
+              "remote_command = /usr/local/bin/ovagent\n");
   cfg = ova_config_load (f->conf, &err);
   g_assert_no_error (err);
   g_assert_cmpstr (cfg->env.data_center, ==, "/srv/dc");
@@ -144,6 +151,9 @@ test_file (fixture *f, gconstpointer data G_GNUC_UNUSED)
   g_assert_cmpstr (cfg->env.libvirt_uri, ==, "qemu+unix:///system?socket=/tmp/sock");
   g_assert_cmpstr (cfg->log_level, ==, "debug");
   g_assert_false (cfg->syslog);
+  g_assert_cmpstr (cfg->ssh_key, ==, "/etc/ovagent/id_ed25519");
+  g_assert_cmpstr (cfg->ssh_known_hosts, ==, "/etc/ovagent/known_hosts");
+  g_assert_cmpstr (cfg->remote_command, ==, "/usr/local/bin/ovagent");
 }
 
 static void
@@ -157,12 +167,17 @@ test_env_overrides_file (fixture *f, gconstpointer data G_GNUC_UNUSED)
               "data_center = /srv/file\n"
               "lvm_devices = /dev/loop0\n"
               "state_dir = /srv/state\n"
-              "syslog = true\n");
+              "syslog = true\n"
+              "ssh_key = /srv/key\n"
+              "remote_command = ovagent\n");
   g_setenv ("OVAGENT_DATA_CENTER", "/srv/env", TRUE);
   g_setenv ("OVAGENT_LVM_DEVICES", "/dev/loop5,/dev/loop6", TRUE);
   g_setenv ("OVAGENT_LIBVIRT_URI", "test:///default", TRUE);
   g_setenv ("OVAGENT_SYSLOG", "no", TRUE);
   g_setenv ("OVAGENT_LOG_LEVEL", "info", TRUE);
+  g_setenv ("OVAGENT_SSH_KEY", "/root/.ssh/backup_key", TRUE);
+  g_setenv ("OVAGENT_SSH_KNOWN_HOSTS", "/srv/known_hosts", TRUE);
+  g_setenv ("OVAGENT_REMOTE_COMMAND", "/opt/ovagent/bin/ovagent", TRUE);
   cfg = ova_config_load (f->conf, &err);
   g_assert_no_error (err);
   g_assert_cmpstr (cfg->env.data_center, ==, "/srv/env");
@@ -172,6 +187,9 @@ test_env_overrides_file (fixture *f, gconstpointer data G_GNUC_UNUSED)
   g_assert_cmpstr (cfg->env.libvirt_uri, ==, "test:///default");
   g_assert_cmpstr (cfg->log_level, ==, "info");
   g_assert_false (cfg->syslog);
+  g_assert_cmpstr (cfg->ssh_key, ==, "/root/.ssh/backup_key");
+  g_assert_cmpstr (cfg->ssh_known_hosts, ==, "/srv/known_hosts");
+  g_assert_cmpstr (cfg->remote_command, ==, "/opt/ovagent/bin/ovagent");
   /* Not overridden: the file's value stays. */
   g_assert_cmpstr (cfg->env.state_dir, ==, "/srv/state");
 }
@@ -249,6 +267,11 @@ test_bad_values (fixture *f, gconstpointer data G_GNUC_UNUSED)
     { "libvirt_uri =", "libvirt_uri", "" },
     { "log_level = loud", "log_level", "loud" },
     { "syslog = maybe", "syslog", "maybe" },
+    { "ssh_key = id_rsa", "ssh_key", "id_rsa" },
+    { "ssh_key =", "ssh_key", "" },
+    { "ssh_known_hosts = ~/.ssh/known_hosts", "ssh_known_hosts", "~/.ssh/known_hosts" },
+    { "remote_command = bin/ovagent", "remote_command", "bin/ovagent" },
+    { "remote_command =", "remote_command", "" },
   };
 
   for (size_t i = 0; i < G_N_ELEMENTS (bad); i++) {
@@ -272,6 +295,8 @@ test_bad_env (fixture *f, gconstpointer data G_GNUC_UNUSED)
     { "OVAGENT_LOG_LEVEL", "chatty" },
     { "OVAGENT_SYSLOG", "2" },
     { "OVAGENT_LVM_DEVICES", "/dev/sda,loop0" },
+    { "OVAGENT_SSH_KEY", "key" },
+    { "OVAGENT_REMOTE_COMMAND", "" },
   };
 
   write_conf (f, "");

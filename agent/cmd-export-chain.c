@@ -1,0 +1,958 @@
+/* ovagent: the `export-chain` command: choose the volumes of a disk's chain to
+ * send, check and activate them, and stream them to a file, stdout or a target. */
+/* The autoconf header: <config.h> would find agent/config.h first (-I.). */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <json-glib/json-glib.h>
+
+#include "error.h"
+#include "log.h"
+#include "util.h"
+#include "agent/command.h"
+#include "agent/output.h"
+#include "agent/progress.h"
+#include "storage/chain.h"
+#include "storage/lvm.h"
+#include "storage/probe.h"
+#include "storage/scan.h"
+#include "storage/source-file.h"
+#include "stream/send.h"
+#include "stream/ssh.h"
+#include "stream/stream.h"
+#include "virt/vmusage.h"
+
+#define DEFAULT_COMPRESS_LEVEL 3
+#define MAX_COMPRESS_LEVEL 19
+
+/* Volume problems that do not make the data wrong: the PU_ tag lags the
+ * record after a merge until the SPM rewrites it, and a volume's CAP may
+ * lag its qcow2 header after an extend. Anything else refuses the export. */
+static const char *const tolerated_problems[] = {
+  "parent-tag-mismatch", "capacity-mismatch", NULL
+};
+
+/* Set by SIGINT/SIGTERM/SIGHUP: the copy stops between chunks and the LVs
+ * this run activated are deactivated before exiting. */
+static volatile gboolean cancelled;
+
+/* A write blocked on a reader that stopped reading would retry after the
+ * signal and block again: the handler points the stream's descriptor at
+ * /dev/null instead, so the write returns and the run can clean up (the
+ * reader sees the stream cut, which it rejects). -1 when not writing to a
+ * descriptor of ours. */
+static volatile sig_atomic_t redirect_fd = -1;
+static int devnull_fd = -1;
+
+static struct {
+  char *since;
+  char *to;
+  char *output;
+  char *target;
+  int compress;          /* 0: none */
+} opts;
+
+static gboolean
+opt_compress (const char *name, const char *value,
+              gpointer data G_GNUC_UNUSED, GError **error)
+{
+  guint64 level = DEFAULT_COMPRESS_LEVEL;
+
+  if (value != NULL &&
+      !g_ascii_string_to_unsigned (value, 10, 1, MAX_COMPRESS_LEVEL, &level, NULL)) {
+    g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                 "%s takes a zstd level from 1 to %d, not '%s'",
+                 name, MAX_COMPRESS_LEVEL, value);
+    return FALSE;
+  }
+  opts.compress = (int) level;
+  return TRUE;
+}
+
+static const GOptionEntry entries[] = {
+  { "since", 0, 0, G_OPTION_ARG_STRING, &opts.since,
+    "Send only the volumes after VOL (an incremental export)", "VOL" },
+  { "to", 0, 0, G_OPTION_ARG_STRING, &opts.to,
+    "Send up to VOL (default: the newest volume no running VM writes to)", "VOL" },
+  { "output", 'o', 0, G_OPTION_ARG_FILENAME, &opts.output,
+    "Write the stream to FILE (created, never overwritten), or to standard "
+    "output with -", "FILE|-" },
+  { "target", 0, 0, G_OPTION_ARG_STRING, &opts.target,
+    "Push the stream over SSH and run 'ovagent receive --repo PATH' there",
+    "ssh://[USER@]HOST[:PORT]/PATH" },
+  { "compress", 0, G_OPTION_FLAG_OPTIONAL_ARG, G_OPTION_ARG_CALLBACK, opt_compress,
+    "Compress data frames with zstd (default level 3)", "LEVEL" },
+  { NULL },
+};
+
+static void
+on_signal (int sig G_GNUC_UNUSED)
+{
+  int saved = errno;
+  int fd = redirect_fd;
+
+  cancelled = TRUE;
+  if (fd >= 0 && devnull_fd >= 0)
+    (void) dup2 (devnull_fd, fd);
+  errno = saved;
+}
+
+static void
+install_signal_handlers (void)
+{
+  /* No SA_RESTART: a blocked read or write returns, the loop sees the flag. */
+  struct sigaction sa = { .sa_handler = on_signal };
+  struct sigaction ign = { .sa_handler = SIG_IGN };
+
+  sigemptyset (&sa.sa_mask);
+  sigemptyset (&ign.sa_mask);
+  sigaction (SIGINT, &sa, NULL);
+  sigaction (SIGTERM, &sa, NULL);
+  sigaction (SIGHUP, &sa, NULL);
+  /* A reader that went away is an EPIPE error naming the sink. */
+  sigaction (SIGPIPE, &ign, NULL);
+  devnull_fd = open ("/dev/null", O_WRONLY | O_CLOEXEC);
+}
+
+/* ---- a source that counts what it reads (bytes_read in the result) ---- */
+
+typedef struct {
+  ova_source base;
+  ova_source *inner;
+  guint64 *bytes_read;
+} counting_source;
+
+static gboolean
+counting_extent (ova_source *s, guint64 offset, guint64 max_len,
+                 ova_extent *out, GError **error)
+{
+  counting_source *c = (counting_source *) s;
+
+  return c->inner->ops->extent (c->inner, offset, max_len, out, error);
+}
+
+static gboolean
+counting_pread (ova_source *s, void *buf, size_t len, guint64 offset,
+                GError **error)
+{
+  counting_source *c = (counting_source *) s;
+
+  if (!c->inner->ops->pread (c->inner, buf, len, offset, error))
+    return FALSE;
+  *c->bytes_read += len;
+  return TRUE;
+}
+
+static void
+counting_free (ova_source *s)
+{
+  counting_source *c = (counting_source *) s;
+
+  ova_source_free (c->inner);
+  g_free (c);
+}
+
+static const struct ova_source_ops counting_ops = {
+  .name = "counting",
+  .extent = counting_extent,
+  .pread = counting_pread,
+  .free = counting_free,
+};
+
+static ova_source *
+counting_source_new (ova_source *inner, guint64 *bytes_read)
+{
+  counting_source *c = g_new0 (counting_source, 1);
+
+  c->base.ops = &counting_ops;
+  c->base.size = inner->size;
+  c->base.name = inner->name;
+  c->inner = inner;
+  c->bytes_read = bytes_read;
+  return (ova_source *) c;
+}
+
+/* ---- the volumes to send ---- */
+
+typedef struct {
+  stor_volume *vol;      /* borrowed from the domain */
+  stor_volume *parent;   /* borrowed; NULL for the base */
+  stor_probe *probe;
+  stor_volmeta *md;      /* read again just before the copy */
+  char *record;          /* its text, for META */
+  ova_source *src;
+} planned_volume;
+
+static void
+planned_volume_free (planned_volume *p)
+{
+  stor_probe_free (p->probe);
+  stor_volmeta_free (p->md);
+  g_free (p->record);
+  ova_source_free (p->src);
+  g_free (p);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (planned_volume, planned_volume_free)
+
+static char *
+chain_names (const stor_image *img)
+{
+  g_autoptr (GString) s = g_string_new (NULL);
+
+  for (guint i = 0; i < img->volumes->len; i++) {
+    const stor_volume *v = img->volumes->pdata[i];
+
+    g_string_append_printf (s, "%s%s", i ? ", " : "", v->uuid);
+  }
+  return g_string_free (g_steal_pointer (&s), FALSE);
+}
+
+static int
+chain_index (const stor_image *img, const char *uuid)
+{
+  for (guint i = 0; i < img->volumes->len; i++) {
+    const stor_volume *v = img->volumes->pdata[i];
+
+    if (g_ascii_strcasecmp (v->uuid, uuid) == 0)
+      return (int) i;
+  }
+  return -1;
+}
+
+static void
+append_problems (GString *s, GPtrArray *problems, const char *const *skip)
+{
+  for (guint i = 0; problems != NULL && i < problems->len; i++) {
+    const stor_problem *p = problems->pdata[i];
+
+    if (skip != NULL && g_strv_contains (skip, p->code))
+      continue;
+    g_string_append_printf (s, "\n  %s: %s", p->code, p->message);
+  }
+}
+
+/* A chain that is not one clean line base -> top cannot be exported: which
+ * volumes form it is a guess. ILLEGAL volumes are judged per volume sent. */
+static gboolean
+check_image (const stor_domain *dom, const stor_image *img, GError **error)
+{
+  static const char *const per_volume[] = { STOR_CHAIN_ILLEGAL, NULL };
+  g_autoptr (GString) s = g_string_new (NULL);
+
+  append_problems (s, img->problems, per_volume);
+  if (s->len == 0)
+    return TRUE;
+  g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+               "disk %s/%s has chain problems; refusing to export it "
+               "(see 'ovagent info %s'):%s", dom->uuid, img->uuid, img->uuid,
+               s->str);
+  return FALSE;
+}
+
+/* The running VM that writes to path (its <source>), or NULL. */
+static const virt_disk_user *
+writer_of (GHashTable *users, const char *path)
+{
+  g_autofree char *real = realpath (path, NULL);
+  const char *keys[] = { real, path };
+
+  for (size_t k = 0; k < G_N_ELEMENTS (keys); k++) {
+    GPtrArray *list = keys[k] ? g_hash_table_lookup (users, keys[k]) : NULL;
+
+    for (guint i = 0; list != NULL && i < list->len; i++) {
+      const virt_disk_user *u = list->pdata[i];
+
+      if (u->writable_top)
+        return u;
+    }
+  }
+  return NULL;
+}
+
+/* Indexes in img->volumes of the first and last volume to send. */
+static gboolean
+choose_range (const ova_ctx *ctx, const stor_image *img, int *first, int *last,
+              GError **error)
+{
+  g_autofree char *chain = chain_names (img);
+  g_autoptr (GHashTable) users = NULL;
+  g_autoptr (GError) err = NULL;
+  int since = -1, to;
+  const stor_volume *top;
+
+  if (opts.since != NULL) {
+    since = chain_index (img, opts.since);
+    if (since < 0) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_NOT_FOUND,
+                   "volume %s is not in the chain of disk %s (chain: %s)",
+                   opts.since, img->uuid, chain);
+      return FALSE;
+    }
+  }
+
+  users = virt_volume_users (ctx->cfg->env.libvirt_uri, &err);
+
+  if (opts.to != NULL) {
+    to = chain_index (img, opts.to);
+    if (to < 0) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_NOT_FOUND,
+                   "volume %s is not in the chain of disk %s (chain: %s)",
+                   opts.to, img->uuid, chain);
+      return FALSE;
+    }
+    if (to <= since) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                   "--to %s is not after --since %s in the chain of disk %s "
+                   "(chain: %s)", opts.to, opts.since, img->uuid, chain);
+      return FALSE;
+    }
+    top = img->volumes->pdata[to];
+    if (users != NULL && top->path != NULL) {
+      const virt_disk_user *u = writer_of (users, top->path);
+
+      if (u != NULL) {
+        g_set_error (error, OVA_ERROR, OVA_ERROR_BUSY,
+                     "volume %s is the writable top of running VM %s (disk %s); "
+                     "take a snapshot and export up to its parent, or pass "
+                     "--to an older volume", top->uuid, u->vm_name, u->target);
+        return FALSE;
+      }
+    }
+    else if (users == NULL)
+      ova_warn ("exporting up to volume %s as asked by --to, without knowing "
+                "whether a running VM writes to it: %s", top->uuid, err->message);
+  }
+  else {
+    to = (int) img->volumes->len - 1;
+    top = img->volumes->pdata[to];
+    if (users != NULL && top->path != NULL) {
+      const virt_disk_user *u = writer_of (users, top->path);
+
+      if (u != NULL) {
+        ova_info ("volume %s is written by running VM %s: exporting up to "
+                  "its parent", top->uuid, u->vm_name);
+        if (to == 0 || to - 1 <= since) {
+          g_set_error (error, OVA_ERROR, OVA_ERROR_BUSY,
+                       "volume %s, the newest of disk %s, is the writable top "
+                       "of running VM %s and %s; take a snapshot first",
+                       top->uuid, img->uuid, u->vm_name,
+                       to == 0 ? "the only volume" : "nothing older is left to send");
+          return FALSE;
+        }
+        to--;
+      }
+    }
+    else if (users == NULL && top->md != NULL &&
+             top->md->voltype == STOR_VOLTYPE_LEAF) {
+      /* A LEAF is what a VM writes to: without libvirt there is no way to
+       * know it is not being written right now. */
+      g_set_error (error, OVA_ERROR, OVA_ERROR_BUSY,
+                   "cannot tell whether a running VM writes to volume %s, the "
+                   "LEAF of disk %s (%s); pass --to with its parent, or --to "
+                   "%s if no VM uses the disk", top->uuid, img->uuid,
+                   err->message, top->uuid);
+      return FALSE;
+    }
+    else if (users == NULL)
+      ova_warn ("cannot tell which running VMs use disk %s: %s",
+                img->uuid, err->message);
+  }
+
+  if (to <= since) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_NOT_FOUND,
+                 "nothing to send after volume %s: it is the newest volume of "
+                 "disk %s that can be exported (chain: %s)",
+                 opts.since, img->uuid, chain);
+    return FALSE;
+  }
+  *first = since + 1;
+  *last = to;
+  return TRUE;
+}
+
+/* Activate, probe and check one volume, read its record again and open it. */
+static planned_volume *
+prepare_volume (const ova_ctx *ctx, stor_domain *dom, stor_volume *v,
+                stor_volume *parent, stor_lv_guard *guard, guint64 *bytes_read,
+                GError **error)
+{
+  g_autoptr (GString) problems = g_string_new (NULL);
+  g_autoptr (planned_volume) p = g_new0 (planned_volume, 1);
+  ova_source *src;
+
+  p->vol = v;
+  p->parent = parent;
+
+  if (v->md == NULL || v->md->cleared) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "volume %s/%s has no usable metadata; refusing to export it",
+                 dom->uuid, v->uuid);
+    return NULL;
+  }
+  if (v->md->legality != STOR_LEGALITY_LEGAL) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "volume %s/%s is %s, not LEGAL (an operation on it did not "
+                 "finish, or it is being created); refusing to export it",
+                 dom->uuid, v->uuid, stor_legality_name (v->md->legality));
+    return NULL;
+  }
+
+  if (dom->kind == STOR_KIND_BLOCK &&
+      !stor_lv_guard_activate (guard, dom->uuid, v->uuid, error))
+    return NULL;
+
+  p->probe = stor_probe_volume (v->path, error);
+  if (p->probe == NULL)
+    return NULL;
+  stor_probe_check (p->probe, v, parent);
+  append_problems (problems, v->problems, tolerated_problems);
+  if (problems->len > 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "volume %s/%s does not match its metadata or chain; refusing "
+                 "to export it:%s", dom->uuid, v->uuid, problems->str);
+    return NULL;
+  }
+  for (guint i = 0; v->problems != NULL && i < v->problems->len; i++) {
+    const stor_problem *pb = v->problems->pdata[i];
+
+    ova_warn ("%s", pb->message);
+  }
+
+  /* The record as it is now is what META carries and what the check after
+   * the copy compares with. */
+  p->md = stor_reread_volmeta (&ctx->cfg->env, dom, v, &p->record, error);
+  if (p->md == NULL)
+    return NULL;
+  if (p->md->cleared || p->md->legality != STOR_LEGALITY_LEGAL) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "volume %s/%s is no longer LEGAL; refusing to export it",
+                 dom->uuid, v->uuid);
+    return NULL;
+  }
+
+  src = stor_source_open_volume (dom, v, error);
+  if (src == NULL)
+    return NULL;
+  p->src = counting_source_new (src, bytes_read);
+  return g_steal_pointer (&p);
+}
+
+/* ---- META ---- */
+
+static void
+add_string_or_null (JsonBuilder *b, const char *name, const char *value)
+{
+  json_builder_set_member_name (b, name);
+  if (value != NULL)
+    json_builder_add_string_value (b, value);
+  else
+    json_builder_add_null_value (b);
+}
+
+/* The VDSM record as key -> value strings, in its order. Values come from
+ * storage: kept as they are where they are UTF-8, else made valid. */
+static void
+add_record (JsonBuilder *b, const char *record)
+{
+  g_auto (GStrv) lines = g_strsplit (record, "\n", -1);
+
+  json_builder_begin_object (b);
+  for (size_t i = 0; lines[i] != NULL; i++) {
+    g_autofree char *line = g_utf8_make_valid (lines[i], -1);
+    char *eq = strchr (line, '=');
+
+    if (eq == NULL || eq == line)
+      continue;
+    *eq = '\0';
+    json_builder_set_member_name (b, line);
+    json_builder_add_string_value (b, eq + 1);
+  }
+  json_builder_end_object (b);
+}
+
+static char *
+build_meta (const stor_domain *dom, const stor_image *img, const char *since,
+            GPtrArray *plan)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonNode) root = NULL;
+  g_autoptr (GDateTime) now = g_date_time_new_now_utc ();
+  g_autofree char *created = g_date_time_format (now, "%Y-%m-%dT%H:%M:%SZ");
+  const planned_volume *top = plan->pdata[plan->len - 1];
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "format");
+  json_builder_add_string_value (b, "ovagent-stream");
+  json_builder_set_member_name (b, "version");
+  json_builder_add_int_value (b, STRM_VERSION);
+  json_builder_set_member_name (b, "tool");
+  json_builder_add_string_value (b, PACKAGE_NAME " " PACKAGE_VERSION);
+  json_builder_set_member_name (b, "host");
+  json_builder_add_string_value (b, g_get_host_name ());
+  json_builder_set_member_name (b, "created");
+  json_builder_add_string_value (b, created);
+  json_builder_set_member_name (b, "mode");
+  json_builder_add_string_value (b, "chain");
+
+  json_builder_set_member_name (b, "domain");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "uuid");
+  json_builder_add_string_value (b, dom->uuid);
+  json_builder_set_member_name (b, "kind");
+  json_builder_add_string_value (b, dom->kind == STOR_KIND_BLOCK ? "block" : "file");
+  json_builder_set_member_name (b, "storage");
+  json_builder_add_string_value (b, dom->storage ? dom->storage : "unknown");
+  json_builder_set_member_name (b, "version");
+  json_builder_add_int_value (b, dom->version);
+  json_builder_end_object (b);
+
+  json_builder_set_member_name (b, "disk");
+  json_builder_add_string_value (b, img->uuid);
+  json_builder_set_member_name (b, "capacity");
+  json_builder_add_int_value (b, (gint64) top->md->capacity);
+  add_string_or_null (b, "since", since);
+
+  json_builder_set_member_name (b, "volumes");
+  json_builder_begin_array (b);
+  for (guint i = 0; i < plan->len; i++) {
+    const planned_volume *p = plan->pdata[i];
+    const stor_volmeta *md = p->md;
+    gboolean qcow2 = p->probe->format && strcmp (p->probe->format, "qcow2") == 0;
+
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "uuid");
+    json_builder_add_string_value (b, p->vol->uuid);
+    add_string_or_null (b, "parent",
+                        ova_uuid_is_blank (md->parent) ? NULL : md->parent);
+    json_builder_set_member_name (b, "format");
+    json_builder_add_string_value (b, stor_format_name (md->format));
+    json_builder_set_member_name (b, "voltype");
+    json_builder_add_string_value (b, stor_voltype_name (md->voltype));
+    json_builder_set_member_name (b, "legality");
+    json_builder_add_string_value (b, stor_legality_name (md->legality));
+    json_builder_set_member_name (b, "capacity");
+    json_builder_add_int_value (b, (gint64) md->capacity);
+    json_builder_set_member_name (b, "generation");
+    json_builder_add_int_value (b, md->gen);
+    json_builder_set_member_name (b, "size");
+    json_builder_add_int_value (b, (gint64) p->src->size);
+    add_string_or_null (b, "qcow2_compat", qcow2 ? p->probe->qcow2_compat : NULL);
+    add_string_or_null (b, "backing", qcow2 ? p->probe->backing : NULL);
+    json_builder_set_member_name (b, "metadata");
+    add_record (b, p->record);
+    json_builder_end_object (b);
+  }
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+
+  root = json_builder_get_root (b);
+  return json_to_string (root, FALSE);
+}
+
+/* ---- where the stream goes ---- */
+
+typedef struct {
+  strm_sink *sink;
+  int fd;                /* --output FILE: ours to close */
+  char *created;         /* a file this run created: removed on failure */
+  gboolean ssh;
+} output;
+
+static void
+output_clear (output *o)
+{
+  redirect_fd = -1;
+  g_clear_pointer (&o->sink, strm_sink_free);
+  if (o->fd >= 0)
+    close (o->fd);
+  o->fd = -1;
+  if (o->created != NULL) {
+    if (unlink (o->created) < 0 && errno != ENOENT)
+      ova_warn ("cannot remove the incomplete stream %s: %s",
+                o->created, g_strerror (errno));
+    g_clear_pointer (&o->created, g_free);
+  }
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (output, output_clear)
+
+static gboolean
+open_output_file (const ova_ctx *ctx, output *o, const char *path,
+                  GError **error)
+{
+  struct stat st;
+  int fd;
+
+  fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
+  if (fd >= 0) {
+    o->created = g_strdup (path);
+  }
+  else if (errno == EEXIST && stat (path, &st) == 0 &&
+           (S_ISCHR (st.st_mode) || S_ISFIFO (st.st_mode))) {
+    /* /dev/null, a named pipe: written, never created or removed. */
+    fd = open (path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "cannot open %s for writing: %s", path, g_strerror (errno));
+      return FALSE;
+    }
+  }
+  else if (errno == EEXIST) {
+    ova_usage_error (ctx, error, "%s exists; refusing to overwrite it", path);
+    return FALSE;
+  }
+  else {
+    g_set_error (error, OVA_ERROR,
+                 errno == ENOSPC ? OVA_ERROR_NO_SPACE : OVA_ERROR_INTERNAL,
+                 "cannot create %s: %s", path, g_strerror (errno));
+    return FALSE;
+  }
+  o->fd = fd;
+  if (isatty (fd)) {
+    ova_usage_error (ctx, error, "refusing to write a binary stream to "
+                     "terminal %s", path);
+    return FALSE;
+  }
+  o->sink = strm_sink_fd_new (fd, path);
+  redirect_fd = fd;
+  return TRUE;
+}
+
+static gboolean
+open_output (const ova_ctx *ctx, output *o, GError **error)
+{
+  const ova_config *cfg = ctx->cfg;
+
+  if (opts.target != NULL) {
+    o->sink = strm_sink_ssh_new (opts.target, cfg->ssh_key, cfg->ssh_known_hosts,
+                                 cfg->remote_command, error);
+    o->ssh = TRUE;
+    return o->sink != NULL;
+  }
+  if (strcmp (opts.output, "-") == 0) {
+    o->sink = strm_sink_fd_new (STDOUT_FILENO, "standard output");
+    redirect_fd = STDOUT_FILENO;
+    return TRUE;
+  }
+  return open_output_file (ctx, o, opts.output, error);
+}
+
+/* Flush what was written to its place (the fd sink syncs a regular file);
+ * the file is kept from now on. */
+static gboolean
+close_output (output *o, GError **error)
+{
+  if (!o->sink->ops->close (o->sink, error))
+    return FALSE;
+  redirect_fd = -1;
+  if (o->fd >= 0) {
+    if (close (o->fd) < 0) {
+      o->fd = -1;
+      g_set_error (error, OVA_ERROR,
+                   errno == ENOSPC ? OVA_ERROR_NO_SPACE : OVA_ERROR_INTERNAL,
+                   "cannot write %s: %s", opts.output, g_strerror (errno));
+      return FALSE;
+    }
+    o->fd = -1;
+  }
+  g_clear_pointer (&o->created, g_free);
+  return TRUE;
+}
+
+/* ---- the copy ---- */
+
+typedef struct {
+  ova_progress_meter *meter;
+  guint64 base;          /* bytes of the volumes already sent */
+} progress_state;
+
+static void
+on_progress (void *opaque, guint64 done)
+{
+  progress_state *ps = opaque;
+
+  ova_progress_update (ps->meter, ps->base + done);
+}
+
+/* The records must be as they were before the copy: a new generation or a
+ * change of legality means a merge, an extend or a deletion ran while the
+ * data was read. */
+static gboolean
+recheck_volumes (const ova_ctx *ctx, stor_domain *dom, GPtrArray *plan,
+                 GError **error)
+{
+  for (guint i = 0; i < plan->len; i++) {
+    const planned_volume *p = plan->pdata[i];
+    g_autoptr (stor_volmeta) md = NULL;
+    g_autoptr (GError) err = NULL;
+    g_autofree char *what = NULL;
+
+    md = stor_reread_volmeta (&ctx->cfg->env, dom, p->vol, NULL, &err);
+    if (md == NULL)
+      what = g_strdup (err->message);
+    else if (md->cleared)
+      what = g_strdup ("its metadata was cleared");
+    else if (md->gen != p->md->gen)
+      what = g_strdup_printf ("generation %u → %u", p->md->gen, md->gen);
+    else if (md->legality != p->md->legality)
+      what = g_strdup_printf ("legality %s → %s",
+                              stor_legality_name (p->md->legality),
+                              stor_legality_name (md->legality));
+    else if (g_ascii_strcasecmp (md->parent, p->md->parent) != 0)
+      what = g_strdup_printf ("parent %s → %s", p->md->parent, md->parent);
+    else if (md->capacity != p->md->capacity)
+      what = g_strdup_printf ("capacity %" G_GUINT64_FORMAT " → %" G_GUINT64_FORMAT,
+                              p->md->capacity, md->capacity);
+    if (what != NULL) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "volume %s changed while it was read (%s); the stream was "
+                   "not completed and must not be used", p->vol->uuid, what);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+static void
+print_result (const ova_ctx *ctx, const stor_image *img, GPtrArray *plan,
+              const strm_totals *t, guint64 bytes_read, double seconds,
+              strm_sink *sink, gboolean ssh)
+{
+  JsonObject *remote = ssh ? strm_sink_ssh_result_object (sink) : NULL;
+  const char *backup_id = NULL;
+
+  if (remote != NULL && json_object_has_member (remote, "backup_id")) {
+    JsonNode *n = json_object_get_member (remote, "backup_id");
+
+    if (JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
+      backup_id = json_node_get_string (n);
+  }
+
+  if (ctx->json) {
+    g_autoptr (JsonBuilder) b = json_builder_new ();
+    g_autoptr (JsonNode) root = NULL;
+
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "result");
+    json_builder_add_string_value (b, "ok");
+    json_builder_set_member_name (b, "disk");
+    json_builder_add_string_value (b, img->uuid);
+    json_builder_set_member_name (b, "volumes");
+    json_builder_begin_array (b);
+    for (guint i = 0; i < plan->len; i++)
+      json_builder_add_string_value (b, ((planned_volume *) plan->pdata[i])->vol->uuid);
+    json_builder_end_array (b);
+    json_builder_set_member_name (b, "bytes_read");
+    json_builder_add_int_value (b, bytes_read);
+    json_builder_set_member_name (b, "bytes_sent");
+    json_builder_add_int_value (b, t->bytes_sent);
+    json_builder_set_member_name (b, "data_bytes");
+    json_builder_add_int_value (b, t->data_bytes);
+    json_builder_set_member_name (b, "zero_bytes");
+    json_builder_add_int_value (b, t->zero_bytes);
+    json_builder_set_member_name (b, "hole_bytes");
+    json_builder_add_int_value (b, t->hole_bytes);
+    json_builder_set_member_name (b, "seconds");
+    json_builder_add_double_value (b, seconds);
+    if (ssh) {
+      add_string_or_null (b, "backup_id", backup_id);
+      json_builder_set_member_name (b, "remote");
+      if (remote != NULL) {
+        JsonNode *n = json_node_alloc ();
+
+        json_node_init_object (n, remote);
+        json_builder_add_value (b, n);
+      }
+      else
+        json_builder_add_null_value (b);
+    }
+    json_builder_end_object (b);
+    root = json_builder_get_root (b);
+    ova_print_json (root);
+    return;
+  }
+
+  {
+    g_autofree char *read = ova_format_size (bytes_read);
+    g_autofree char *sent = ova_format_size (t->bytes_sent);
+    g_autofree char *rate = ova_format_size (seconds > 0 ? bytes_read / seconds : 0);
+    FILE *fp = opts.output && strcmp (opts.output, "-") == 0 ? stderr : stdout;
+
+    fprintf (fp, "Exported %u volume%s of disk %s: %s read, %s sent in %.1f s "
+             "(%s/s)%s%s\n", plan->len, plan->len == 1 ? "" : "s", img->uuid,
+             read, sent, seconds, rate,
+             backup_id ? "; backup " : "", backup_id ? backup_id : "");
+  }
+}
+
+static gboolean
+check_options (const ova_ctx *ctx, int argc, char **argv, GError **error)
+{
+  if (argc < 2) {
+    ova_usage_error (ctx, error, "missing DISK (an image UUID or SD_UUID/IMG_UUID)");
+    return FALSE;
+  }
+  if (argc > 2) {
+    ova_usage_error (ctx, error, "unexpected argument '%s' after DISK", argv[2]);
+    return FALSE;
+  }
+  if ((opts.output == NULL) == (opts.target == NULL)) {
+    ova_usage_error (ctx, error, "give exactly one of --output FILE|- and --target URL");
+    return FALSE;
+  }
+  if (opts.since != NULL && !ova_uuid_is_valid (opts.since)) {
+    ova_usage_error (ctx, error, "--since needs a volume UUID, not '%s'", opts.since);
+    return FALSE;
+  }
+  if (opts.to != NULL && !ova_uuid_is_valid (opts.to)) {
+    ova_usage_error (ctx, error, "--to needs a volume UUID, not '%s'", opts.to);
+    return FALSE;
+  }
+  if (opts.output != NULL && *opts.output == '\0') {
+    ova_usage_error (ctx, error, "--output needs a file name, or - for standard output");
+    return FALSE;
+  }
+  if (opts.output != NULL && strcmp (opts.output, "-") == 0 &&
+      isatty (STDOUT_FILENO)) {
+    ova_usage_error (ctx, error, "refusing to write a binary stream to a terminal; "
+                     "redirect standard output or use --output FILE");
+    return FALSE;
+  }
+  if (opts.target != NULL) {
+    g_autoptr (strm_ssh_url) url = strm_ssh_url_parse (opts.target, error);
+
+    if (url == NULL)
+      return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+export_chain (ova_ctx *ctx, const char *disk, GError **error)
+{
+  const stor_env *env = &ctx->cfg->env;
+  /* Cleanup runs in reverse: the encoder before its sink, the sources
+   * (fds on the LVs) before the guard deactivates the LVs. */
+  g_autoptr (stor_lv_guard) guard = stor_lv_guard_new (env);
+  g_autoptr (GPtrArray) domains = NULL;
+  g_autoptr (GPtrArray) plan = NULL;
+  g_auto (output) out = { .fd = -1 };
+  g_autoptr (strm_encoder) enc = NULL;
+  g_autoptr (ova_progress_meter) meter = NULL;
+  g_autofree char *meta = NULL;
+  g_autofree char *only_sd = NULL;
+  progress_state ps = { 0 };
+  stor_domain *dom = NULL;
+  stor_image *img = NULL;
+  const char *slash = strchr (disk, '/');
+  gint64 start = g_get_monotonic_time ();
+  guint64 bytes_read = 0, total = 0;
+  const char *since_uuid = NULL;
+  int first = 0, last = -1;
+
+  /* Leftovers of a run that died before deactivating its LVs. */
+  stor_lv_cleanup_stale (env);
+
+  /* SD/IMG: only that domain is scanned (stor_find_disk judges the form). */
+  if (slash != NULL) {
+    only_sd = g_strndup (disk, slash - disk);
+    if (!ova_uuid_is_valid (only_sd))
+      g_clear_pointer (&only_sd, g_free);
+  }
+  domains = stor_scan_domains (env, only_sd, error);
+  if (domains == NULL)
+    return FALSE;
+  if (!stor_find_disk (domains, disk, &dom, &img, error))
+    return FALSE;
+  if (!check_image (dom, img, error))
+    return FALSE;
+  if (!choose_range (ctx, img, &first, &last, error))
+    return FALSE;
+  if (first > 0)
+    since_uuid = ((stor_volume *) img->volumes->pdata[first - 1])->uuid;
+
+  plan = g_ptr_array_new_with_free_func ((GDestroyNotify) planned_volume_free);
+  for (int i = first; i <= last; i++) {
+    stor_volume *v = img->volumes->pdata[i];
+    stor_volume *parent = i > 0 ? img->volumes->pdata[i - 1] : NULL;
+    planned_volume *p;
+
+    if (cancelled) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "interrupted by a signal before the copy of disk %s began",
+                   img->uuid);
+      return FALSE;
+    }
+    p = prepare_volume (ctx, dom, v, parent, guard, &bytes_read, error);
+    if (p == NULL)
+      return FALSE;
+    g_ptr_array_add (plan, p);
+    total += p->src->size;
+  }
+
+  meta = build_meta (dom, img, since_uuid, plan);
+  if (!open_output (ctx, &out, error))
+    return FALSE;
+
+  enc = strm_encoder_new (out.sink, opts.compress);
+  meter = ova_progress_new (ctx->progress, img->uuid, total);
+  ps.meter = meter;
+  if (!strm_encoder_meta (enc, meta, error))
+    return FALSE;
+  for (guint i = 0; i < plan->len; i++) {
+    planned_volume *p = plan->pdata[i];
+
+    ova_info ("sending volume %s (%" G_GUINT64_FORMAT " bytes)",
+              p->vol->uuid, p->src->size);
+    if (!strm_send_source (enc, p->src, p->vol->uuid, on_progress, &ps,
+                           &cancelled, error))
+      return FALSE;
+    ps.base += p->src->size;
+  }
+
+  /* Only a stream whose volumes did not change gets its STREAM_END: a
+   * receiver never commits one without it. */
+  if (!recheck_volumes (ctx, dom, plan, error))
+    return FALSE;
+  if (!strm_encoder_finish (enc, error))
+    return FALSE;
+  if (!close_output (&out, error))
+    return FALSE;
+  ova_progress_finish (meter);
+
+  /* Deactivate before reporting success. */
+  for (guint i = 0; i < plan->len; i++)
+    g_clear_pointer (&((planned_volume *) plan->pdata[i])->src, ova_source_free);
+  stor_lv_guard_release (guard);
+  print_result (ctx, img, plan, strm_encoder_totals (enc), bytes_read,
+                (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC,
+                out.sink, out.ssh);
+  return TRUE;
+}
+
+gboolean
+cmd_export_chain (ova_ctx *ctx, int argc, char **argv, GError **error)
+{
+  g_autofree char *disk = NULL;
+
+  if (!ova_command_parse (ctx, entries, &argc, &argv, error))
+    return FALSE;
+  if (!check_options (ctx, argc, argv, error))
+    return FALSE;
+  disk = g_ascii_strdown (argv[1], -1);
+  install_signal_handlers ();
+  if (export_chain (ctx, disk, error))
+    return TRUE;
+  /* A failure the signal caused (EINTR, a cut pipe) says why it came. */
+  if (cancelled && error != NULL && *error != NULL &&
+      !g_str_has_prefix ((*error)->message, "interrupted"))
+    g_prefix_error (error, "interrupted by a signal: ");
+  return FALSE;
+}

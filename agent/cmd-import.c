@@ -1,0 +1,718 @@
+/* ovagent: the `import` command: a restore stream from stdin written through a
+ * writable qemu-nbd into an existing volume (file or LV) or a new local file. */
+/* The autoconf header: <config.h> would find agent/config.h first (-I.). */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+
+#include "error.h"
+#include "log.h"
+#include "util.h"
+#include "agent/command.h"
+#include "agent/output.h"
+#include "nbd/nbd.h"
+#include "storage/lvm.h"
+#include "storage/scan.h"
+#include "stream/stream.h"
+#include "virt/vmusage.h"
+
+typedef struct {
+  char *to_volume;
+  char *to;
+  char *format;
+} import_opts;
+
+static void
+import_opts_clear (import_opts *o)
+{
+  g_free (o->to_volume);
+  g_free (o->to);
+  g_free (o->format);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (import_opts, import_opts_clear)
+
+/* What the META of a restore stream says. */
+typedef struct {
+  char *disk;
+  char *backup_id;
+  guint64 capacity;
+} restore_meta;
+
+static void
+restore_meta_clear (restore_meta *m)
+{
+  g_free (m->disk);
+  g_free (m->backup_id);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (restore_meta, restore_meta_clear)
+
+/* Where the stream goes, and what has to be undone. */
+typedef struct {
+  char *label;            /* SD/IMG/VOL or the file, for messages and the result */
+  char *image;            /* what qemu-nbd opens */
+  const char *format;     /* "raw" | "qcow2" */
+  gboolean is_volume;
+  gboolean fresh;         /* created by this run: reads as zeros already */
+  char *path;             /* --to: final name; image is path.part */
+  GPtrArray *domains;     /* the scan the volume comes from */
+  stor_lv_guard *guard;   /* block volume: the LV we activated */
+  nbdr_server *srv;
+  nbdr_dest *dest;
+} import_target;
+
+static void
+import_target_clear (import_target *t)
+{
+  nbdr_dest_free (t->dest);
+  nbdr_server_stop (t->srv);
+  stor_lv_guard_free (t->guard);
+  if (t->domains != NULL)
+    g_ptr_array_unref (t->domains);
+  g_free (t->label);
+  g_free (t->image);
+  g_free (t->path);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (import_target, import_target_clear)
+
+static volatile sig_atomic_t interrupted;
+
+static void
+on_signal (int sig G_GNUC_UNUSED)
+{
+  interrupted = 1;
+}
+
+/* SIGINT/SIGTERM/SIGHUP stop at the next frame, so that qemu-nbd is
+ * stopped, the LV deactivated and a partial file removed. */
+static void
+install_signal_handlers (void)
+{
+  struct sigaction sa = { .sa_handler = on_signal };
+  struct sigaction ign = { .sa_handler = SIG_IGN };
+
+  sigemptyset (&sa.sa_mask);
+  sigaction (SIGINT, &sa, NULL);
+  sigaction (SIGTERM, &sa, NULL);
+  sigaction (SIGHUP, &sa, NULL);
+  sigaction (SIGPIPE, &ign, NULL);
+}
+
+/* The stream from stdin; a signal breaks a blocked read (no SA_RESTART). */
+static gssize
+read_stdin (void *opaque G_GNUC_UNUSED, void *buf, size_t len, GError **error)
+{
+  for (;;) {
+    ssize_t n = read (STDIN_FILENO, buf, len);
+
+    if (n >= 0)
+      return n;
+    if (errno != EINTR) {
+      int saved = errno;
+
+      g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
+                   "cannot read the stream from standard input: %s", g_strerror (saved));
+      return -1;
+    }
+    if (interrupted) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "interrupted");
+      return -1;
+    }
+  }
+}
+
+static gboolean
+check_options (const ova_ctx *ctx, const import_opts *o, int argc, char **argv,
+               GError **error)
+{
+  if (argc > 1) {
+    ova_usage_error (ctx, error, "unexpected argument '%s' (the stream comes "
+                     "on standard input)", argv[1]);
+    return FALSE;
+  }
+  if ((o->to_volume == NULL) == (o->to == NULL)) {
+    ova_usage_error (ctx, error, "give either --to-volume SD/IMG/VOL or --to PATH");
+    return FALSE;
+  }
+  if (o->format != NULL && strcmp (o->format, "raw") != 0 &&
+      strcmp (o->format, "qcow2") != 0) {
+    ova_usage_error (ctx, error, "--format must be raw or qcow2, not '%s'", o->format);
+    return FALSE;
+  }
+  if (o->to != NULL && *o->to == '\0') {
+    ova_usage_error (ctx, error, "--to needs a file name");
+    return FALSE;
+  }
+  if (isatty (STDIN_FILENO)) {
+    ova_usage_error (ctx, error, "standard input is a terminal; pipe a restore "
+                     "stream in (ovagent restore ... --output -)");
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* "SD/IMG/VOL", three UUIDs, lower-cased into parts. */
+static gboolean
+parse_volume_spec (const ova_ctx *ctx, const char *spec, char ***parts, GError **error)
+{
+  g_auto(GStrv) p = g_strsplit (spec, "/", 4);
+  gboolean ok = g_strv_length (p) == 3;
+
+  for (guint i = 0; ok && p[i] != NULL; i++)
+    ok = ova_uuid_is_valid (p[i]);
+  if (!ok) {
+    g_autofree char *shown = ova_quote_untrusted (spec, 200);
+
+    ova_usage_error (ctx, error, "--to-volume needs SD_UUID/IMG_UUID/VOL_UUID "
+                     "(8-4-4-4-12 hex digits each), not %s", shown);
+    return FALSE;
+  }
+  for (guint i = 0; p[i] != NULL; i++) {
+    char *lower = g_ascii_strdown (p[i], -1);
+
+    g_free (p[i]);
+    p[i] = lower;
+  }
+  *parts = g_steal_pointer (&p);
+  return TRUE;
+}
+
+static const char *
+json_string_member (JsonObject *o, const char *name)
+{
+  JsonNode *n = json_object_get_member (o, name);
+
+  if (n == NULL || JSON_NODE_TYPE (n) != JSON_NODE_VALUE ||
+      json_node_get_value_type (n) != G_TYPE_STRING)
+    return NULL;
+  return json_node_get_string (n);
+}
+
+static gboolean
+json_uint_member (JsonObject *o, const char *name, guint64 *out)
+{
+  JsonNode *n = json_object_get_member (o, name);
+
+  if (n == NULL || JSON_NODE_TYPE (n) != JSON_NODE_VALUE ||
+      json_node_get_value_type (n) != G_TYPE_INT64 || json_node_get_int (n) < 0)
+    return FALSE;
+  *out = (guint64) json_node_get_int (n);
+  return TRUE;
+}
+
+static gboolean
+bad_meta (GError **error, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
+
+static gboolean
+bad_meta (GError **error, const char *fmt, ...)
+{
+  g_autofree char *msg = NULL;
+  va_list ap;
+
+  va_start (ap, fmt);
+  msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+               "the stream's metadata is not a restore stream's: %s", msg);
+  return FALSE;
+}
+
+static gboolean
+parse_meta (const char *json, restore_meta *m, GError **error)
+{
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  g_autoptr(GError) err = NULL;
+  JsonObject *root, *vol;
+  JsonArray *vols;
+  JsonNode *node;
+  const char *s;
+  guint64 version = 0, size = 0;
+
+  if (!json_parser_load_from_data (parser, json, -1, &err))
+    return bad_meta (error, "invalid JSON: %s", err->message);
+  node = json_parser_get_root (parser);
+  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
+    return bad_meta (error, "not a JSON object");
+  root = json_node_get_object (node);
+
+  s = json_string_member (root, "format");
+  if (g_strcmp0 (s, "ovagent-stream") != 0)
+    return bad_meta (error, "\"format\" is not \"ovagent-stream\"");
+  if (!json_uint_member (root, "version", &version) || version != STRM_VERSION) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
+                 "the stream's metadata version is not %d", STRM_VERSION);
+    return FALSE;
+  }
+  s = json_string_member (root, "mode");
+  if (g_strcmp0 (s, "chain") == 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                 "this is a chain stream (from export-chain); use ovagent receive "
+                 "to store it in a repository, and import what restore sends");
+    return FALSE;
+  }
+  if (g_strcmp0 (s, "restore") != 0) {
+    g_autofree char *shown = ova_quote_untrusted (s ? s : "", 40);
+
+    g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
+                 "unknown stream mode %s (import takes restore streams)", shown);
+    return FALSE;
+  }
+
+  s = json_string_member (root, "disk");
+  if (s == NULL || !ova_uuid_is_valid (s))
+    return bad_meta (error, "\"disk\" is not a UUID");
+  m->disk = g_ascii_strdown (s, -1);
+  s = json_string_member (root, "backup_id");
+  m->backup_id = s != NULL ? ova_quote_untrusted (s, 64) : NULL;
+  if (!json_uint_member (root, "capacity", &m->capacity) || m->capacity == 0)
+    return bad_meta (error, "\"capacity\" is not a positive number");
+
+  node = json_object_get_member (root, "volumes");
+  if (node == NULL || !JSON_NODE_HOLDS_ARRAY (node))
+    return bad_meta (error, "\"volumes\" is not an array");
+  vols = json_node_get_array (node);
+  if (json_array_get_length (vols) != 1)
+    return bad_meta (error, "\"volumes\" holds %u entries, not 1",
+                     json_array_get_length (vols));
+  node = json_array_get_element (vols, 0);
+  if (!JSON_NODE_HOLDS_OBJECT (node))
+    return bad_meta (error, "\"volumes\"[0] is not an object");
+  vol = json_node_get_object (node);
+  s = json_string_member (vol, "uuid");
+  if (s == NULL || g_ascii_strcasecmp (s, m->disk) != 0)
+    return bad_meta (error, "\"volumes\"[0].uuid is not the disk %s", m->disk);
+  if (g_strcmp0 (json_string_member (vol, "format"), "raw") != 0)
+    return bad_meta (error, "\"volumes\"[0].format is not \"raw\"");
+  if (!json_uint_member (vol, "size", &size) || size != m->capacity)
+    return bad_meta (error, "\"volumes\"[0].size is not the capacity %" G_GUINT64_FORMAT,
+                     m->capacity);
+  return TRUE;
+}
+
+/* The running VMs using path (by its real path and as written): "name
+ * (vda)" joined, or NULL when none. */
+static char *
+describe_users (GHashTable *users, const char *path)
+{
+  g_autofree char *real = realpath (path, NULL);
+  g_autoptr(GString) s = g_string_new (NULL);
+  const char *keys[] = { real, path };
+
+  for (size_t k = 0; k < G_N_ELEMENTS (keys); k++) {
+    GPtrArray *list;
+
+    if (keys[k] == NULL || (k == 1 && g_strcmp0 (real, path) == 0))
+      continue;
+    list = g_hash_table_lookup (users, keys[k]);
+    for (guint i = 0; list != NULL && i < list->len; i++) {
+      const virt_disk_user *u = g_ptr_array_index (list, i);
+
+      g_string_append_printf (s, "%s%s (%s, %s)", s->len ? ", " : "", u->vm_name,
+                              u->target, u->writable_top ? "writes to it" : "reads it");
+    }
+  }
+  return s->len ? g_string_free (g_steal_pointer (&s), FALSE) : NULL;
+}
+
+static gboolean
+check_not_in_use (const ova_ctx *ctx, const char *label, const char *path,
+                  GError **error)
+{
+  g_autoptr(GHashTable) users = NULL;
+  g_autoptr(GError) err = NULL;
+  g_autofree char *who = NULL;
+
+  users = virt_volume_users (ctx->cfg->env.libvirt_uri, &err);
+  if (users == NULL) {
+    /* qemu's image locks still keep qemu-nbd off a volume a VM has open. */
+    ova_warn ("cannot tell whether a VM uses volume %s: %s", label, err->message);
+    return TRUE;
+  }
+  who = describe_users (users, path);
+  if (who != NULL) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_BUSY,
+                 "volume %s is in use by a running VM: %s; import writes only "
+                 "into a volume no VM uses", label, who);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+prepare_volume (const ova_ctx *ctx, const char *spec, const char *want_format,
+                const restore_meta *m, import_target *t, GError **error)
+{
+  g_auto(GStrv) parts = NULL;
+  g_autofree char *disk = NULL;
+  stor_domain *dom = NULL;
+  stor_image *img = NULL;
+  stor_volume *vol = NULL;
+
+  if (!parse_volume_spec (ctx, spec, &parts, error))
+    return FALSE;
+  t->is_volume = TRUE;
+  t->label = g_strjoinv ("/", parts);
+  disk = g_strdup_printf ("%s/%s", parts[0], parts[1]);
+
+  t->domains = stor_scan_domains (&ctx->cfg->env, parts[0], error);
+  if (t->domains == NULL)
+    return FALSE;
+  if (!stor_find_disk (t->domains, disk, &dom, &img, error))
+    return FALSE;
+  for (guint i = 0; i < img->volumes->len; i++) {
+    stor_volume *v = g_ptr_array_index (img->volumes, i);
+
+    if (strcmp (v->uuid, parts[2]) == 0 && g_strcmp0 (v->image, img->uuid) == 0)
+      vol = v;
+  }
+  if (vol == NULL) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_NOT_FOUND,
+                 "volume %s not found in image %s of storage domain %s",
+                 parts[2], parts[1], parts[0]);
+    return FALSE;
+  }
+  if (vol->md == NULL || vol->md->cleared || vol->path == NULL) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "volume %s has no usable metadata record; its format is unknown",
+                 t->label);
+    return FALSE;
+  }
+  if (vol->md->voltype != STOR_VOLTYPE_LEAF) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                 "volume %s is %s: other volumes are based on it; import into "
+                 "an empty leaf volume", t->label, stor_voltype_name (vol->md->voltype));
+    return FALSE;
+  }
+  /* A restore target is a new disk; writing a whole disk over the top of
+   * a snapshot chain is a mistake, not a restore. */
+  if (vol->parent != NULL && !ova_uuid_is_blank (vol->parent)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                 "volume %s is a snapshot of volume %s; import writes a whole "
+                 "disk into the only volume of an empty disk", t->label, vol->parent);
+    return FALSE;
+  }
+  switch (vol->md->format) {
+  case STOR_FORMAT_COW:
+    t->format = "qcow2";
+    break;
+  case STOR_FORMAT_RAW:
+    t->format = "raw";
+    break;
+  default:
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "volume %s has an unknown FORMAT in its metadata", t->label);
+    return FALSE;
+  }
+  if (want_format != NULL && strcmp (want_format, t->format) != 0) {
+    ova_usage_error (ctx, error, "volume %s is %s (FORMAT=%s in its metadata), "
+                     "not %s; leave out --format or make it agree",
+                     t->label, t->format, vol->md->format == STOR_FORMAT_COW ? "COW" : "RAW",
+                     want_format);
+    return FALSE;
+  }
+  if (vol->md->capacity < m->capacity) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                 "target volume %s is smaller than the disk: %" G_GUINT64_FORMAT
+                 " < %" G_GUINT64_FORMAT " bytes", t->label, vol->md->capacity,
+                 m->capacity);
+    return FALSE;
+  }
+  if (!check_not_in_use (ctx, t->label, vol->path, error))
+    return FALSE;
+
+  if (dom->kind == STOR_KIND_BLOCK) {
+    /* Leftovers of a run that died before deactivating its LVs. */
+    stor_lv_cleanup_stale (&ctx->cfg->env);
+    t->guard = stor_lv_guard_new (&ctx->cfg->env);
+    if (!stor_lv_guard_activate (t->guard, dom->uuid, vol->uuid, error))
+      return FALSE;
+  }
+  t->image = g_strdup (vol->path);
+  return TRUE;
+}
+
+/* --to PATH: PATH.part created at the stream's capacity; renamed at the end. */
+static gboolean
+prepare_file (const char *to, const char *want_format, const restore_meta *m,
+              import_target *t, GError **error)
+{
+  g_autofree char *size = g_strdup_printf ("%" G_GUINT64_FORMAT, m->capacity);
+  struct stat st;
+
+  t->path = g_canonicalize_filename (to, NULL);
+  t->label = g_strdup (t->path);
+  t->image = g_strconcat (t->path, ".part", NULL);
+  t->format = want_format != NULL ? want_format : "raw";
+  if (lstat (t->path, &st) == 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                 "%s already exists; import never overwrites a file, remove "
+                 "it or choose another --to", t->path);
+    return FALSE;
+  }
+  if (lstat (t->image, &st) == 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                 "%s exists: another import is writing it, or one was "
+                 "interrupted (then remove it)", t->image);
+    return FALSE;
+  }
+  /* From here on the .part is ours to remove. */
+  t->fresh = TRUE;
+  const char *argv[] = {
+    "qemu-img", "create", "-q", "-f", t->format, t->image, size, NULL
+  };
+  if (!ova_run (argv, NULL, NULL, error)) {
+    g_prefix_error (error, "cannot create %s: ", t->image);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* fsync the file, rename it to its final name unless that exists by now,
+ * and fsync the directory so the name survives a crash. */
+static gboolean
+commit_file (const char *part, const char *path, GError **error)
+{
+  g_autofree char *dir = g_path_get_dirname (path);
+  int fd;
+
+  fd = open (part, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || fsync (fd) < 0) {
+    int saved = errno;
+
+    if (fd >= 0)
+      close (fd);
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot sync %s: %s",
+                 part, g_strerror (saved));
+    return FALSE;
+  }
+  close (fd);
+  if (renameat2 (AT_FDCWD, part, AT_FDCWD, path, RENAME_NOREPLACE) < 0) {
+    int saved = errno;
+
+    /* File systems without RENAME_NOREPLACE: checked just before. */
+    if ((saved == EINVAL || saved == ENOSYS) && !g_file_test (path, G_FILE_TEST_EXISTS)
+        && rename (part, path) == 0)
+      saved = 0;
+    if (saved != 0) {
+      g_set_error (error, OVA_ERROR, saved == EEXIST ? OVA_ERROR_USAGE : OVA_ERROR_INTERNAL,
+                   "cannot rename %s to %s: %s", part, path, g_strerror (saved));
+      return FALSE;
+    }
+  }
+  fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    if (fsync (fd) < 0)
+      ova_warn ("cannot sync directory %s: %s", dir, g_strerror (errno));
+    close (fd);
+  }
+  return TRUE;
+}
+
+typedef struct {
+  guint64 data_bytes;
+  guint64 zero_bytes;
+  gboolean wrote;         /* the target has been touched */
+} import_totals;
+
+/* Frames after META up to a checked STREAM_END, into t->dest. */
+static gboolean
+copy_frames (strm_decoder *dec, const restore_meta *m, import_target *t,
+             import_totals *tot, GError **error)
+{
+  guint begins = 0;
+  strm_frame f;
+
+  for (;;) {
+    if (interrupted) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "interrupted");
+      return FALSE;
+    }
+    if (!strm_decoder_next (dec, &f, error))
+      return FALSE;
+    switch (f.type) {
+    case STRM_FRAME_BEGIN:
+      if (begins++ > 0 || f.uuid == NULL || g_ascii_strcasecmp (f.uuid, m->disk) != 0 ||
+          f.size != m->capacity) {
+        g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                     "the stream does not hold disk %s of %" G_GUINT64_FORMAT
+                     " bytes as its metadata says", m->disk, m->capacity);
+        return FALSE;
+      }
+      break;
+    case STRM_FRAME_DATA:
+      tot->wrote = TRUE;
+      if (!nbdr_dest_pwrite (t->dest, f.data, f.length, f.offset, error))
+        return FALSE;
+      tot->data_bytes += f.length;
+      break;
+    case STRM_FRAME_ZERO:
+    case STRM_FRAME_HOLE:
+      /* The target may hold old data (a preallocated LV); a file we just
+       * created reads as zeros already. */
+      if (!t->fresh) {
+        tot->wrote = TRUE;
+        if (!nbdr_dest_zero (t->dest, f.offset, f.length, error))
+          return FALSE;
+      }
+      tot->zero_bytes += f.length;
+      break;
+    case STRM_FRAME_END:
+      break;
+    case STRM_FRAME_STREAM_END:
+      if (begins != 1 || !strm_decoder_complete (dec)) {
+        g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                     "the stream ended without the disk's data");
+        return FALSE;
+      }
+      return TRUE;
+    default:
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "unexpected frame of type %u in a restore stream", f.type);
+      return FALSE;
+    }
+  }
+}
+
+static void
+print_result (const ova_ctx *ctx, const import_target *t, const import_totals *tot,
+              double seconds)
+{
+  if (ctx->json) {
+    g_autoptr(JsonBuilder) b = json_builder_new ();
+    g_autoptr(JsonNode) root = NULL;
+
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "result");
+    json_builder_add_string_value (b, "ok");
+    json_builder_set_member_name (b, "target");
+    json_builder_add_string_value (b, t->label);
+    json_builder_set_member_name (b, "format");
+    json_builder_add_string_value (b, t->format);
+    json_builder_set_member_name (b, "data_bytes");
+    json_builder_add_int_value (b, (gint64) tot->data_bytes);
+    json_builder_set_member_name (b, "zero_bytes");
+    json_builder_add_int_value (b, (gint64) tot->zero_bytes);
+    json_builder_set_member_name (b, "seconds");
+    json_builder_add_double_value (b, seconds);
+    json_builder_end_object (b);
+    root = json_builder_get_root (b);
+    ova_print_json (root);
+  }
+  else {
+    g_autofree char *data = ova_format_size (tot->data_bytes);
+    g_autofree char *zero = ova_format_size (tot->zero_bytes);
+
+    printf ("imported into %s (%s): %s of data, %s of zeros in %.1f s\n",
+            t->label, t->format, data, zero, seconds);
+  }
+}
+
+static gboolean
+run_import (const ova_ctx *ctx, const import_opts *o, import_target *t,
+            import_totals *tot, GError **error)
+{
+  g_auto(restore_meta) m = { 0 };
+  g_autoptr(strm_decoder) dec = strm_decoder_new (read_stdin, NULL);
+  strm_frame f;
+
+  /* The stream is checked for what it is before the target is touched. */
+  if (!strm_decoder_next (dec, &f, error))
+    return FALSE;
+  if (f.type != STRM_FRAME_META) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "the stream does not start with its metadata");
+    return FALSE;
+  }
+  if (!parse_meta ((const char *) f.data, &m, error))
+    return FALSE;
+  ova_debug ("restore stream of disk %s (backup %s), %" G_GUINT64_FORMAT " bytes",
+             m.disk, m.backup_id ? m.backup_id : "?", m.capacity);
+
+  if (o->to_volume != NULL) {
+    if (!prepare_volume (ctx, o->to_volume, o->format, &m, t, error))
+      return FALSE;
+  }
+  else if (!prepare_file (o->to, o->format, &m, t, error))
+    return FALSE;
+
+  t->srv = nbdr_server_start (t->image, t->format, TRUE, NULL,
+                              ctx->cfg->env.run_dir, error);
+  if (t->srv == NULL)
+    return FALSE;
+  t->dest = nbdr_dest_open (nbdr_server_uri (t->srv), error);
+  if (t->dest == NULL)
+    return FALSE;
+  if (nbdr_dest_size (t->dest) < m.capacity) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                 "target %s is smaller than the disk: %" G_GUINT64_FORMAT
+                 " < %" G_GUINT64_FORMAT " bytes", t->label,
+                 nbdr_dest_size (t->dest), m.capacity);
+    return FALSE;
+  }
+
+  if (!copy_frames (dec, &m, t, tot, error))
+    return FALSE;
+  if (!nbdr_dest_close (t->dest, error))
+    return FALSE;
+  /* qemu-nbd has flushed; it must be gone before the file gets its name. */
+  g_clear_pointer (&t->dest, nbdr_dest_free);
+  g_clear_pointer (&t->srv, nbdr_server_stop);
+  if (t->path != NULL && !commit_file (t->image, t->path, error))
+    return FALSE;
+  return TRUE;
+}
+
+gboolean
+cmd_import (ova_ctx *ctx, int argc, char **argv, GError **error)
+{
+  g_auto(import_opts) o = { 0 };
+  const GOptionEntry entries[] = {
+    { "to-volume", 0, 0, G_OPTION_ARG_STRING, &o.to_volume,
+      "Write into this existing volume (not used by any running VM)", "SD/IMG/VOL" },
+    { "to", 0, 0, G_OPTION_ARG_FILENAME, &o.to,
+      "Write into this new file (never overwritten)", "PATH" },
+    { "format", 0, 0, G_OPTION_ARG_STRING, &o.format,
+      "raw or qcow2: the new file's format (default raw), or the volume's, "
+      "which must agree with its metadata", "FMT" },
+    { NULL },
+  };
+  g_auto(import_target) t = { 0 };
+  import_totals tot = { 0 };
+  gint64 start = g_get_monotonic_time ();
+  g_autoptr(GError) err = NULL;
+
+  if (!ova_command_parse (ctx, entries, &argc, &argv, error))
+    return FALSE;
+  if (!check_options (ctx, &o, argc, argv, error))
+    return FALSE;
+  install_signal_handlers ();
+
+  if (!run_import (ctx, &o, &t, &tot, &err)) {
+    /* Stop qemu-nbd (and deactivate the LV) before saying what is left. */
+    g_clear_pointer (&t.dest, nbdr_dest_free);
+    g_clear_pointer (&t.srv, nbdr_server_stop);
+    if (t.guard != NULL)
+      stor_lv_guard_release (t.guard);
+    if (t.path != NULL && t.fresh && g_unlink (t.image) < 0 && errno != ENOENT)
+      ova_warn ("cannot remove %s: %s", t.image, g_strerror (errno));
+    if (t.is_volume && tot.wrote)
+      g_prefix_error (&err, "import into volume %s stopped; the volume holds "
+                      "partial data and must not be used as it is: ", t.label);
+    g_propagate_error (error, g_steal_pointer (&err));
+    return FALSE;
+  }
+  if (t.guard != NULL)
+    stor_lv_guard_release (t.guard);
+  print_result (ctx, &t, &tot, (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC);
+  return TRUE;
+}

@@ -1,0 +1,124 @@
+/* ovagent: the `receive` command: a stream on standard input committed as a
+ * new backup to a repository, or nothing at all if anything goes wrong. */
+/* The autoconf header: <config.h> would find agent/config.h first (-I.). */
+#include <config.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <json-glib/json-glib.h>
+
+#include "error.h"
+#include "log.h"
+#include "util.h"
+#include "agent/command.h"
+#include "agent/output.h"
+#include "repo/repo.h"
+
+static volatile sig_atomic_t cancelled;
+
+static void
+on_signal (int sig G_GNUC_UNUSED)
+{
+  cancelled = 1;
+}
+
+/* Without SA_RESTART, so that a read waiting for the sender returns and
+ * the run removes what it wrote. */
+static void
+catch_signals (void)
+{
+  struct sigaction sa;
+
+  memset (&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset (&sa.sa_mask);
+  sigaction (SIGINT, &sa, NULL);
+  sigaction (SIGTERM, &sa, NULL);
+  sigaction (SIGHUP, &sa, NULL);
+}
+
+static void
+print_result (const ova_ctx *ctx, const repo_receive_result *res)
+{
+  const char *kind = res->kind == REPO_KIND_FULL ? "full" : "incremental";
+
+  if (ctx->json) {
+    g_autoptr(JsonBuilder) b = json_builder_new ();
+    g_autoptr(JsonNode) root = NULL;
+
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "result");
+    json_builder_add_string_value (b, "ok");
+    json_builder_set_member_name (b, "backup_id");
+    json_builder_add_string_value (b, res->backup_id);
+    json_builder_set_member_name (b, "disk");
+    json_builder_add_string_value (b, res->disk);
+    json_builder_set_member_name (b, "kind");
+    json_builder_add_string_value (b, kind);
+    json_builder_set_member_name (b, "volumes");
+    json_builder_begin_array (b);
+    for (guint i = 0; i < res->volumes->len; i++)
+      json_builder_add_string_value (b, g_ptr_array_index (res->volumes, i));
+    json_builder_end_array (b);
+    json_builder_set_member_name (b, "bytes_received");
+    json_builder_add_int_value (b, res->bytes_received);
+    json_builder_set_member_name (b, "data_bytes");
+    json_builder_add_int_value (b, res->data_bytes);
+    json_builder_set_member_name (b, "seconds");
+    json_builder_add_double_value (b, res->seconds);
+    json_builder_end_object (b);
+    root = json_builder_get_root (b);
+    ova_print_json (root);
+  }
+  else {
+    g_autofree char *received = ova_format_size (res->bytes_received);
+
+    printf ("backup %s of disk %s committed: %s, %u volume%s, %s received in %.1f s\n",
+            res->backup_id, res->disk, kind, res->volumes->len,
+            res->volumes->len == 1 ? "" : "s", received, res->seconds);
+  }
+}
+
+gboolean
+cmd_receive (ova_ctx *ctx, int argc, char **argv, GError **error)
+{
+  g_autofree char *repo_dir = NULL;
+  g_autoptr(repo) r = NULL;
+  repo_receive_result res = { 0 };
+  gboolean ok;
+  const GOptionEntry entries[] = {
+    { "repo", 0, 0, G_OPTION_ARG_FILENAME, &repo_dir,
+      "The repository (created if missing)", "DIR" },
+    { NULL },
+  };
+
+  if (!ova_command_parse (ctx, entries, &argc, &argv, error))
+    return FALSE;
+  if (argc > 1) {
+    ova_usage_error (ctx, error, "unexpected argument '%s' (the stream comes "
+                     "on standard input)", argv[1]);
+    return FALSE;
+  }
+  if (repo_dir == NULL) {
+    ova_usage_error (ctx, error, "missing --repo DIR");
+    return FALSE;
+  }
+  if (isatty (STDIN_FILENO)) {
+    ova_usage_error (ctx, error, "standard input is a terminal; pipe a stream "
+                     "into it, e.g. from ovagent export-chain --output -");
+    return FALSE;
+  }
+
+  catch_signals ();
+  r = repo_open (repo_dir, TRUE, REPO_LOCK_EXCLUSIVE, error);
+  if (r == NULL)
+    return FALSE;
+  ok = repo_receive (r, STDIN_FILENO, &cancelled, &res, error);
+  if (ok)
+    print_result (ctx, &res);
+  repo_receive_result_clear (&res);
+  return ok;
+}

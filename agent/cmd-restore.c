@@ -1,0 +1,412 @@
+/* ovagent: the `restore` command: a disk as it was at a backup of a repository,
+ * written as a sparse local file (qemu-img convert) or as a restore stream on stdout. */
+/* The autoconf header: <config.h> would find agent/config.h first (-I.). */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+
+#include "error.h"
+#include "log.h"
+#include "util.h"
+#include "agent/command.h"
+#include "agent/output.h"
+#include "agent/progress.h"
+#include "nbd/nbd.h"
+#include "repo/repo.h"
+#include "stream/send.h"
+#include "stream/stream.h"
+
+typedef struct {
+  char *repo;
+  char *backup;
+  char *to;
+  char *format;
+  char *output;
+} restore_opts;
+
+static void
+restore_opts_clear (restore_opts *o)
+{
+  g_free (o->repo);
+  g_free (o->backup);
+  g_free (o->to);
+  g_free (o->format);
+  g_free (o->output);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (restore_opts, restore_opts_clear)
+
+static volatile gboolean interrupted;
+
+static void
+on_signal (int sig G_GNUC_UNUSED)
+{
+  interrupted = TRUE;
+}
+
+/* SIGINT/SIGTERM/SIGHUP stop the copy at the next step, so that qemu-nbd
+ * is stopped and partial files removed; a vanished reader is a write
+ * error (EPIPE), not a silent death. */
+static void
+install_signal_handlers (void)
+{
+  struct sigaction sa = { .sa_handler = on_signal };
+  struct sigaction ign = { .sa_handler = SIG_IGN };
+
+  sigemptyset (&sa.sa_mask);
+  sigaction (SIGINT, &sa, NULL);
+  sigaction (SIGTERM, &sa, NULL);
+  sigaction (SIGHUP, &sa, NULL);
+  sigaction (SIGPIPE, &ign, NULL);
+}
+
+static gboolean
+check_interrupted (const char *what, GError **error)
+{
+  if (!interrupted)
+    return TRUE;
+  g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "interrupted while %s", what);
+  return FALSE;
+}
+
+static gboolean
+check_options (const ova_ctx *ctx, const restore_opts *o, int argc, char **argv,
+               GError **error)
+{
+  if (o->repo == NULL) {
+    ova_usage_error (ctx, error, "missing --repo DIR");
+    return FALSE;
+  }
+  if (argc < 2) {
+    ova_usage_error (ctx, error, "missing DISK (an image UUID)");
+    return FALSE;
+  }
+  if (argc > 2) {
+    ova_usage_error (ctx, error, "unexpected argument '%s' after DISK", argv[2]);
+    return FALSE;
+  }
+  if (!ova_uuid_is_valid (argv[1])) {
+    g_autofree char *shown = ova_quote_untrusted (argv[1], 80);
+
+    ova_usage_error (ctx, error, "DISK must be an image UUID (8-4-4-4-12 hex "
+                     "digits), not %s", shown);
+    return FALSE;
+  }
+  if ((o->to == NULL) == (o->output == NULL)) {
+    ova_usage_error (ctx, error, "give either --to PATH or --output -");
+    return FALSE;
+  }
+  if (o->output != NULL && strcmp (o->output, "-") != 0) {
+    ova_usage_error (ctx, error, "--output takes only '-' (standard output); "
+                     "to write a file use --to %s", o->output);
+    return FALSE;
+  }
+  if (o->output != NULL && o->format != NULL) {
+    ova_usage_error (ctx, error, "--format applies to --to only: the stream "
+                     "always carries the raw guest view");
+    return FALSE;
+  }
+  if (o->format != NULL && strcmp (o->format, "raw") != 0 &&
+      strcmp (o->format, "qcow2") != 0) {
+    ova_usage_error (ctx, error, "--format must be raw or qcow2, not '%s'", o->format);
+    return FALSE;
+  }
+  if (o->to != NULL && *o->to == '\0') {
+    ova_usage_error (ctx, error, "--to needs a file name");
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* Neither PATH nor PATH.part may exist: we never overwrite, and a .part is
+ * either another restore at work or one that died (for the user to remove). */
+static gboolean
+check_new_file (const char *path, const char *part, GError **error)
+{
+  struct stat st;
+
+  if (lstat (path, &st) == 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                 "%s already exists; restore never overwrites a file, "
+                 "remove it or choose another --to", path);
+    return FALSE;
+  }
+  if (lstat (part, &st) == 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                 "%s exists: another restore is writing it, or one was "
+                 "interrupted (then remove it)", part);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* fsync the file, rename it to its final name unless that exists by now,
+ * and fsync the directory so the name survives a crash. */
+static gboolean
+commit_file (const char *part, const char *path, GError **error)
+{
+  g_autofree char *dir = g_path_get_dirname (path);
+  int fd;
+
+  fd = open (part, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || fsync (fd) < 0) {
+    int saved = errno;
+
+    if (fd >= 0)
+      close (fd);
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot sync %s: %s",
+                 part, g_strerror (saved));
+    return FALSE;
+  }
+  close (fd);
+  if (renameat2 (AT_FDCWD, part, AT_FDCWD, path, RENAME_NOREPLACE) < 0) {
+    int saved = errno;
+
+    /* File systems without RENAME_NOREPLACE: checked just before. */
+    if ((saved == EINVAL || saved == ENOSYS) && !g_file_test (path, G_FILE_TEST_EXISTS)
+        && rename (part, path) == 0)
+      saved = 0;
+    if (saved != 0) {
+      g_set_error (error, OVA_ERROR, saved == EEXIST ? OVA_ERROR_USAGE : OVA_ERROR_INTERNAL,
+                   "cannot rename %s to %s: %s", part, path, g_strerror (saved));
+      return FALSE;
+    }
+  }
+  fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    if (fsync (fd) < 0)
+      ova_warn ("cannot sync directory %s: %s", dir, g_strerror (errno));
+    close (fd);
+  }
+  return TRUE;
+}
+
+static void
+print_file_result (const ova_ctx *ctx, const char *disk, const char *backup_id,
+                   const char *path, const char *format, guint64 bytes_written)
+{
+  if (ctx->json) {
+    g_autoptr(JsonBuilder) b = json_builder_new ();
+    g_autoptr(JsonNode) root = NULL;
+
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "result");
+    json_builder_add_string_value (b, "ok");
+    json_builder_set_member_name (b, "disk");
+    json_builder_add_string_value (b, disk);
+    json_builder_set_member_name (b, "backup_id");
+    json_builder_add_string_value (b, backup_id);
+    json_builder_set_member_name (b, "path");
+    json_builder_add_string_value (b, path);
+    json_builder_set_member_name (b, "format");
+    json_builder_add_string_value (b, format);
+    json_builder_set_member_name (b, "bytes_written");
+    json_builder_add_int_value (b, (gint64) bytes_written);
+    json_builder_end_object (b);
+    root = json_builder_get_root (b);
+    ova_print_json (root);
+  }
+  else {
+    g_autofree char *size = ova_format_size (bytes_written);
+
+    printf ("restored disk %s, backup %s, to %s (%s, %s allocated)\n",
+            disk, backup_id, path, format, size);
+  }
+}
+
+static gboolean
+restore_to_file (const ova_ctx *ctx, const char *disk, const char *top,
+                 const char *top_format, const char *backup_id,
+                 const char *to, const char *format, GError **error)
+{
+  g_autofree char *path = g_canonicalize_filename (to, NULL);
+  g_autofree char *part = g_strconcat (path, ".part", NULL);
+  g_autoptr(GError) err = NULL;
+  struct stat st;
+  const char *argv[] = {
+    "qemu-img", "convert", "-q", "-f", top_format, "-O", format,
+    /* Runs of zeros stay (or become) holes. */
+    "-S", "4k",
+    top, part, NULL,
+  };
+
+  if (!check_new_file (path, part, error))
+    return FALSE;
+  ova_info ("writing %s (%s) from %s", path, format, top);
+  if (!ova_run (argv, NULL, NULL, &err) ||
+      !check_interrupted ("converting the backup", &err) ||
+      !commit_file (part, path, &err)) {
+    if (g_unlink (part) < 0 && errno != ENOENT)
+      ova_warn ("cannot remove %s: %s", part, g_strerror (errno));
+    g_propagate_prefixed_error (error, g_steal_pointer (&err),
+                                "cannot restore disk %s to %s: ", disk, path);
+    return FALSE;
+  }
+  if (stat (path, &st) < 0) {
+    int saved = errno;
+
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot stat %s: %s",
+                 path, g_strerror (saved));
+    return FALSE;
+  }
+  print_file_result (ctx, disk, backup_id, path, format, (guint64) st.st_blocks * 512);
+  return TRUE;
+}
+
+static char *
+utc_now (void)
+{
+  g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
+
+  return g_date_time_format (now, "%Y-%m-%dT%H:%M:%SZ");
+}
+
+/* The META of a restore stream: one "volume", the guest view of the disk. */
+static char *
+restore_meta (const char *disk, const char *backup_id, guint64 capacity)
+{
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  g_autoptr(JsonNode) root = NULL;
+  g_autofree char *created = utc_now ();
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "format");
+  json_builder_add_string_value (b, "ovagent-stream");
+  json_builder_set_member_name (b, "version");
+  json_builder_add_int_value (b, STRM_VERSION);
+  json_builder_set_member_name (b, "tool");
+  json_builder_add_string_value (b, PACKAGE_NAME " " PACKAGE_VERSION);
+  json_builder_set_member_name (b, "host");
+  json_builder_add_string_value (b, g_get_host_name ());
+  json_builder_set_member_name (b, "created");
+  json_builder_add_string_value (b, created);
+  json_builder_set_member_name (b, "mode");
+  json_builder_add_string_value (b, "restore");
+  json_builder_set_member_name (b, "disk");
+  json_builder_add_string_value (b, disk);
+  json_builder_set_member_name (b, "backup_id");
+  json_builder_add_string_value (b, backup_id);
+  json_builder_set_member_name (b, "capacity");
+  json_builder_add_int_value (b, (gint64) capacity);
+  json_builder_set_member_name (b, "volumes");
+  json_builder_begin_array (b);
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "uuid");
+  json_builder_add_string_value (b, disk);
+  json_builder_set_member_name (b, "format");
+  json_builder_add_string_value (b, "raw");
+  json_builder_set_member_name (b, "size");
+  json_builder_add_int_value (b, (gint64) capacity);
+  json_builder_end_object (b);
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  json_generator_set_root (gen, root);
+  return json_generator_to_data (gen, NULL);
+}
+
+static void
+progress_cb (void *opaque, guint64 done)
+{
+  ova_progress_update (opaque, done);
+}
+
+static gboolean
+restore_to_stream (const ova_ctx *ctx, const char *disk, const char *top,
+                   const char *top_format, guint64 virtual_size,
+                   const char *backup_id, GError **error)
+{
+  g_autoptr(nbdr_server) srv = NULL;
+  g_autoptr(ova_source) src = NULL;
+  g_autoptr(strm_sink) sink = NULL;
+  g_autoptr(strm_encoder) enc = NULL;
+  g_autoptr(ova_progress_meter) meter = NULL;
+  g_autofree char *meta = NULL;
+
+  if (isatty (STDOUT_FILENO)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                 "refusing to write a stream to a terminal: redirect standard "
+                 "output or pipe it into 'ovagent import'");
+    return FALSE;
+  }
+
+  srv = nbdr_server_start (top, top_format, FALSE, NULL, ctx->cfg->env.run_dir, error);
+  if (srv == NULL)
+    return FALSE;
+  src = nbdr_source_open (nbdr_server_uri (srv), NULL, error);
+  if (src == NULL)
+    return FALSE;
+  if (src->size != virtual_size)
+    ova_warn ("backup %s of disk %s: the manifest says %" G_GUINT64_FORMAT
+              " bytes, %s opens as %" G_GUINT64_FORMAT "; sending what it opens as",
+              backup_id, disk, virtual_size, top, src->size);
+
+  meta = restore_meta (disk, backup_id, src->size);
+  sink = strm_sink_fd_new (STDOUT_FILENO, "standard output");
+  enc = strm_encoder_new (sink, 0);
+  meter = ova_progress_new (ctx->progress, disk, src->size);
+  if (!check_interrupted ("starting", error) ||
+      !strm_encoder_meta (enc, meta, error) ||
+      !strm_send_source (enc, src, disk, progress_cb, meter, &interrupted, error) ||
+      !strm_encoder_finish (enc, error) ||
+      !sink->ops->close (sink, error)) {
+    g_prefix_error (error, "cannot send backup %s of disk %s: ", backup_id, disk);
+    return FALSE;
+  }
+  ova_progress_finish (meter);
+  ova_info ("sent backup %s of disk %s: %" G_GUINT64_FORMAT " stream bytes",
+            backup_id, disk, strm_encoder_totals (enc)->bytes_sent);
+  return TRUE;
+}
+
+gboolean
+cmd_restore (ova_ctx *ctx, int argc, char **argv, GError **error)
+{
+  g_auto(restore_opts) o = { 0 };
+  const GOptionEntry entries[] = {
+    { "repo", 0, 0, G_OPTION_ARG_FILENAME, &o.repo,
+      "The repository", "DIR" },
+    { "backup", 0, 0, G_OPTION_ARG_STRING, &o.backup,
+      "The backup to restore (default: the latest)", "ID" },
+    { "to", 0, 0, G_OPTION_ARG_FILENAME, &o.to,
+      "Write the disk to this new file (never overwritten)", "PATH" },
+    { "format", 0, 0, G_OPTION_ARG_STRING, &o.format,
+      "Format of the --to file: raw (default) or qcow2", "FMT" },
+    { "output", 0, 0, G_OPTION_ARG_FILENAME, &o.output,
+      "'-': write a restore stream to standard output (no result is "
+      "printed then)", "-" },
+    { NULL },
+  };
+  g_autofree char *disk = NULL;
+  g_autofree char *top = NULL;
+  g_autofree char *top_format = NULL;
+  g_autofree char *backup_id = NULL;
+  guint64 virtual_size = 0;
+
+  if (!ova_command_parse (ctx, entries, &argc, &argv, error))
+    return FALSE;
+  if (!check_options (ctx, &o, argc, argv, error))
+    return FALSE;
+  disk = g_ascii_strdown (argv[1], -1);
+  install_signal_handlers ();
+
+  if (!repo_resolve (o.repo, disk, o.backup, &top, &top_format, &virtual_size,
+                     &backup_id, error))
+    return FALSE;
+  ova_debug ("backup %s of disk %s: %s (%s, %" G_GUINT64_FORMAT " bytes)",
+             backup_id, disk, top, top_format, virtual_size);
+
+  if (o.to != NULL)
+    return restore_to_file (ctx, disk, top, top_format, backup_id, o.to,
+                            o.format != NULL ? o.format : "raw", error);
+  return restore_to_stream (ctx, disk, top, top_format, virtual_size, backup_id, error);
+}

@@ -1,0 +1,116 @@
+/* ovagent: the `verify` command: re-read the files of a repository (or of one
+ * disk or backup) and check them against the manifests. */
+/* The autoconf header: <config.h> would find agent/config.h first (-I.). */
+#include <config.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <json-glib/json-glib.h>
+
+#include "error.h"
+#include "util.h"
+#include "agent/command.h"
+#include "agent/output.h"
+#include "repo/repo.h"
+
+static volatile sig_atomic_t cancelled;
+
+static void
+on_signal (int sig G_GNUC_UNUSED)
+{
+  cancelled = 1;
+}
+
+static void
+print_result (const ova_ctx *ctx, const repo_verify_result *res)
+{
+  if (ctx->json) {
+    g_autoptr(JsonBuilder) b = json_builder_new ();
+    g_autoptr(JsonNode) root = NULL;
+
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "result");
+    json_builder_add_string_value (b, "ok");
+    json_builder_set_member_name (b, "disks");
+    json_builder_add_int_value (b, res->disks);
+    json_builder_set_member_name (b, "backups");
+    json_builder_add_int_value (b, res->backups);
+    json_builder_set_member_name (b, "files");
+    json_builder_add_int_value (b, res->files);
+    json_builder_set_member_name (b, "bytes");
+    json_builder_add_int_value (b, res->bytes);
+    json_builder_end_object (b);
+    root = json_builder_get_root (b);
+    ova_print_json (root);
+  }
+  else {
+    g_autofree char *bytes = ova_format_size (res->bytes);
+
+    printf ("ok: %u disk%s, %u backup%s, %u file%s (%s) match their manifests\n",
+            res->disks, res->disks == 1 ? "" : "s",
+            res->backups, res->backups == 1 ? "" : "s",
+            res->files, res->files == 1 ? "" : "s", bytes);
+  }
+}
+
+gboolean
+cmd_verify (ova_ctx *ctx, int argc, char **argv, GError **error)
+{
+  g_autofree char *repo_dir = NULL;
+  g_autofree char *backup_id = NULL;
+  g_autoptr(repo) r = NULL;
+  repo_verify_result res = { 0 };
+  const char *disk = NULL;
+  struct sigaction sa;
+  const GOptionEntry entries[] = {
+    { "repo", 0, 0, G_OPTION_ARG_FILENAME, &repo_dir,
+      "The repository", "DIR" },
+    { "backup", 0, 0, G_OPTION_ARG_STRING, &backup_id,
+      "Only this backup of DISK", "ID" },
+    { NULL },
+  };
+
+  if (!ova_command_parse (ctx, entries, &argc, &argv, error))
+    return FALSE;
+  if (argc > 2) {
+    ova_usage_error (ctx, error, "unexpected argument '%s' after DISK", argv[2]);
+    return FALSE;
+  }
+  if (repo_dir == NULL) {
+    ova_usage_error (ctx, error, "missing --repo DIR");
+    return FALSE;
+  }
+  if (argc == 2) {
+    disk = argv[1];
+    if (!ova_uuid_is_valid (disk)) {
+      ova_usage_error (ctx, error, "DISK must be an image UUID (8-4-4-4-12 hex "
+                       "digits), not '%s'", disk);
+      return FALSE;
+    }
+  }
+  if (backup_id != NULL && disk == NULL) {
+    ova_usage_error (ctx, error, "--backup needs DISK");
+    return FALSE;
+  }
+  if (backup_id != NULL && !repo_backup_id_is_valid (backup_id)) {
+    ova_usage_error (ctx, error, "--backup needs a backup id like "
+                     "20261122T031000Z-3f2a9c, not '%s'", backup_id);
+    return FALSE;
+  }
+
+  memset (&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset (&sa.sa_mask);
+  sigaction (SIGINT, &sa, NULL);
+  sigaction (SIGTERM, &sa, NULL);
+
+  r = repo_open (repo_dir, FALSE, REPO_LOCK_SHARED, error);
+  if (r == NULL)
+    return FALSE;
+  if (!repo_verify (r, disk, backup_id, &cancelled, &res, error))
+    return FALSE;
+  print_result (ctx, &res);
+  return TRUE;
+}

@@ -1,0 +1,323 @@
+#!/bin/bash
+# Benchmark of chain export: `export-chain | receive` through sshd on
+# 127.0.0.1 against `ssh cat` of each volume, the SSH channel's own limit and
+# local reads, on a file and a block domain. Measures only; asserts nothing.
+#
+#   bench/export-chain.sh [--warm] [--domains file,block]
+#
+# The disk: 4 GiB virtual, three qcow2 volumes holding 1 GiB of guest data
+# written in 4 MiB extents spread over the disk (base 512 MiB, each snapshot
+# 256 MiB) of random bytes. Page caches are dropped before every timed run
+# unless --warm. The local sender writes to `--output -` redirected to
+# /dev/null: --output FILE never overwrites an existing file.
+# Needs root, a built tree, GNU time (/usr/bin/time), sshd, qemu-img, jq.
+set -euo pipefail
+
+warm=
+domains=file,block
+while [ $# -gt 0 ]; do
+    case $1 in
+        --warm) warm=1; shift ;;
+        --domains)
+            [ $# -ge 2 ] || { echo "--domains needs a value" >&2; exit 2; }
+            domains=$2; shift 2 ;;
+        *) echo "usage: ${0##*/} [--warm] [--domains file,block]" >&2; exit 2 ;;
+    esac
+done
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ovagent=$top/agent/ovagent
+tbdir=$top/scripts/testbed
+[ -x "$ovagent" ] || { echo "no $ovagent: build first (scripts/setup)" >&2; exit 1; }
+[ -x /usr/bin/time ] || { echo "/usr/bin/time not found (Debian package: time)" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || { echo "needs root (test-bed domains, sshd, drop_caches)" >&2; exit 1; }
+for c in jq qemu-img qemu-io ssh /usr/sbin/sshd; do
+    command -v "$c" >/dev/null 2>&1 || { echo "$c not found" >&2; exit 1; }
+done
+
+MiB=$((1024 * 1024))
+work=$(mktemp -d "${TMPDIR:-/tmp}/ovagent-bench.XXXXXX")
+fd_root=$work/fd
+bd_root=$work/bd
+sshd_dir=$work/sshd
+# LVs this script activated (block domain), deactivated again at exit.
+activated=()
+
+deactivate_ours () {
+    local lv
+    for lv in "${activated[@]}"; do
+        "$OVAGENT_LVM_COMMAND" lvchange --devices "$OVAGENT_LVM_DEVICES" \
+            --available n "$lv" >/dev/null 2>&1 || true
+    done
+    activated=()
+}
+
+cleanup () {
+    deactivate_ours
+    bash "$tbdir/sshd.sh" down "$sshd_dir" >/dev/null 2>&1 || true
+    [ ! -d "$fd_root" ] || bash "$tbdir/filedomain.sh" down "$fd_root" >/dev/null 2>&1 || true
+    [ ! -d "$bd_root" ] || bash "$tbdir/blockdomain.sh" down "$bd_root" >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+drop_caches () {
+    [ -n "$warm" ] && return 0
+    sync
+    echo 3 >/proc/sys/vm/drop_caches
+}
+
+# timed OUTFILE CMD...: CMD's wall seconds and peak RSS (KiB) into OUTFILE.
+timed () {
+    local out=$1
+    shift
+    /usr/bin/time -f '%e %M' -o "$out" "$@"
+}
+
+# The last line of a GNU time output ("Command exited ..." may come first).
+wall_of () { tail -n 1 "$1" | cut -d' ' -f1; }
+rss_of () { tail -n 1 "$1" | cut -d' ' -f2; }
+
+now () { date +%s.%N; }
+elapsed () { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+mibs () { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / 1048576 / s; else print "-" }'; }
+ratio () { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+# The remote ovagent command line with this shell's OVAGENT_* settings.
+remote_ovagent () {
+    local vars=() v
+    for v in $(compgen -e | grep '^OVAGENT_' || true); do
+        vars+=("$v=${!v}")
+    done
+    printf '%q ' /usr/bin/time -f '%e %M' -o "$work/time.sender" env "${vars[@]}" "$ovagent" "$@"
+}
+
+ROWS=()
+# row DOMAIN METHOD MIB WALL MIB/S SENDER_S SENDER_RSS RECV_S RECV_RSS
+FMT='%-6s %-40s %9s %7s %7s %8s %8s %8s %8s'
+row () {
+    # shellcheck disable=SC2059
+    ROWS+=("$(printf "$FMT" "$@")")
+}
+
+# write_extents DOMAIN IMG PATTERN FIRST_MIB STRIDE_MIB COUNT [SNAP_OPTS...]
+write_extents () {
+    local dom=$1 img=$2 pat=$3 first=$4 stride=$5 count=$6 i args=()
+    shift 6
+    for (( i = 0; i < count; i++ )); do
+        args+=("$(( (first + i * stride) * MiB ))" 4M)
+    done
+    bash "$tbdir/snapshot.sh" write "$dom" "$img" "$pat" "${args[@]}" "$@"
+}
+
+# make_disk DOMAIN SNAP_OPTS...: the 4 GiB, 3-volume, 1 GiB-of-data disk;
+# sets IMG and VOLS (base first).
+make_disk () {
+    local dom=$1 base s1 s2
+    shift
+    read -r IMG base < <(bash "$tbdir/snapshot.sh" disk "$dom" 4G --lv-size 640 "$@")
+    write_extents "$dom" "$IMG" "file:$work/extent1" 0 32 128 "$@"      # 512 MiB
+    s1=$(bash "$tbdir/snapshot.sh" create "$dom" "$IMG" --lv-size 384 "$@")
+    write_extents "$dom" "$IMG" "file:$work/extent2" 16 64 64 "$@"      # 256 MiB
+    s2=$(bash "$tbdir/snapshot.sh" create "$dom" "$IMG" --lv-size 384 "$@")
+    write_extents "$dom" "$IMG" "file:$work/extent3" 8 64 64 "$@"       # 256 MiB
+    VOLS=("$base" "$s1" "$s2")
+}
+
+# bench_domain KIND DOMAIN PATH_PREFIX: every measurement on one disk.
+bench_domain () {
+    local kind=$1 prefix=$3 v paths=() vol_bytes=0 t0 t1 wall moved rss_s rss_r
+    local repo=$work/repo-$kind
+    for v in "${VOLS[@]}"; do
+        paths+=("$prefix/$v")
+    done
+    if [ "$kind" = block ]; then
+        for v in "${VOLS[@]}"; do
+            if [ ! -e "/dev/$SD/$v" ]; then
+                "$OVAGENT_LVM_COMMAND" lvchange --devices "$OVAGENT_LVM_DEVICES" \
+                    --available y "$SD/$v" >/dev/null
+                activated+=("$SD/$v")
+            fi
+        done
+    fi
+    for v in "${paths[@]}"; do
+        if [ -b "$v" ] || [ -b "$(readlink -f "$v")" ]; then
+            vol_bytes=$(( vol_bytes + $(blockdev --getsize64 "$(readlink -f "$v")") ))
+        else
+            vol_bytes=$(( vol_bytes + $(stat -c %s "$v") ))
+        fi
+    done
+    # The sender activates LVs itself: give it the domain as it finds it.
+    [ "$kind" != block ] || deactivate_ours
+
+    # (a) pull through sshd into receive.
+    local modes=("") names=("ovagent pull: ssh export-chain | receive")
+    if "$ovagent" export-chain --help 2>/dev/null | grep -q -- '--compress'; then
+        modes+=("--compress=3")
+        names+=("ovagent pull, --compress=3")
+    fi
+    local i rcs ova_wall='' ova_moved='' ova_rss=''
+    for i in "${!modes[@]}"; do
+        rm -rf "$repo"
+        drop_caches
+        t0=$(now)
+        set +e
+        # shellcheck disable=SC2086
+        ssh -F "$sshd_dir/ssh_config" tbhost \
+            "$(remote_ovagent export-chain "$IMG" ${modes[$i]} --progress=none --output -)" \
+            2>"$work/sender.err" |
+            timed "$work/time.receiver" "$ovagent" receive --repo "$repo" --json \
+            >"$work/recv.json" 2>"$work/receiver.err"
+        rcs=("${PIPESTATUS[@]}")
+        set -e
+        t1=$(now)
+        if [ "${rcs[0]}" -ne 0 ] || [ "${rcs[1]}" -ne 0 ]; then
+            echo "${names[$i]}: export-chain exited ${rcs[0]}, receive ${rcs[1]}" >&2
+            cat "$work/sender.err" "$work/recv.json" "$work/receiver.err" >&2
+            exit 1
+        fi
+        wall=$(elapsed "$t0" "$t1")
+        moved=$(jq .bytes_received "$work/recv.json")
+        rss_s=$(rss_of "$work/time.sender")
+        rss_r=$(rss_of "$work/time.receiver")
+        row "$kind" "${names[$i]}" "$(( moved / MiB ))" "$wall" "$(mibs "$moved" "$wall")" \
+            "$(wall_of "$work/time.sender")" "$(( rss_s / 1024 ))" \
+            "$(wall_of "$work/time.receiver")" "$(( rss_r / 1024 ))"
+        if [ -z "$ova_wall" ]; then
+            ova_wall=$wall ova_moved=$moved
+            ova_rss="sender $(( rss_s / 1024 )) MiB, receiver $(( rss_r / 1024 )) MiB"
+        fi
+    done
+    rm -rf "$repo"
+
+    # (b) ssh cat of every volume, what this mode replaces.
+    if [ "$kind" = block ]; then
+        # What the test bed's emulated activation costs, for reading the
+        # sender's times: one activation and one deactivation per LV.
+        t0=$(now)
+        for v in "${VOLS[@]}"; do
+            if [ ! -e "/dev/$SD/$v" ]; then
+                "$OVAGENT_LVM_COMMAND" lvchange --devices "$OVAGENT_LVM_DEVICES" \
+                    --available y "$SD/$v" >/dev/null
+                activated+=("$SD/$v")
+            fi
+        done
+        t1=$(now)
+        RATIOS+=("$kind: activating the ${#VOLS[@]} LVs through $(basename "$OVAGENT_LVM_COMMAND") took $(elapsed "$t0" "$t1") s (deactivating them about as much): part of the sender's time")
+    fi
+    drop_caches
+    t0=$(now)
+    for v in "${paths[@]}"; do
+        ssh -F "$sshd_dir/ssh_config" tbhost "cat $(printf '%q' "$v")" >"$work/copy"
+        rm -f "$work/copy"
+    done
+    t1=$(now)
+    local cat_wall
+    cat_wall=$(elapsed "$t0" "$t1")
+    row "$kind" "ssh cat of each volume" "$(( vol_bytes / MiB ))" "$cat_wall" \
+        "$(mibs "$vol_bytes" "$cat_wall")" - - - -
+
+    # (c) the SSH channel's limit on the bytes (a) moved.
+    t0=$(now)
+    ssh -F "$sshd_dir/ssh_config" tbhost "head -c $ova_moved /dev/zero" >/dev/null
+    t1=$(now)
+    local chan_wall
+    chan_wall=$(elapsed "$t0" "$t1")
+    row "$kind" "ssh channel: head -c N /dev/zero" "$(( ova_moved / MiB ))" "$chan_wall" \
+        "$(mibs "$ova_moved" "$chan_wall")" - - - -
+
+    # (d) local reads.
+    drop_caches
+    t0=$(now)
+    cat "${paths[@]}" >/dev/null
+    t1=$(now)
+    local lcat_wall
+    lcat_wall=$(elapsed "$t0" "$t1")
+    [ "$kind" != block ] || deactivate_ours
+    drop_caches
+    timed "$work/time.local" "$ovagent" export-chain "$IMG" --progress=none --output - \
+        2>"$work/sender.err" >/dev/null
+    local lova_wall
+    lova_wall=$(wall_of "$work/time.local")
+    row "$kind" "local: export-chain --output - >/dev/null" "$(( ova_moved / MiB ))" "$lova_wall" \
+        "$(mibs "$ova_moved" "$lova_wall")" "$lova_wall" "$(( $(rss_of "$work/time.local") / 1024 ))" - -
+    row "$kind" "local: cat of the volumes >/dev/null" "$(( vol_bytes / MiB ))" "$lcat_wall" \
+        "$(mibs "$vol_bytes" "$lcat_wall")" - - - -
+
+    # The receiver alone: the stream from a file (on the page cache).
+    "$ovagent" export-chain "$IMG" --progress=none --output "$work/local.stream" \
+        2>"$work/sender.err" >/dev/null
+    rm -rf "$repo"
+    timed "$work/time.receiver" "$ovagent" receive --repo "$repo" --json \
+        <"$work/local.stream" >/dev/null 2>"$work/receiver.err"
+    local lrecv_wall
+    lrecv_wall=$(wall_of "$work/time.receiver")
+    row "$kind" "local: receive < stream file" "$(( ova_moved / MiB ))" "$lrecv_wall" \
+        "$(mibs "$ova_moved" "$lrecv_wall")" - - "$lrecv_wall" "$(( $(rss_of "$work/time.receiver") / 1024 ))"
+    rm -rf "$repo" "$work/local.stream"
+    [ "$kind" != block ] || deactivate_ours
+
+    RATIOS+=("$kind: pull throughput / channel limit on the bytes moved: $(ratio "$chan_wall" "$ova_wall") (goal >= 0.90)")
+    RATIOS+=("$kind: ssh cat time / pull time: $(ratio "$cat_wall" "$ova_wall")x (volumes hold $(( vol_bytes / MiB )) MiB, the stream $(( ova_moved / MiB )) MiB)")
+    RATIOS+=("$kind: local cat time / local export-chain time: $(ratio "$lcat_wall" "$lova_wall")x")
+    RATIOS+=("$kind: peak RSS of the pull: $ova_rss (goal < 64 MiB)")
+}
+
+RATIOS=()
+# Guest data: random, so that compression has nothing easy to gain.
+for i in 1 2 3; do
+    head -c $((4 * MiB)) /dev/urandom >"$work/extent$i"
+done
+echo "starting sshd on 127.0.0.1..."
+bash "$tbdir/sshd.sh" up "$sshd_dir" >/dev/null
+
+if [[ ,$domains, == *,file,* ]]; then
+    echo "building the file domain disk (4 GiB, 3 qcow2 volumes, 1 GiB of data)..."
+    bash "$tbdir/filedomain.sh" up "$fd_root" >/dev/null
+    (
+        # shellcheck disable=SC1091
+        . "$fd_root/ids"
+        # shellcheck disable=SC1091
+        . "$fd_root/env"
+        export OVAGENT_LVM_DEVICES=
+        export OVAGENT_STATE_DIR=$work/state OVAGENT_RUN_DIR=$work/run
+        export OVAGENT_LIBVIRT_URI=test:///default
+        mkdir -p "$OVAGENT_STATE_DIR" "$OVAGENT_RUN_DIR"
+        make_disk "$NFS_DIR"
+        bench_domain file "$NFS_DIR" "$NFS_DIR/images/$IMG"
+        printf '%s\n' "${ROWS[@]}" >"$work/rows.file"
+        printf '%s\n' "${RATIOS[@]}" >"$work/ratios.file"
+    )
+fi
+if [[ ,$domains, == *,block,* ]]; then
+    echo "building the block domain disk (4 GiB, 3 qcow2 LVs, 1 GiB of data)..."
+    bash "$tbdir/blockdomain.sh" up "$bd_root" >/dev/null
+    (
+        # shellcheck disable=SC1091
+        . "$bd_root/ids"
+        # shellcheck disable=SC1091
+        . "$bd_root/env"
+        export OVAGENT_LIBVIRT_URI=test:///default
+        trap deactivate_ours EXIT
+        make_disk "$SD" --block-env "$bd_root/env"
+        bench_domain block "$SD" "/dev/$SD"
+        printf '%s\n' "${ROWS[@]}" >"$work/rows.block"
+        printf '%s\n' "${RATIOS[@]}" >"$work/ratios.block"
+    )
+fi
+
+echo
+# shellcheck disable=SC2059
+printf "$FMT\n" domain method 'MiB moved' 'wall s' 'MiB/s' 'sender' 'sender' 'receiver' 'receiver'
+# shellcheck disable=SC2059
+printf "$FMT\n" '' '' '' '' '' 'wall s' 'RSS MiB' 'wall s' 'RSS MiB'
+cat "$work/rows.file" "$work/rows.block" 2>/dev/null || true
+echo
+cat "$work/ratios.file" "$work/ratios.block" 2>/dev/null || true
+echo
+if [ -n "$warm" ]; then
+    echo "(warm page cache; $(nproc) CPUs; $(uname -r); one run each)"
+else
+    echo "(page cache dropped before each timed run; $(nproc) CPUs; $(uname -r); one run each)"
+fi

@@ -1,0 +1,744 @@
+/* ovagent: a disk's manifest: the JSON schema of docs/repository.md, checked
+ * field by field on load (it may have been edited), written atomically. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "log.h"
+#include "util.h"
+#include "repo/manifest.h"
+
+#define MANIFEST_TMP REPO_MANIFEST_NAME ".tmp"
+
+/* Free-text fields copied from the stream are kept, but bounded. */
+#define TEXT_FIELD_MAX 255
+
+/* Messages quote at most this much of a bad value. */
+#define QUOTE_MAX 80
+
+void
+repo_volume_free (repo_volume *v)
+{
+  if (v == NULL)
+    return;
+  g_free (v->uuid);
+  g_free (v->format);
+  g_free (v->file);
+  g_free (v->digest);
+  g_free (v->backing);
+  g_free (v);
+}
+
+void
+repo_backup_free (repo_backup *b)
+{
+  if (b == NULL)
+    return;
+  g_free (b->id);
+  g_free (b->time);
+  g_free (b->host);
+  g_free (b->domain);
+  g_free (b->since);
+  g_free (b->parent);
+  if (b->volumes)
+    g_ptr_array_unref (b->volumes);
+  if (b->meta)
+    json_node_unref (b->meta);
+  g_free (b);
+}
+
+void
+repo_manifest_free (repo_manifest *m)
+{
+  if (m == NULL)
+    return;
+  g_free (m->disk);
+  if (m->backups)
+    g_ptr_array_unref (m->backups);
+  g_free (m);
+}
+
+repo_backup *
+repo_backup_new (void)
+{
+  repo_backup *b = g_new0 (repo_backup, 1);
+
+  b->volumes = g_ptr_array_new_with_free_func ((GDestroyNotify) repo_volume_free);
+  return b;
+}
+
+repo_manifest *
+repo_manifest_new (const char *disk)
+{
+  repo_manifest *m = g_new0 (repo_manifest, 1);
+
+  m->disk = g_ascii_strdown (disk, -1);
+  m->backups = g_ptr_array_new_with_free_func ((GDestroyNotify) repo_backup_free);
+  return m;
+}
+
+static gboolean
+all_of (const char *s, gsize len, gboolean (*pred) (char c))
+{
+  for (gsize i = 0; i < len; i++)
+    if (!pred (s[i]))
+      return FALSE;
+  return TRUE;
+}
+
+static gboolean
+is_digit (char c)
+{
+  return c >= '0' && c <= '9';
+}
+
+static gboolean
+is_lower_hex (char c)
+{
+  return is_digit (c) || (c >= 'a' && c <= 'f');
+}
+
+gboolean
+repo_backup_id_is_valid (const char *id)
+{
+  /* YYYYMMDD T HHMMSS Z - xxxxxx */
+  return id != NULL && strlen (id) == REPO_BACKUP_ID_LEN &&
+    all_of (id, 8, is_digit) && id[8] == 'T' &&
+    all_of (id + 9, 6, is_digit) && id[15] == 'Z' && id[16] == '-' &&
+    all_of (id + 17, 6, is_lower_hex);
+}
+
+char *
+repo_backup_id_new (GDateTime *now)
+{
+  g_autoptr(GDateTime) utc = g_date_time_to_utc (now);
+  g_autofree char *stamp = g_date_time_format (utc, "%Y%m%dT%H%M%SZ");
+
+  return g_strdup_printf ("%s-%06x", stamp, g_random_int () & 0xffffff);
+}
+
+const char *
+repo_format_ext (const char *format)
+{
+  if (format == NULL)
+    return NULL;
+  if (strcmp (format, "qcow2") == 0)
+    return ".qcow2";
+  if (strcmp (format, "raw") == 0)
+    return ".raw";
+  return NULL;
+}
+
+char *
+repo_volume_basename (const char *vol, const char *format)
+{
+  return g_strconcat (vol, repo_format_ext (format), NULL);
+}
+
+char *
+repo_expected_backing (const repo_backup *b, guint i, const repo_backup *parent)
+{
+  const repo_volume *prev;
+
+  if (i > 0) {
+    prev = g_ptr_array_index (b->volumes, i - 1);
+    return repo_volume_basename (prev->uuid, prev->format);
+  }
+  if (parent == NULL || parent->volumes->len == 0)
+    return NULL;
+  prev = g_ptr_array_index (parent->volumes, parent->volumes->len - 1);
+  return g_strconcat ("../", prev->file, NULL);
+}
+
+/* ---- parsing ---- */
+
+static void G_GNUC_PRINTF (3, 4)
+bad (GError **error, const char *what, const char *fmt, ...)
+{
+  g_autofree char *msg = NULL;
+  va_list ap;
+
+  va_start (ap, fmt);
+  msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY, "%s: %s", what, msg);
+}
+
+/* The member if it is a string (NULL for a missing or null member when
+ * nullable). */
+static gboolean
+get_string (JsonObject *o, const char *name, gboolean nullable, const char **out,
+            const char *what, const char *where, GError **error)
+{
+  JsonNode *n = json_object_get_member (o, name);
+
+  *out = NULL;
+  if ((n == NULL || JSON_NODE_HOLDS_NULL (n)) && nullable)
+    return TRUE;
+  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) ||
+      json_node_get_value_type (n) != G_TYPE_STRING) {
+    bad (error, what, "%s: \"%s\" must be a string%s", where, name,
+         nullable ? " or null" : "");
+    return FALSE;
+  }
+  *out = json_node_get_string (n);
+  return TRUE;
+}
+
+static gboolean
+get_size (JsonObject *o, const char *name, guint64 *out,
+          const char *what, const char *where, GError **error)
+{
+  JsonNode *n = json_object_get_member (o, name);
+
+  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) ||
+      json_node_get_value_type (n) != G_TYPE_INT64 || json_node_get_int (n) < 0) {
+    bad (error, what, "%s: \"%s\" must be a non-negative integer", where, name);
+    return FALSE;
+  }
+  *out = json_node_get_int (n);
+  return TRUE;
+}
+
+static gboolean
+check_uuid (const char *value, const char *name, const char *what,
+            const char *where, GError **error)
+{
+  g_autofree char *q = NULL;
+
+  if (ova_uuid_is_valid (value) && !ova_uuid_is_blank (value))
+    return TRUE;
+  q = ova_quote_untrusted (value, QUOTE_MAX);
+  bad (error, what, "%s: \"%s\" is not a UUID: %s", where, name, q);
+  return FALSE;
+}
+
+static gboolean
+check_text (const char *value, const char *name, const char *what,
+            const char *where, GError **error)
+{
+  if (value == NULL || (strlen (value) <= TEXT_FIELD_MAX && g_utf8_validate (value, -1, NULL)))
+    return TRUE;
+  bad (error, what, "%s: \"%s\" is longer than %d bytes or not UTF-8",
+       where, name, TEXT_FIELD_MAX);
+  return FALSE;
+}
+
+static repo_volume *
+parse_volume (JsonNode *node, const repo_backup *b, guint i,
+              const repo_backup *parent, const char *what, GError **error)
+{
+  g_autoptr(repo_volume) v = g_new0 (repo_volume, 1);
+  g_autofree char *where = g_strdup_printf ("backup %s volume %u", b->id, i);
+  g_autofree char *want_file = NULL;
+  g_autofree char *want_backing = NULL;
+  g_autofree char *base = NULL;
+  const char *uuid, *format, *file, *digest, *backing;
+  JsonObject *o;
+
+  if (!JSON_NODE_HOLDS_OBJECT (node)) {
+    bad (error, what, "%s is not an object", where);
+    return NULL;
+  }
+  o = json_node_get_object (node);
+  if (!get_string (o, "uuid", FALSE, &uuid, what, where, error) ||
+      !check_uuid (uuid, "uuid", what, where, error) ||
+      !get_string (o, "format", FALSE, &format, what, where, error) ||
+      !get_string (o, "file", FALSE, &file, what, where, error) ||
+      !get_string (o, "digest", FALSE, &digest, what, where, error) ||
+      !get_string (o, "backing", TRUE, &backing, what, where, error) ||
+      !get_size (o, "size", &v->size, what, where, error) ||
+      !get_size (o, "virtual_size", &v->virtual_size, what, where, error))
+    return NULL;
+
+  if (repo_format_ext (format) == NULL) {
+    g_autofree char *q = ova_quote_untrusted (format, QUOTE_MAX);
+
+    bad (error, what, "%s: unknown format %s (expected qcow2 or raw)", where, q);
+    return NULL;
+  }
+  v->uuid = g_ascii_strdown (uuid, -1);
+  v->format = g_strdup (format);
+
+  /* Paths are never taken from the manifest: the file must be exactly the
+   * name the id and UUID give. */
+  base = repo_volume_basename (v->uuid, v->format);
+  want_file = g_build_path ("/", b->id, base, NULL);
+  if (strcmp (file, want_file) != 0) {
+    g_autofree char *q = ova_quote_untrusted (file, QUOTE_MAX);
+
+    bad (error, what, "%s: file is %s, expected \"%s\"", where, q, want_file);
+    return NULL;
+  }
+  v->file = g_steal_pointer (&want_file);
+
+  if (strlen (digest) != REPO_DIGEST_HEX_LEN ||
+      !all_of (digest, REPO_DIGEST_HEX_LEN, is_lower_hex)) {
+    g_autofree char *q = ova_quote_untrusted (digest, QUOTE_MAX);
+
+    bad (error, what, "%s: digest %s is not %d lowercase hex digits",
+         where, q, REPO_DIGEST_HEX_LEN);
+    return NULL;
+  }
+  v->digest = g_strdup (digest);
+
+  /* A raw file has no backing string, so it can only start a chain. */
+  if (strcmp (v->format, "raw") == 0 && (i > 0 || parent != NULL)) {
+    bad (error, what, "%s: a raw volume can only be the first of a full backup", where);
+    return NULL;
+  }
+
+  /* The volume is not in b->volumes yet, so the backing of index 0 comes
+   * from the parent, of the others from the volume before. */
+  want_backing = repo_expected_backing (b, i, parent);
+  if (g_strcmp0 (backing, want_backing) != 0) {
+    g_autofree char *q = backing ? ova_quote_untrusted (backing, QUOTE_MAX) : g_strdup ("null");
+
+    bad (error, what, "%s: backing is %s, expected %s%s%s", where, q,
+         want_backing ? "\"" : "", want_backing ? want_backing : "null",
+         want_backing ? "\"" : "");
+    return NULL;
+  }
+  v->backing = g_steal_pointer (&want_backing);
+  return g_steal_pointer (&v);
+}
+
+static repo_backup *
+parse_backup (JsonNode *node, guint index, const repo_manifest *m,
+              const char *what, GError **error)
+{
+  g_autoptr(repo_backup) b = repo_backup_new ();
+  g_autofree char *where = g_strdup_printf ("backup %u", index);
+  g_autoptr(GDateTime) t = NULL;
+  const char *id, *time, *host, *domain, *kind, *since, *parent_id;
+  const repo_backup *parent = NULL;
+  JsonNode *vols, *meta;
+  JsonObject *o;
+  guint n;
+
+  if (!JSON_NODE_HOLDS_OBJECT (node)) {
+    bad (error, what, "%s is not an object", where);
+    return NULL;
+  }
+  o = json_node_get_object (node);
+  if (!get_string (o, "id", FALSE, &id, what, where, error))
+    return NULL;
+  if (!repo_backup_id_is_valid (id)) {
+    g_autofree char *q = ova_quote_untrusted (id, QUOTE_MAX);
+
+    bad (error, what, "%s: id %s is not a backup id (like 20261122T031000Z-3f2a9c)",
+         where, q);
+    return NULL;
+  }
+  if (repo_manifest_find (m, id) != NULL) {
+    bad (error, what, "backup %s is listed twice", id);
+    return NULL;
+  }
+  b->id = g_strdup (id);
+  g_free (where);
+  where = g_strdup_printf ("backup %s", id);
+
+  if (!get_string (o, "time", FALSE, &time, what, where, error) ||
+      !get_string (o, "host", TRUE, &host, what, where, error) ||
+      !check_text (host, "host", what, where, error) ||
+      !get_string (o, "domain", TRUE, &domain, what, where, error) ||
+      (domain && !check_uuid (domain, "domain", what, where, error)) ||
+      !get_string (o, "kind", FALSE, &kind, what, where, error) ||
+      !get_string (o, "since", TRUE, &since, what, where, error) ||
+      !get_string (o, "parent", TRUE, &parent_id, what, where, error))
+    return NULL;
+
+  t = g_date_time_new_from_iso8601 (time, NULL);
+  if (t == NULL || strlen (time) > TEXT_FIELD_MAX) {
+    g_autofree char *q = ova_quote_untrusted (time, QUOTE_MAX);
+
+    bad (error, what, "%s: time %s is not an ISO 8601 time", where, q);
+    return NULL;
+  }
+  b->time = g_strdup (time);
+  b->host = g_strdup (host);
+  b->domain = domain ? g_ascii_strdown (domain, -1) : NULL;
+
+  if (strcmp (kind, "full") == 0) {
+    b->kind = REPO_KIND_FULL;
+    if (since != NULL || parent_id != NULL) {
+      bad (error, what, "%s: a full backup has no since or parent", where);
+      return NULL;
+    }
+  }
+  else if (strcmp (kind, "incremental") == 0) {
+    const repo_volume *last;
+
+    b->kind = REPO_KIND_INCREMENTAL;
+    if (since == NULL || parent_id == NULL) {
+      bad (error, what, "%s: an incremental backup needs since and parent", where);
+      return NULL;
+    }
+    if (!check_uuid (since, "since", what, where, error))
+      return NULL;
+    parent = repo_manifest_find (m, parent_id);
+    if (parent == NULL) {
+      g_autofree char *q = ova_quote_untrusted (parent_id, QUOTE_MAX);
+
+      bad (error, what, "%s: parent %s is not an earlier backup", where, q);
+      return NULL;
+    }
+    last = g_ptr_array_index (parent->volumes, parent->volumes->len - 1);
+    if (g_ascii_strcasecmp (last->uuid, since) != 0) {
+      bad (error, what, "%s: since is %s but the last volume of parent %s is %s",
+           where, since, parent->id, last->uuid);
+      return NULL;
+    }
+    b->since = g_ascii_strdown (since, -1);
+    b->parent = g_strdup (parent->id);
+  }
+  else {
+    g_autofree char *q = ova_quote_untrusted (kind, QUOTE_MAX);
+
+    bad (error, what, "%s: kind %s is not full or incremental", where, q);
+    return NULL;
+  }
+
+  vols = json_object_get_member (o, "volumes");
+  if (vols == NULL || !JSON_NODE_HOLDS_ARRAY (vols) ||
+      (n = json_array_get_length (json_node_get_array (vols))) == 0) {
+    bad (error, what, "%s: \"volumes\" must be a non-empty array", where);
+    return NULL;
+  }
+  for (guint i = 0; i < n; i++) {
+    JsonNode *vn = json_array_get_element (json_node_get_array (vols), i);
+    repo_volume *v = parse_volume (vn, b, i, parent, what, error);
+
+    if (v == NULL)
+      return NULL;
+    for (guint j = 0; j < b->volumes->len; j++) {
+      const repo_volume *other = g_ptr_array_index (b->volumes, j);
+
+      if (strcmp (other->uuid, v->uuid) == 0) {
+        bad (error, what, "%s: volume %s is listed twice", where, v->uuid);
+        repo_volume_free (v);
+        return NULL;
+      }
+    }
+    g_ptr_array_add (b->volumes, v);
+  }
+
+  meta = json_object_get_member (o, "meta");
+  if (meta != NULL && !JSON_NODE_HOLDS_NULL (meta)) {
+    if (!JSON_NODE_HOLDS_OBJECT (meta)) {
+      bad (error, what, "%s: \"meta\" must be an object", where);
+      return NULL;
+    }
+    b->meta = json_node_copy (meta);
+  }
+  return g_steal_pointer (&b);
+}
+
+repo_manifest *
+repo_manifest_parse (const char *disk, const char *text, gsize len,
+                     const char *what, GError **error)
+{
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  g_autoptr(GError) err = NULL;
+  g_autoptr(repo_manifest) m = repo_manifest_new (disk);
+  const char *format, *mdisk;
+  JsonNode *root, *backups;
+  JsonObject *o;
+  guint64 version;
+
+  if (len > REPO_MANIFEST_MAX) {
+    bad (error, what, "larger than %d bytes", REPO_MANIFEST_MAX);
+    return NULL;
+  }
+  if (memchr (text, '\0', len) != NULL || !g_utf8_validate (text, len, NULL)) {
+    bad (error, what, "not UTF-8 text");
+    return NULL;
+  }
+  if (!json_parser_load_from_data (parser, text, len, &err)) {
+    bad (error, what, "not valid JSON: %s", err->message);
+    return NULL;
+  }
+  root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
+    bad (error, what, "not a JSON object");
+    return NULL;
+  }
+  o = json_node_get_object (root);
+  if (!get_string (o, "format", FALSE, &format, what, "manifest", error) ||
+      !get_size (o, "version", &version, what, "manifest", error) ||
+      !get_string (o, "disk", FALSE, &mdisk, what, "manifest", error))
+    return NULL;
+  if (strcmp (format, REPO_MANIFEST_FORMAT) != 0) {
+    g_autofree char *q = ova_quote_untrusted (format, QUOTE_MAX);
+
+    bad (error, what, "format is %s, expected \"%s\"", q, REPO_MANIFEST_FORMAT);
+    return NULL;
+  }
+  if (version != REPO_MANIFEST_VERSION) {
+    bad (error, what, "version %" G_GUINT64_FORMAT " is not supported (this "
+         "ovagent reads version %d)", version, REPO_MANIFEST_VERSION);
+    return NULL;
+  }
+  if (g_ascii_strcasecmp (mdisk, disk) != 0) {
+    g_autofree char *q = ova_quote_untrusted (mdisk, QUOTE_MAX);
+
+    bad (error, what, "it is the manifest of disk %s, not of %s", q, disk);
+    return NULL;
+  }
+
+  backups = json_object_get_member (o, "backups");
+  if (backups == NULL || !JSON_NODE_HOLDS_ARRAY (backups)) {
+    bad (error, what, "\"backups\" must be an array");
+    return NULL;
+  }
+  for (guint i = 0; i < json_array_get_length (json_node_get_array (backups)); i++) {
+    JsonNode *bn = json_array_get_element (json_node_get_array (backups), i);
+    repo_backup *b = parse_backup (bn, i, m, what, error);
+
+    if (b == NULL)
+      return NULL;
+    g_ptr_array_add (m->backups, b);
+  }
+  return g_steal_pointer (&m);
+}
+
+/* ---- writing ---- */
+
+static void
+add_string_or_null (JsonBuilder *jb, const char *name, const char *value)
+{
+  json_builder_set_member_name (jb, name);
+  if (value)
+    json_builder_add_string_value (jb, value);
+  else
+    json_builder_add_null_value (jb);
+}
+
+static void
+add_int (JsonBuilder *jb, const char *name, guint64 value)
+{
+  json_builder_set_member_name (jb, name);
+  json_builder_add_int_value (jb, (gint64) value);
+}
+
+static void
+build_backup (JsonBuilder *jb, const repo_backup *b)
+{
+  json_builder_begin_object (jb);
+  add_string_or_null (jb, "id", b->id);
+  add_string_or_null (jb, "time", b->time);
+  add_string_or_null (jb, "host", b->host);
+  add_string_or_null (jb, "domain", b->domain);
+  add_string_or_null (jb, "kind", b->kind == REPO_KIND_FULL ? "full" : "incremental");
+  add_string_or_null (jb, "since", b->since);
+  add_string_or_null (jb, "parent", b->parent);
+  json_builder_set_member_name (jb, "volumes");
+  json_builder_begin_array (jb);
+  for (guint i = 0; i < b->volumes->len; i++) {
+    const repo_volume *v = g_ptr_array_index (b->volumes, i);
+
+    json_builder_begin_object (jb);
+    add_string_or_null (jb, "uuid", v->uuid);
+    add_string_or_null (jb, "file", v->file);
+    add_string_or_null (jb, "format", v->format);
+    add_int (jb, "size", v->size);
+    add_int (jb, "virtual_size", v->virtual_size);
+    add_string_or_null (jb, "digest", v->digest);
+    add_string_or_null (jb, "backing", v->backing);
+    json_builder_end_object (jb);
+  }
+  json_builder_end_array (jb);
+  json_builder_set_member_name (jb, "meta");
+  if (b->meta)
+    json_builder_add_value (jb, json_node_copy (b->meta));
+  else
+    json_builder_add_null_value (jb);
+  json_builder_end_object (jb);
+}
+
+char *
+repo_manifest_to_json (const repo_manifest *m)
+{
+  g_autoptr(JsonBuilder) jb = json_builder_new ();
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  g_autoptr(JsonNode) root = NULL;
+  g_autofree char *text = NULL;
+
+  json_builder_begin_object (jb);
+  add_string_or_null (jb, "format", REPO_MANIFEST_FORMAT);
+  add_int (jb, "version", REPO_MANIFEST_VERSION);
+  add_string_or_null (jb, "disk", m->disk);
+  json_builder_set_member_name (jb, "backups");
+  json_builder_begin_array (jb);
+  for (guint i = 0; i < m->backups->len; i++)
+    build_backup (jb, g_ptr_array_index (m->backups, i));
+  json_builder_end_array (jb);
+  json_builder_end_object (jb);
+
+  root = json_builder_get_root (jb);
+  json_generator_set_root (gen, root);
+  json_generator_set_pretty (gen, TRUE);
+  text = json_generator_to_data (gen, NULL);
+  return g_strconcat (text, "\n", NULL);
+}
+
+repo_manifest *
+repo_manifest_load (const char *disk_dir, const char *disk, gboolean missing_ok,
+                    GError **error)
+{
+  g_autofree char *path = g_build_filename (disk_dir, REPO_MANIFEST_NAME, NULL);
+  g_autofree char *text = NULL;
+  g_autoptr(GError) err = NULL;
+  gsize len = 0;
+
+  if (!ova_read_file_direct (path, REPO_MANIFEST_MAX, &text, &len, &err)) {
+    if (g_error_matches (err, OVA_ERROR, OVA_ERROR_NOT_FOUND) && missing_ok)
+      return repo_manifest_new (disk);
+    g_propagate_error (error, g_steal_pointer (&err));
+    return NULL;
+  }
+  return repo_manifest_parse (disk, text, len, path, error);
+}
+
+static gboolean
+write_all (int fd, const char *buf, gsize len, const char *path, GError **error)
+{
+  while (len > 0) {
+    gssize n = write (fd, buf, len);
+
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      int e = errno;
+
+      g_set_error (error, OVA_ERROR,
+                   e == ENOSPC || e == EDQUOT ? OVA_ERROR_NO_SPACE : OVA_ERROR_INTERNAL,
+                   "cannot write %s: %s", path, g_strerror (e));
+      return FALSE;
+    }
+    buf += n;
+    len -= n;
+  }
+  return TRUE;
+}
+
+gboolean
+repo_fsync_dir (const char *dir, GError **error)
+{
+  int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int e;
+
+  if (fd < 0 || fsync (fd) < 0) {
+    e = errno;
+    if (fd >= 0)
+      close (fd);
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot sync directory %s: %s", dir, g_strerror (e));
+    return FALSE;
+  }
+  close (fd);
+  return TRUE;
+}
+
+/* Create path (which must not exist) with text in it, synced. */
+static gboolean
+write_new_file (const char *path, const char *text, GError **error)
+{
+  int fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  const char *step = "create";
+  int e = 0;
+
+  if (fd < 0)
+    e = errno;
+  else if (!write_all (fd, text, strlen (text), path, error)) {
+    close (fd);
+    return FALSE;
+  }
+  else if (fsync (fd) < 0) {
+    e = errno;
+    step = "sync";
+    close (fd);
+  }
+  else if (close (fd) < 0) {
+    e = errno;
+    step = "write";
+  }
+  if (e != 0) {
+    g_set_error (error, OVA_ERROR,
+                 e == ENOSPC || e == EDQUOT ? OVA_ERROR_NO_SPACE : OVA_ERROR_INTERNAL,
+                 "cannot %s %s: %s", step, path, g_strerror (e));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean
+repo_manifest_save (const repo_manifest *m, const char *disk_dir, GError **error)
+{
+  g_autofree char *text = repo_manifest_to_json (m);
+  g_autofree char *tmp = g_build_filename (disk_dir, MANIFEST_TMP, NULL);
+  g_autofree char *path = g_build_filename (disk_dir, REPO_MANIFEST_NAME, NULL);
+  g_autoptr(GError) err = NULL;
+
+  if (unlink (tmp) < 0 && errno != ENOENT) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot remove %s: %s", tmp, g_strerror (errno));
+    return FALSE;
+  }
+  if (!write_new_file (tmp, text, error)) {
+    unlink (tmp);
+    return FALSE;
+  }
+  if (rename (tmp, path) < 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot rename %s to %s: %s", tmp, path, g_strerror (errno));
+    unlink (tmp);
+    return FALSE;
+  }
+  /* The new manifest is in place and the caller must not undo the
+   * backup it names; a power cut before the directory reaches the disk
+   * can only bring back the old manifest, and the next receive then
+   * removes the unreferenced backup directory. */
+  if (!repo_fsync_dir (disk_dir, &err))
+    ova_warn ("%s", err->message);
+  return TRUE;
+}
+
+/* ---- lookups ---- */
+
+const repo_backup *
+repo_manifest_find (const repo_manifest *m, const char *id)
+{
+  for (guint i = 0; i < m->backups->len; i++) {
+    const repo_backup *b = g_ptr_array_index (m->backups, i);
+
+    if (strcmp (b->id, id) == 0)
+      return b;
+  }
+  return NULL;
+}
+
+const repo_backup *
+repo_manifest_latest (const repo_manifest *m)
+{
+  if (m->backups->len == 0)
+    return NULL;
+  return g_ptr_array_index (m->backups, m->backups->len - 1);
+}
+
+const repo_volume *
+repo_manifest_latest_volume (const repo_manifest *m)
+{
+  const repo_backup *b = repo_manifest_latest (m);
+
+  if (b == NULL || b->volumes->len == 0)
+    return NULL;
+  return g_ptr_array_index (b->volumes, b->volumes->len - 1);
+}

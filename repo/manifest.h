@@ -1,0 +1,106 @@
+/* ovagent: a disk's manifest in the repository (R/disks/IMG/manifest.json):
+ * the backups in order, their volumes and digests; parsing it as untrusted input. */
+#ifndef REPO_MANIFEST_H
+#define REPO_MANIFEST_H
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+#define REPO_MANIFEST_NAME "manifest.json"
+#define REPO_MANIFEST_FORMAT "ovagent-manifest"
+#define REPO_MANIFEST_VERSION 1
+
+/* "20261122T031000Z-3f2a9c": UTC time, '-', 6 lowercase hex digits. */
+#define REPO_BACKUP_ID_LEN 23
+
+/* XXH3-128 as 32 lowercase hex digits. */
+#define REPO_DIGEST_HEX_LEN 32
+
+/* A manifest read from disk is at most this long: with a few KiB of stream
+ * metadata per backup, tens of thousands of backups. */
+#define REPO_MANIFEST_MAX (64 * 1024 * 1024)
+
+typedef enum {
+  REPO_KIND_FULL = 0,
+  REPO_KIND_INCREMENTAL,
+} repo_kind;
+
+typedef struct repo_volume {
+  char *uuid;
+  char *format;          /* "qcow2" | "raw" */
+  char *file;            /* relative to the disk directory: "ID/VOL.qcow2" */
+  guint64 size;          /* file length */
+  guint64 virtual_size;
+  char *digest;          /* XXH3-128 of the file as stored, holes as zeros */
+  char *backing;         /* backing string written in the file, relative to
+                          * its directory; NULL for none (and for raw) */
+} repo_volume;
+
+typedef struct repo_backup {
+  char *id;
+  char *time;            /* ISO 8601 UTC, when it was committed */
+  char *host;            /* the sending host (from the stream), may be NULL */
+  char *domain;          /* storage domain UUID (from the stream), may be NULL */
+  repo_kind kind;
+  char *since;           /* incremental: the volume the first one is backed by */
+  char *parent;          /* incremental: the backup holding `since` */
+  GPtrArray *volumes;    /* repo_volume*, base first */
+  JsonNode *meta;        /* the stream's META object, kept as received */
+} repo_backup;
+
+typedef struct repo_manifest {
+  char *disk;            /* image UUID, lower case */
+  GPtrArray *backups;    /* repo_backup*, in commit order */
+} repo_manifest;
+
+void repo_volume_free (repo_volume *v);
+void repo_backup_free (repo_backup *b);
+void repo_manifest_free (repo_manifest *m);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (repo_volume, repo_volume_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (repo_backup, repo_backup_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (repo_manifest, repo_manifest_free)
+
+repo_backup *repo_backup_new (void);
+repo_manifest *repo_manifest_new (const char *disk);
+
+gboolean repo_backup_id_is_valid (const char *id);
+/* A new backup id for the time now (UTC) with a random suffix. */
+char *repo_backup_id_new (GDateTime *now);
+
+/* "qcow2" → ".qcow2", "raw" → ".raw"; NULL for anything else. */
+const char *repo_format_ext (const char *format);
+/* The file name of a volume inside its backup directory: "VOL.qcow2". */
+char *repo_volume_basename (const char *vol, const char *format);
+/* The backing string the volume at index i of b must carry, given the
+ * backup before it (NULL for a full): NULL for none. */
+char *repo_expected_backing (const repo_backup *b, guint i,
+                             const repo_backup *parent);
+
+/* Parse and check a manifest. Everything is checked before any path is
+ * built from it: ids, UUIDs, file names (exactly "ID/VOL.ext"), backing
+ * strings (exactly what the chain implies), digests, the chain of
+ * incrementals. what names the source in messages. OVA_ERROR_INTEGRITY if
+ * anything is off. */
+repo_manifest *repo_manifest_parse (const char *disk, const char *text, gsize len,
+                                    const char *what, GError **error);
+char *repo_manifest_to_json (const repo_manifest *m);
+
+/* Load disk_dir/manifest.json; a missing file gives an empty manifest when
+ * missing_ok, else OVA_ERROR_NOT_FOUND. */
+repo_manifest *repo_manifest_load (const char *disk_dir, const char *disk,
+                                   gboolean missing_ok, GError **error);
+/* Write manifest.json.tmp, fsync it, rename it over manifest.json, fsync
+ * the directory. */
+gboolean repo_manifest_save (const repo_manifest *m, const char *disk_dir,
+                             GError **error);
+
+/* fsync a directory, so that renames in it are on disk. */
+gboolean repo_fsync_dir (const char *dir, GError **error);
+
+const repo_backup *repo_manifest_find (const repo_manifest *m, const char *id);
+const repo_backup *repo_manifest_latest (const repo_manifest *m);
+/* The last volume of the latest backup: what an incremental must continue
+ * from; NULL for an empty manifest. */
+const repo_volume *repo_manifest_latest_volume (const repo_manifest *m);
+
+#endif

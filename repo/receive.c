@@ -1,0 +1,1025 @@
+/* ovagent: receiving a chain stream into the repository: checks before the
+ * first write, files under .incoming-ID, commit after the trailer, undo on error. */
+#include <config.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <json-glib/json-glib.h>
+
+#include "error.h"
+#include "log.h"
+#include "util.h"
+#include "repo/repo.h"
+#include "stream/stream.h"
+
+/* Backup directories hold files; anything nested deeper is not ours and
+ * is not removed. */
+#define REMOVE_DEPTH_MAX 4
+
+/* Free-text fields of the stream kept in the manifest. */
+#define TEXT_FIELD_MAX 255
+
+#define QUOTE_MAX 80
+
+/* A volume as the stream's META declares it. */
+typedef struct rx_volume {
+  char *uuid;            /* lower case */
+  char *format;          /* "qcow2" | "raw" (from "cow" | "raw") */
+  guint64 size;          /* bytes that follow in the stream (BEGIN size) */
+  guint64 capacity;
+  char *path;            /* the file under .incoming-ID */
+} rx_volume;
+
+static void
+rx_volume_free (rx_volume *v)
+{
+  if (v == NULL)
+    return;
+  g_free (v->uuid);
+  g_free (v->format);
+  g_free (v->path);
+  g_free (v);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (rx_volume, rx_volume_free)
+
+typedef struct rx {
+  repo *r;
+  volatile sig_atomic_t *cancel;
+  int in_fd;
+  guint64 bytes_in;
+
+  JsonNode *meta;
+  char *disk;
+  char *since;
+  char *host;
+  char *domain;
+  GPtrArray *vols;       /* rx_volume* */
+  guint64 total_size;
+
+  char *disk_dir;
+  char *backup_id;
+  char *incoming;        /* disk_dir/.incoming-ID while receiving */
+  char *final;           /* disk_dir/ID */
+  gboolean made_disk_dir;  /* disk_dir did not exist before this run */
+  gboolean created;      /* incoming exists and is ours */
+  gboolean renamed;      /* it is now final */
+
+  guint next;            /* index of the next volume to begin */
+  int cur_fd;            /* the volume being written, or -1 */
+  rx_volume *cur;
+  guint64 written;       /* bytes written to files so far */
+  guint64 data_bytes;
+} rx;
+
+static void
+rx_free (rx *x)
+{
+  if (x == NULL)
+    return;
+  if (x->cur_fd >= 0)
+    close (x->cur_fd);
+  if (x->meta)
+    json_node_unref (x->meta);
+  g_free (x->disk);
+  g_free (x->since);
+  g_free (x->host);
+  g_free (x->domain);
+  if (x->vols)
+    g_ptr_array_unref (x->vols);
+  g_free (x->disk_dir);
+  g_free (x->backup_id);
+  g_free (x->incoming);
+  g_free (x->final);
+  g_free (x);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (rx, rx_free)
+
+void
+repo_receive_result_clear (repo_receive_result *res)
+{
+  g_clear_pointer (&res->backup_id, g_free);
+  g_clear_pointer (&res->disk, g_free);
+  g_clear_pointer (&res->volumes, g_ptr_array_unref);
+}
+
+static gboolean
+interrupted (const rx *x, GError **error)
+{
+  if (x->cancel == NULL || !*x->cancel)
+    return FALSE;
+  g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+               "receive interrupted by a signal; nothing was committed to %s", x->r->dir);
+  return TRUE;
+}
+
+/* The decoder's input: plain reads, so that a signal (installed without
+ * SA_RESTART) interrupts a read that waits for a slow sender. */
+static gssize
+rx_read (void *opaque, void *buf, size_t len, GError **error)
+{
+  rx *x = opaque;
+
+  for (;;) {
+    gssize n;
+
+    if (interrupted (x, error))
+      return -1;
+    n = read (x->in_fd, buf, len);
+    if (n >= 0) {
+      x->bytes_in += n;
+      return n;
+    }
+    if (errno != EINTR) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
+                   "cannot read the stream: %s", g_strerror (errno));
+      return -1;
+    }
+  }
+}
+
+/* ---- removing what a run leaves ---- */
+
+static gboolean
+remove_at (int parent_fd, const char *name, const char *shown, int depth, GError **error)
+{
+  struct dirent *de;
+  DIR *d;
+  int fd;
+
+  fd = openat (parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0 && (errno == ENOTDIR || errno == ELOOP)) {
+    if (unlinkat (parent_fd, name, 0) == 0 || errno == ENOENT)
+      return TRUE;
+  }
+  if (fd < 0) {
+    if (errno == ENOENT)
+      return TRUE;
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot remove %s: %s", shown, g_strerror (errno));
+    return FALSE;
+  }
+  if (depth >= REMOVE_DEPTH_MAX) {
+    close (fd);
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "not removing %s: directories nested deeper than a backup's", shown);
+    return FALSE;
+  }
+  d = fdopendir (fd);
+  if (d == NULL) {
+    close (fd);
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot read %s: %s", shown, g_strerror (errno));
+    return FALSE;
+  }
+  while ((de = readdir (d)) != NULL) {
+    g_autofree char *sub = NULL;
+
+    if (strcmp (de->d_name, ".") == 0 || strcmp (de->d_name, "..") == 0)
+      continue;
+    sub = g_build_filename (shown, de->d_name, NULL);
+    if (!remove_at (dirfd (d), de->d_name, sub, depth + 1, error)) {
+      closedir (d);
+      return FALSE;
+    }
+  }
+  closedir (d);
+  if (unlinkat (parent_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot remove %s: %s", shown, g_strerror (errno));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* Remove name (a file or a directory tree) inside dir. */
+static gboolean
+remove_tree (const char *dir, const char *name, GError **error)
+{
+  g_autofree char *shown = g_build_filename (dir, name, NULL);
+  int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  gboolean ok;
+
+  if (fd < 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot open %s: %s", dir, g_strerror (errno));
+    return FALSE;
+  }
+  ok = remove_at (fd, name, shown, 0, error);
+  close (fd);
+  return ok;
+}
+
+/* Leftovers of an interrupted run in a disk directory: .incoming-ID dirs,
+ * a manifest.json.tmp, and a backup dir the manifest does not list (the
+ * window between its rename and the manifest's). One run leaves at most
+ * one such dir; more means something else happened, and nothing is
+ * removed. Runs under the exclusive lock only. */
+static gboolean
+remove_leftovers (const char *disk_dir, const repo_manifest *m, GError **error)
+{
+  g_autoptr(GPtrArray) names = NULL;
+  g_autoptr(GPtrArray) orphans = g_ptr_array_new ();
+  g_autoptr(GError) err = NULL;
+
+  names = ova_list_dir_sorted (disk_dir, &err);
+  if (names == NULL) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot list %s: %s", disk_dir, err->message);
+    return FALSE;
+  }
+  for (guint i = 0; i < names->len; i++) {
+    const char *name = g_ptr_array_index (names, i);
+
+    if (g_str_has_prefix (name, REPO_INCOMING_PREFIX) &&
+        repo_backup_id_is_valid (name + strlen (REPO_INCOMING_PREFIX))) {
+      ova_warn ("removing %s/%s, left by a receive that did not finish", disk_dir, name);
+      if (!remove_tree (disk_dir, name, error))
+        return FALSE;
+    }
+    else if (strcmp (name, REPO_MANIFEST_NAME ".tmp") == 0) {
+      if (!remove_tree (disk_dir, name, error))
+        return FALSE;
+    }
+    else if (repo_backup_id_is_valid (name) && repo_manifest_find (m, name) == NULL)
+      g_ptr_array_add (orphans, (gpointer) name);
+  }
+  if (orphans->len > 1) {
+    g_autofree char *list = NULL;
+
+    g_ptr_array_add (orphans, NULL);
+    list = g_strjoinv (", ", (char **) orphans->pdata);
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "%s holds %u backup directories that its manifest does not list "
+                 "(%s); an interrupted receive leaves at most one, so nothing was "
+                 "removed: check %s/%s", disk_dir, orphans->len - 1, list,
+                 disk_dir, REPO_MANIFEST_NAME);
+    return FALSE;
+  }
+  if (orphans->len == 1) {
+    const char *name = g_ptr_array_index (orphans, 0);
+
+    ova_warn ("removing %s/%s: the manifest does not list it (left by a receive "
+              "interrupted before its commit)", disk_dir, name);
+    if (!remove_tree (disk_dir, name, error))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+/* Undo a failed run: nothing of it stays, the manifest was not touched. */
+static void
+rx_undo (rx *x)
+{
+  g_autoptr(GError) err = NULL;
+  g_autofree char *name = g_path_get_basename (x->renamed ? x->final : x->incoming);
+
+  if (x->cur_fd >= 0) {
+    close (x->cur_fd);
+    x->cur_fd = -1;
+  }
+  if (x->created && !remove_tree (x->disk_dir, name, &err))
+    ova_warn ("%s; the next receive removes it", err->message);
+  x->created = FALSE;
+  /* A first backup of a disk that failed leaves no trace of the disk. */
+  if (x->made_disk_dir && rmdir (x->disk_dir) < 0)
+    ova_warn ("cannot remove %s: %s", x->disk_dir, g_strerror (errno));
+  x->made_disk_dir = FALSE;
+}
+
+/* ---- META ---- */
+
+static const char *
+member_string (JsonObject *o, const char *name, gboolean *ok)
+{
+  JsonNode *n = json_object_get_member (o, name);
+
+  *ok = TRUE;
+  if (n == NULL || JSON_NODE_HOLDS_NULL (n))
+    return NULL;
+  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING) {
+    *ok = FALSE;
+    return NULL;
+  }
+  return json_node_get_string (n);
+}
+
+static gboolean
+member_size (JsonObject *o, const char *name, guint64 *out)
+{
+  JsonNode *n = json_object_get_member (o, name);
+
+  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) ||
+      json_node_get_value_type (n) != G_TYPE_INT64 || json_node_get_int (n) < 0)
+    return FALSE;
+  *out = json_node_get_int (n);
+  return TRUE;
+}
+
+static void G_GNUC_PRINTF (2, 3)
+meta_error (GError **error, const char *fmt, ...)
+{
+  g_autofree char *msg = NULL;
+  va_list ap;
+
+  va_start (ap, fmt);
+  msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+               "the stream's metadata is not usable: %s", msg);
+}
+
+/* A UUID member: required unless nullable; blank counts as null. */
+static gboolean
+member_uuid (JsonObject *o, const char *name, gboolean nullable, char **out,
+             const char *where, GError **error)
+{
+  gboolean ok;
+  const char *s = member_string (o, name, &ok);
+
+  *out = NULL;
+  if (ok && s == NULL && nullable)
+    return TRUE;
+  if (ok && s != NULL && ova_uuid_is_blank (s) && nullable)
+    return TRUE;
+  if (!ok || s == NULL || !ova_uuid_is_valid (s) || ova_uuid_is_blank (s)) {
+    g_autofree char *q = s ? ova_quote_untrusted (s, QUOTE_MAX) : g_strdup ("none");
+
+    meta_error (error, "%s\"%s\" must be a UUID%s, not %s", where, name,
+                nullable ? " or null" : "", q);
+    return FALSE;
+  }
+  *out = g_ascii_strdown (s, -1);
+  return TRUE;
+}
+
+static rx_volume *
+parse_meta_volume (JsonNode *node, guint i, const char *prev, GError **error)
+{
+  g_autofree char *where = g_strdup_printf ("volume %u: ", i);
+  g_autofree char *parent = NULL;
+  g_autoptr(rx_volume) v = NULL;
+  const char *format;
+  JsonObject *o;
+  gboolean ok;
+
+  if (!JSON_NODE_HOLDS_OBJECT (node)) {
+    meta_error (error, "volume %u is not an object", i);
+    return NULL;
+  }
+  o = json_node_get_object (node);
+  v = g_new0 (rx_volume, 1);
+  if (!member_uuid (o, "uuid", FALSE, &v->uuid, where, error) ||
+      !member_uuid (o, "parent", TRUE, &parent, where, error))
+    return NULL;
+  format = member_string (o, "format", &ok);
+  if (g_strcmp0 (format, "cow") == 0)
+    v->format = g_strdup ("qcow2");
+  else if (g_strcmp0 (format, "raw") == 0)
+    v->format = g_strdup ("raw");
+  else {
+    g_autofree char *q = format ? ova_quote_untrusted (format, QUOTE_MAX) : g_strdup ("none");
+
+    meta_error (error, "volume %s: format %s is not cow or raw", v->uuid, q);
+    return NULL;
+  }
+  if (!member_size (o, "size", &v->size) || !member_size (o, "capacity", &v->capacity)) {
+    meta_error (error, "volume %s: size and capacity must be non-negative integers",
+                v->uuid);
+    return NULL;
+  }
+  /* Each volume is backed by the one before it; the first by `since`
+   * (or by nothing, for a full chain). */
+  if (g_strcmp0 (parent, prev) != 0) {
+    meta_error (error, "volume %s has parent %s, but the volume before it in the "
+                "stream is %s", v->uuid, parent ? parent : "none", prev ? prev : "none");
+    return NULL;
+  }
+  return g_steal_pointer (&v);
+}
+
+static gboolean
+parse_meta (rx *x, const char *json, GError **error)
+{
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  g_autoptr(GError) err = NULL;
+  const char *format, *mode, *host;
+  JsonNode *root, *vols, *domain;
+  JsonObject *o;
+  guint64 version = 0;
+  gboolean ok;
+  guint n;
+
+  if (!json_parser_load_from_data (parser, json, -1, &err)) {
+    meta_error (error, "not JSON: %s", err->message);
+    return FALSE;
+  }
+  root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
+    meta_error (error, "not a JSON object");
+    return FALSE;
+  }
+  o = json_node_get_object (root);
+  format = member_string (o, "format", &ok);
+  if (g_strcmp0 (format, "ovagent-stream") != 0) {
+    meta_error (error, "\"format\" is not \"ovagent-stream\"");
+    return FALSE;
+  }
+  if (!member_size (o, "version", &version) || version != STRM_VERSION) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
+                 "stream metadata version %" G_GUINT64_FORMAT " is not supported "
+                 "(this ovagent reads version %d)", version, STRM_VERSION);
+    return FALSE;
+  }
+  mode = member_string (o, "mode", &ok);
+  if (g_strcmp0 (mode, "restore") == 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                 "this is a restore stream; use ovagent import to write it to a volume");
+    return FALSE;
+  }
+  if (g_strcmp0 (mode, "chain") != 0) {
+    g_autofree char *q = mode ? ova_quote_untrusted (mode, QUOTE_MAX) : g_strdup ("none");
+
+    g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
+                 "stream mode %s cannot be received (only chain exports can)", q);
+    return FALSE;
+  }
+  if (!member_uuid (o, "disk", FALSE, &x->disk, "", error) ||
+      !member_uuid (o, "since", TRUE, &x->since, "", error))
+    return FALSE;
+
+  host = member_string (o, "host", &ok);
+  if (host && strlen (host) <= TEXT_FIELD_MAX && g_utf8_validate (host, -1, NULL))
+    x->host = g_strdup (host);
+  domain = json_object_get_member (o, "domain");
+  if (domain && JSON_NODE_HOLDS_OBJECT (domain) &&
+      !member_uuid (json_node_get_object (domain), "uuid", TRUE, &x->domain,
+                    "domain: ", error))
+    return FALSE;
+
+  vols = json_object_get_member (o, "volumes");
+  if (vols == NULL || !JSON_NODE_HOLDS_ARRAY (vols) ||
+      (n = json_array_get_length (json_node_get_array (vols))) == 0 ||
+      n > STRM_MAX_VOLUMES) {
+    meta_error (error, "\"volumes\" must be an array of 1 to %d volumes", STRM_MAX_VOLUMES);
+    return FALSE;
+  }
+  x->vols = g_ptr_array_new_with_free_func ((GDestroyNotify) rx_volume_free);
+  for (guint i = 0; i < n; i++) {
+    const rx_volume *prev = i ? g_ptr_array_index (x->vols, i - 1) : NULL;
+    rx_volume *v = parse_meta_volume (json_array_get_element (json_node_get_array (vols), i),
+                                      i, prev ? prev->uuid : x->since, error);
+
+    if (v == NULL)
+      return FALSE;
+    g_ptr_array_add (x->vols, v);
+    for (guint j = 0; j < i; j++) {
+      const rx_volume *other = g_ptr_array_index (x->vols, j);
+
+      if (strcmp (other->uuid, v->uuid) == 0) {
+        meta_error (error, "volume %s is listed twice", v->uuid);
+        return FALSE;
+      }
+    }
+    /* A raw file has no backing string, so it can only start a chain. */
+    if (strcmp (v->format, "raw") == 0 && (i > 0 || x->since != NULL)) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
+                   "volume %s is raw but is not the base of the chain; only "
+                   "a base volume can be raw", v->uuid);
+      return FALSE;
+    }
+    if (x->total_size > G_MAXUINT64 - v->size) {
+      meta_error (error, "the volume sizes add up to more than 2^64 bytes");
+      return FALSE;
+    }
+    x->total_size += v->size;
+  }
+  x->meta = json_node_copy (root);
+  return TRUE;
+}
+
+/* ---- writing ---- */
+
+static void
+set_write_error (rx *x, int e, const char *what, guint64 offset, GError **error)
+{
+  struct statvfs sv;
+  g_autofree char *written = ova_format_size (x->written);
+  g_autofree char *total = ova_format_size (x->total_size);
+  g_autofree char *avail = NULL;
+
+  if (e != ENOSPC && e != EDQUOT) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot %s %s at offset %" G_GUINT64_FORMAT ": %s",
+                 what, x->cur ? x->cur->path : x->incoming, offset, g_strerror (e));
+    return;
+  }
+  avail = statvfs (x->r->dir, &sv) == 0
+    ? ova_format_size ((guint64) sv.f_bavail * sv.f_frsize) : g_strdup ("unknown");
+  g_set_error (error, OVA_ERROR, OVA_ERROR_NO_SPACE,
+               "no space left on the file system of %s (%s) while writing volume %s "
+               "at offset %" G_GUINT64_FORMAT ": %s written of the %s the stream's "
+               "volumes hold (holes included), %s free; nothing was committed",
+               x->r->dir, e == EDQUOT ? "quota exceeded" : "device full",
+               x->cur ? x->cur->uuid : "?", offset, written, total, avail);
+}
+
+static gboolean
+begin_volume (rx *x, const strm_frame *f, GError **error)
+{
+  rx_volume *v;
+  g_autofree char *base = NULL;
+
+  if (x->cur_fd >= 0 || x->next >= x->vols->len) {
+    meta_error (error, "the stream begins a volume %s the metadata does not "
+                "announce at that place", f->uuid ? f->uuid : "");
+    return FALSE;
+  }
+  v = g_ptr_array_index (x->vols, x->next);
+  if (f->uuid == NULL || g_ascii_strcasecmp (f->uuid, v->uuid) != 0 || f->size != v->size) {
+    g_autofree char *q = ova_quote_untrusted (f->uuid ? f->uuid : "", QUOTE_MAX);
+
+    meta_error (error, "volume %u begins as %s of %" G_GUINT64_FORMAT " bytes, but "
+                "the metadata announces %s of %" G_GUINT64_FORMAT " bytes",
+                x->next, q, f->size, v->uuid, v->size);
+    return FALSE;
+  }
+  base = repo_volume_basename (v->uuid, v->format);
+  v->path = g_build_filename (x->incoming, base, NULL);
+  x->cur_fd = open (v->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (x->cur_fd < 0) {
+    int e = errno;
+
+    x->cur = v;
+    set_write_error (x, e, "create", 0, error);
+    return FALSE;
+  }
+  x->cur = v;
+  x->next++;
+  ova_debug ("receiving volume %s (%" G_GUINT64_FORMAT " bytes) into %s",
+             v->uuid, v->size, v->path);
+  return TRUE;
+}
+
+static gboolean
+write_data (rx *x, const strm_frame *f, GError **error)
+{
+  const guint8 *p = f->data;
+  guint64 off = f->offset;
+  guint64 left = f->length;
+
+  /* The decoder checks coverage; a bound check here costs nothing. */
+  if (x->cur_fd < 0 || f->offset > x->cur->size || f->length > x->cur->size - f->offset) {
+    meta_error (error, "a data frame at offset %" G_GUINT64_FORMAT " is outside "
+                "the current volume", f->offset);
+    return FALSE;
+  }
+  while (left > 0) {
+    gssize n = pwrite (x->cur_fd, p, MIN (left, (guint64) G_MAXSSIZE), off);
+
+    if (n < 0 && errno == EINTR) {
+      if (interrupted (x, error))
+        return FALSE;
+      continue;
+    }
+    if (n <= 0) {
+      set_write_error (x, n < 0 ? errno : ENOSPC, "write", off, error);
+      return FALSE;
+    }
+    p += n;
+    off += n;
+    left -= n;
+    x->written += n;
+  }
+  x->data_bytes += f->length;
+  return TRUE;
+}
+
+static gboolean
+end_volume (rx *x, const strm_frame *f, GError **error)
+{
+  if (x->cur_fd < 0 || (f->uuid && g_ascii_strcasecmp (f->uuid, x->cur->uuid) != 0)) {
+    meta_error (error, "a volume ends that did not begin");
+    return FALSE;
+  }
+  /* ZERO and HOLE ranges were never written: the file is sparse there
+   * and reads as zeros, up to the size set here. */
+  if (ftruncate (x->cur_fd, x->cur->size) < 0) {
+    set_write_error (x, errno, "set the size of", x->cur->size, error);
+    return FALSE;
+  }
+  if (close (x->cur_fd) < 0) {
+    x->cur_fd = -1;
+    set_write_error (x, errno, "write", x->cur->size, error);
+    return FALSE;
+  }
+  x->cur_fd = -1;
+  x->cur = NULL;
+  return TRUE;
+}
+
+/* Read frames until STREAM_END, writing volumes as they come. */
+static gboolean
+receive_frames (rx *x, strm_decoder *dec, GError **error)
+{
+  for (;;) {
+    strm_frame f;
+
+    if (interrupted (x, error) || !strm_decoder_next (dec, &f, error))
+      return FALSE;
+    switch (f.type) {
+    case STRM_FRAME_BEGIN:
+      if (!begin_volume (x, &f, error))
+        return FALSE;
+      break;
+    case STRM_FRAME_DATA:
+      if (!write_data (x, &f, error))
+        return FALSE;
+      break;
+    case STRM_FRAME_ZERO:
+    case STRM_FRAME_HOLE:
+      if (x->cur_fd < 0 || f.offset > x->cur->size || f.length > x->cur->size - f.offset) {
+        meta_error (error, "a zero or hole frame is outside the current volume");
+        return FALSE;
+      }
+      break;
+    case STRM_FRAME_END:
+      if (!end_volume (x, &f, error))
+        return FALSE;
+      break;
+    case STRM_FRAME_STREAM_END:
+      if (!strm_decoder_complete (dec)) {
+        g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                     "the stream ended without a checked trailer");
+        return FALSE;
+      }
+      if (x->cur_fd >= 0 || x->next != x->vols->len) {
+        meta_error (error, "the stream ends after %u of the %u volumes it announces",
+                    x->next, x->vols->len);
+        return FALSE;
+      }
+      /* Only the end of the input may follow; the decoder fails on
+       * anything else. */
+      {
+        g_autoptr(GError) err = NULL;
+
+        if (!strm_decoder_next (dec, &f, &err) && err != NULL) {
+          g_propagate_error (error, g_steal_pointer (&err));
+          return FALSE;
+        }
+      }
+      return TRUE;
+    default:
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "unexpected frame of type %u in a chain stream", f.type);
+      return FALSE;
+    }
+  }
+}
+
+/* ---- commit ---- */
+
+static gboolean
+fsync_path (const char *path, GError **error)
+{
+  int fd = open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  int e;
+
+  if (fd < 0 || fsync (fd) < 0) {
+    e = errno;
+    if (fd >= 0)
+      close (fd);
+    g_set_error (error, OVA_ERROR,
+                 e == ENOSPC || e == EDQUOT ? OVA_ERROR_NO_SPACE : OVA_ERROR_INTERNAL,
+                 "cannot sync %s to disk: %s", path, g_strerror (e));
+    return FALSE;
+  }
+  close (fd);
+  return TRUE;
+}
+
+/* The fixed part of a qcow2 header that must be read before any qemu tool
+ * opens the file: an external data file (incompatible feature bit 2)
+ * names a path on this host that qemu would open along with the image. */
+#define QCOW2_HEADER_V3_LEN 104
+#define QCOW2_INCOMPAT_DATA_FILE (1ULL << 2)
+
+static gboolean
+check_qcow2_header (const rx_volume *v, GError **error)
+{
+  guint8 h[QCOW2_HEADER_V3_LEN] = { 0 };
+  guint32 version;
+  guint64 incompat;
+  gssize n;
+  int fd;
+
+  fd = open (v->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot open %s: %s", v->path, g_strerror (errno));
+    return FALSE;
+  }
+  n = pread (fd, h, sizeof h, 0);
+  close (fd);
+  if (n < 72 || memcmp (h, "QFI\xfb", 4) != 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "volume %s is declared qcow2 (cow) but does not start with a "
+                 "qcow2 header", v->uuid);
+    return FALSE;
+  }
+  memcpy (&version, h + 4, sizeof version);
+  version = GUINT32_FROM_BE (version);
+  if (version != 2 && version != 3) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
+                 "volume %s: qcow2 version %u is not supported", v->uuid, version);
+    return FALSE;
+  }
+  memcpy (&incompat, h + 72, sizeof incompat);
+  if (version == 3 && (GUINT64_FROM_BE (incompat) & QCOW2_INCOMPAT_DATA_FILE)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
+                 "volume %s uses an external data file, which a repository does "
+                 "not hold", v->uuid);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* Point the file's backing string at the previous file of the repository
+ * (qemu-img rebase -u only rewrites the header), check what qemu now
+ * reads, then hash and sync the file as it will stay. */
+static repo_volume *
+finish_volume (rx *x, guint i, const repo_backup *b, const repo_backup *parent,
+               GError **error)
+{
+  const rx_volume *v = g_ptr_array_index (x->vols, i);
+  g_autoptr(repo_volume) rv = g_new0 (repo_volume, 1);
+  g_autofree char *base = repo_volume_basename (v->uuid, v->format);
+  g_autofree char *backing_fmt = NULL;
+  g_autoptr(GError) err = NULL;
+  guint64 size = 0;
+
+  rv->uuid = g_strdup (v->uuid);
+  rv->format = g_strdup (v->format);
+  rv->file = g_build_filename (x->backup_id, base, NULL);
+  rv->backing = repo_expected_backing (b, i, parent);
+
+  if (strcmp (v->format, "qcow2") == 0) {
+    g_auto(repo_qcow2_info) info = { 0 };
+    const repo_volume *prev = NULL;
+
+    if (!check_qcow2_header (v, error))
+      return NULL;
+
+    if (i > 0)
+      prev = g_ptr_array_index (b->volumes, i - 1);
+    else if (parent)
+      prev = g_ptr_array_index (parent->volumes, parent->volumes->len - 1);
+    if (prev) {
+      const char *argv[] = { "qemu-img", "rebase", "-u", "-f", "qcow2", "-b", rv->backing,
+                             "-F", prev->format, v->path, NULL };
+
+      if (!ova_run (argv, NULL, NULL, &err)) {
+        g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                     "volume %s: cannot set its backing file: %s", v->uuid, err->message);
+        return NULL;
+      }
+      backing_fmt = g_strdup (prev->format);
+    }
+    else {
+      const char *argv[] = { "qemu-img", "rebase", "-u", "-f", "qcow2", "-b", "",
+                             v->path, NULL };
+
+      if (!ova_run (argv, NULL, NULL, &err)) {
+        g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                     "volume %s: cannot drop its backing file: %s", v->uuid, err->message);
+        return NULL;
+      }
+    }
+    if (!repo_qcow2_probe (v->path, &info, error))
+      return NULL;
+    if (info.data_file) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
+                   "volume %s uses an external data file, which a repository does "
+                   "not hold", v->uuid);
+      return NULL;
+    }
+    if (g_strcmp0 (info.backing, rv->backing) != 0 ||
+        g_strcmp0 (info.backing_format, backing_fmt) != 0) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "volume %s: after qemu-img rebase its backing file is %s (%s), "
+                   "not %s (%s)", v->uuid, info.backing ? info.backing : "none",
+                   info.backing_format ? info.backing_format : "no format",
+                   rv->backing ? rv->backing : "none", backing_fmt ? backing_fmt : "no format");
+      return NULL;
+    }
+    if (info.virtual_size != v->capacity)
+      ova_warn ("volume %s: the qcow2 header says %" G_GUINT64_FORMAT " bytes, "
+                "the volume metadata %" G_GUINT64_FORMAT "; keeping the header's",
+                v->uuid, info.virtual_size, v->capacity);
+    rv->virtual_size = info.virtual_size;
+  }
+  else
+    rv->virtual_size = v->size;
+
+  rv->digest = repo_file_digest (v->path, &size, x->cancel, error);
+  if (rv->digest == NULL)
+    return NULL;
+  if (size != v->size) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "%s is %" G_GUINT64_FORMAT " bytes after the commit steps, "
+                 "expected %" G_GUINT64_FORMAT, v->path, size, v->size);
+    return NULL;
+  }
+  rv->size = size;
+  if (!fsync_path (v->path, error))
+    return NULL;
+  return g_steal_pointer (&rv);
+}
+
+static gboolean
+commit (rx *x, repo_manifest *m, GDateTime *now, GError **error)
+{
+  g_autoptr(repo_backup) b = repo_backup_new ();
+  const repo_backup *parent = x->since ? repo_manifest_latest (m) : NULL;
+
+  b->id = g_strdup (x->backup_id);
+  b->time = g_date_time_format (now, "%Y-%m-%dT%H:%M:%SZ");
+  b->host = g_strdup (x->host);
+  b->domain = g_strdup (x->domain);
+  b->kind = x->since ? REPO_KIND_INCREMENTAL : REPO_KIND_FULL;
+  b->since = g_strdup (x->since);
+  b->parent = parent ? g_strdup (parent->id) : NULL;
+  b->meta = json_node_ref (x->meta);
+
+  for (guint i = 0; i < x->vols->len; i++) {
+    repo_volume *rv;
+
+    if (interrupted (x, error))
+      return FALSE;
+    rv = finish_volume (x, i, b, parent, error);
+    if (rv == NULL)
+      return FALSE;
+    g_ptr_array_add (b->volumes, rv);
+  }
+
+  if (interrupted (x, error) || !repo_fsync_dir (x->incoming, error))
+    return FALSE;
+  if (rename (x->incoming, x->final) < 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot rename %s to %s: %s", x->incoming, x->final, g_strerror (errno));
+    return FALSE;
+  }
+  x->renamed = TRUE;
+  if (!repo_fsync_dir (x->disk_dir, error))
+    return FALSE;
+
+  /* The last step that can be undone: from here the manifest names it. */
+  if (interrupted (x, error))
+    return FALSE;
+  g_ptr_array_add (m->backups, g_steal_pointer (&b));
+  if (!repo_manifest_save (m, x->disk_dir, error)) {
+    g_ptr_array_remove_index (m->backups, m->backups->len - 1);
+    return FALSE;
+  }
+  x->created = FALSE;   /* committed: nothing to undo */
+  x->made_disk_dir = FALSE;
+  return TRUE;
+}
+
+/* ---- the run ---- */
+
+static gboolean
+make_dir (const char *path, GError **error)
+{
+  if (mkdir (path, 0700) == 0)
+    return TRUE;
+  g_set_error (error, OVA_ERROR,
+               errno == ENOSPC || errno == EDQUOT ? OVA_ERROR_NO_SPACE : OVA_ERROR_INTERNAL,
+               "cannot create %s: %s", path, g_strerror (errno));
+  return FALSE;
+}
+
+/* Everything that can refuse the stream without writing a byte. */
+static gboolean
+prepare (rx *x, repo_manifest **m_out, GDateTime *now, GError **error)
+{
+  g_autoptr(repo_manifest) m = NULL;
+  const repo_volume *latest;
+
+  x->disk_dir = repo_disk_dir (x->r, x->disk);
+  m = repo_manifest_load (x->disk_dir, x->disk, TRUE, error);
+  if (m == NULL)
+    return FALSE;
+
+  latest = repo_manifest_latest_volume (m);
+  if (x->since != NULL && latest == NULL) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "the stream continues from volume %s but the repository has no "
+                 "backup of disk %s; take a full backup first", x->since, x->disk);
+    return FALSE;
+  }
+  if (x->since != NULL && strcmp (x->since, latest->uuid) != 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "the stream continues from volume %s but the repository's latest "
+                 "volume of disk %s is %s; take a full backup or export --since %s",
+                 x->since, x->disk, latest->uuid, latest->uuid);
+    return FALSE;
+  }
+  if (ova_is_directory (x->disk_dir)) {
+    if (!remove_leftovers (x->disk_dir, m, error))
+      return FALSE;
+  }
+  else if (make_dir (x->disk_dir, error))
+    x->made_disk_dir = TRUE;
+  else
+    return FALSE;
+
+  for (;;) {
+    g_autofree char *id = repo_backup_id_new (now);
+
+    if (repo_manifest_find (m, id) != NULL)
+      continue;
+    x->backup_id = g_steal_pointer (&id);
+    break;
+  }
+  {
+    g_autofree char *inc = g_strconcat (REPO_INCOMING_PREFIX, x->backup_id, NULL);
+
+    x->incoming = g_build_filename (x->disk_dir, inc, NULL);
+    x->final = g_build_filename (x->disk_dir, x->backup_id, NULL);
+  }
+  if (mkdir (x->incoming, 0700) < 0) {
+    g_set_error (error, OVA_ERROR,
+                 errno == ENOSPC || errno == EDQUOT ? OVA_ERROR_NO_SPACE : OVA_ERROR_INTERNAL,
+                 "cannot create %s: %s", x->incoming, g_strerror (errno));
+    return FALSE;
+  }
+  x->created = TRUE;
+  *m_out = g_steal_pointer (&m);
+  return TRUE;
+}
+
+gboolean
+repo_receive (repo *r, int fd, volatile sig_atomic_t *cancel,
+              repo_receive_result *res, GError **error)
+{
+  g_autoptr(rx) x = g_new0 (rx, 1);
+  g_autoptr(strm_decoder) dec = NULL;
+  g_autoptr(repo_manifest) m = NULL;
+  g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
+  gint64 start = g_get_monotonic_time ();
+  strm_frame f;
+
+  g_return_val_if_fail (r->lock == REPO_LOCK_EXCLUSIVE, FALSE);
+  x->r = r;
+  x->cancel = cancel;
+  x->in_fd = fd;
+  x->cur_fd = -1;
+
+  dec = strm_decoder_new (rx_read, x);
+  if (!strm_decoder_next (dec, &f, error))
+    return FALSE;
+  if (f.type != STRM_FRAME_META || f.data == NULL) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "the stream does not start with its metadata frame");
+    return FALSE;
+  }
+  if (!parse_meta (x, (const char *) f.data, error))
+    return FALSE;
+  ova_info ("receiving %s backup of disk %s (%u volumes) into %s",
+            x->since ? "an incremental" : "a full", x->disk, x->vols->len, r->dir);
+
+  if (!prepare (x, &m, now, error)) {
+    rx_undo (x);
+    return FALSE;
+  }
+  if (!receive_frames (x, dec, error)) {
+    rx_undo (x);
+    return FALSE;
+  }
+  ova_debug ("stream received and checked in %.2f s", (g_get_monotonic_time () - start) / 1e6);
+  if (!commit (x, m, now, error)) {
+    rx_undo (x);
+    return FALSE;
+  }
+  ova_debug ("committed in %.2f s", (g_get_monotonic_time () - start) / 1e6);
+
+  res->backup_id = g_strdup (x->backup_id);
+  res->disk = g_strdup (x->disk);
+  res->kind = x->since ? REPO_KIND_INCREMENTAL : REPO_KIND_FULL;
+  res->volumes = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < x->vols->len; i++)
+    g_ptr_array_add (res->volumes, g_strdup (((rx_volume *) g_ptr_array_index (x->vols, i))->uuid));
+  res->bytes_received = x->bytes_in;
+  res->data_bytes = x->data_bytes;
+  res->seconds = (g_get_monotonic_time () - start) / 1e6;
+  return TRUE;
+}

@@ -1,0 +1,571 @@
+/* ovagent: the repository itself: creating and recognising it, its lock,
+ * file digests and qcow2 probes shared by receive and verify, and resolving
+ * a backup for restore. */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <json-glib/json-glib.h>
+#include <xxhash.h>
+
+#include "error.h"
+#include "log.h"
+#include "util.h"
+#include "repo/repo.h"
+
+/* ovagent-repo.json is a few bytes; anything much larger is not ours. */
+#define MARKER_MAX (64 * 1024)
+
+/* Reads of whole files (digests) go in chunks this large. */
+#define DIGEST_CHUNK (4 * 1024 * 1024)
+
+/* Holes are hashed as zeros from this buffer. */
+#define ZERO_CHUNK (1024 * 1024)
+static const guint8 zero_chunk[ZERO_CHUNK];
+
+/* One file's `qemu-img info`: a few KiB. */
+#define QEMU_IMG_JSON_MAX (4 * 1024 * 1024)
+
+/* ---- opening ---- */
+
+/* 0 if dir is empty, 1 if not, -1 with error set. */
+static int
+dir_has_entries (const char *dir, GError **error)
+{
+  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
+
+  if (d == NULL) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot read directory %s: %s", dir, g_strerror (errno));
+    return -1;
+  }
+  return g_dir_read_name (d) != NULL;
+}
+
+static gboolean
+check_marker (const char *dir, const char *marker, GError **error)
+{
+  g_autofree char *text = NULL;
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  JsonNode *root;
+  JsonObject *o;
+  gsize len = 0;
+
+  if (!ova_read_file_direct (marker, MARKER_MAX, &text, &len, error))
+    return FALSE;
+  if (!json_parser_load_from_data (parser, text, len, NULL) ||
+      (root = json_parser_get_root (parser)) == NULL ||
+      !JSON_NODE_HOLDS_OBJECT (root) ||
+      g_strcmp0 (json_object_get_string_member_with_default (
+                   (o = json_node_get_object (root)), "format", ""),
+                 REPO_MARKER_FORMAT) != 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                 "%s is not an ovagent repository: %s does not say "
+                 "{\"format\":\"%s\"}", dir, marker, REPO_MARKER_FORMAT);
+    return FALSE;
+  }
+  if (json_object_get_int_member_with_default (o, "version", 0) != REPO_MARKER_VERSION) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
+                 "%s: repository version %" G_GINT64_FORMAT " is not supported "
+                 "(this ovagent handles version %d)", marker,
+                 json_object_get_int_member_with_default (o, "version", 0),
+                 REPO_MARKER_VERSION);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static int
+errno_code (int e)
+{
+  return e == ENOSPC || e == EDQUOT ? OVA_ERROR_NO_SPACE : OVA_ERROR_INTERNAL;
+}
+
+/* Make an empty directory a repository: disks/ first, the marker last, so
+ * that a half-made one is still an empty-looking directory to no one but
+ * us (the marker decides). */
+static gboolean
+init_repo (const char *dir, const char *marker, GError **error)
+{
+  static const char text[] = "{\"format\":\"" REPO_MARKER_FORMAT "\",\"version\":1}\n";
+  g_autofree char *disks = g_build_filename (dir, REPO_DISKS, NULL);
+  gssize n;
+  int fd, e;
+
+  if (mkdir (disks, 0700) < 0 && errno != EEXIST) {
+    e = errno;
+    g_set_error (error, OVA_ERROR, errno_code (e),
+                 "cannot create %s: %s", disks, g_strerror (e));
+    return FALSE;
+  }
+  fd = open (marker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0 && errno == EEXIST)
+    return TRUE;     /* another receive made it at the same time */
+  if (fd < 0) {
+    e = errno;
+    g_set_error (error, OVA_ERROR, errno_code (e),
+                 "cannot create %s: %s", marker, g_strerror (e));
+    return FALSE;
+  }
+  n = write (fd, text, sizeof text - 1);
+  if (n < 0 || fsync (fd) < 0)
+    e = errno;
+  else if (n != (gssize) sizeof text - 1)
+    e = EIO;
+  else
+    e = 0;
+  close (fd);
+  if (e != 0) {
+    unlink (marker);
+    g_set_error (error, OVA_ERROR, errno_code (e),
+                 "cannot write %s: %s", marker, g_strerror (e));
+    return FALSE;
+  }
+  return repo_fsync_dir (dir, error);
+}
+
+static gboolean
+take_lock (repo *r, repo_lock_mode mode, GError **error)
+{
+  g_autofree char *path = g_build_filename (r->dir, REPO_LOCK, NULL);
+  int e;
+
+  /* Readers must work on a read-only copy of a repository, so they only
+   * create the lock file when it is missing. */
+  if (mode == REPO_LOCK_SHARED) {
+    r->lock_fd = open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (r->lock_fd < 0 && errno == ENOENT)
+      r->lock_fd = open (path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  }
+  else
+    r->lock_fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (r->lock_fd < 0) {
+    e = errno;
+    g_set_error (error, OVA_ERROR, errno_code (e),
+                 "cannot open the repository lock %s%s: %s", path,
+                 mode == REPO_LOCK_EXCLUSIVE ? " for writing" : "", g_strerror (e));
+    return FALSE;
+  }
+  if (flock (r->lock_fd, (mode == REPO_LOCK_EXCLUSIVE ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0) {
+    e = errno;
+    if (e == EWOULDBLOCK) {
+      if (mode == REPO_LOCK_EXCLUSIVE)
+        g_set_error (error, OVA_ERROR, OVA_ERROR_BUSY,
+                     "another ovagent receive, verify or restore holds %s; "
+                     "try again when it has finished", path);
+      else
+        g_set_error (error, OVA_ERROR, OVA_ERROR_BUSY,
+                     "an ovagent receive is writing to %s (it holds %s); "
+                     "try again when it has finished", r->dir, path);
+    }
+    else
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "cannot lock %s: %s", path, g_strerror (e));
+    return FALSE;
+  }
+  r->lock = mode;
+  return TRUE;
+}
+
+repo *
+repo_open (const char *dir, gboolean create, repo_lock_mode lock, GError **error)
+{
+  g_autoptr(repo) r = g_new0 (repo, 1);
+  g_autofree char *marker = NULL;
+  g_autofree char *disks = NULL;
+  char *real;
+  struct stat st;
+  int e;
+
+  r->lock_fd = -1;
+  if (dir == NULL || *dir == '\0') {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE, "the repository path is empty");
+    return NULL;
+  }
+  if (stat (dir, &st) < 0) {
+    e = errno;
+    if (e != ENOENT) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "cannot access repository %s: %s", dir, g_strerror (e));
+      return NULL;
+    }
+    if (!create) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_NOT_FOUND,
+                   "no repository at %s", dir);
+      return NULL;
+    }
+    if (g_mkdir_with_parents (dir, 0700) < 0) {
+      e = errno;
+      g_set_error (error, OVA_ERROR, errno_code (e),
+                   "cannot create repository directory %s: %s", dir, g_strerror (e));
+      return NULL;
+    }
+  }
+  else if (!S_ISDIR (st.st_mode)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                 "repository %s exists and is not a directory", dir);
+    return NULL;
+  }
+
+  real = realpath (dir, NULL);
+  if (real == NULL) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot resolve repository path %s: %s", dir, g_strerror (errno));
+    return NULL;
+  }
+  r->dir = g_strdup (real);
+  free (real);
+  marker = g_build_filename (r->dir, REPO_MARKER, NULL);
+  if (lstat (marker, &st) < 0) {
+    if (errno != ENOENT) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "cannot access %s: %s", marker, g_strerror (errno));
+      return NULL;
+    }
+    /* Never take over a directory holding something else. */
+    switch (dir_has_entries (r->dir, error)) {
+    case -1:
+      return NULL;
+    case 1:
+      g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                   "%s is not an ovagent repository (it has no %s) and is "
+                   "not empty; give an empty or new directory", r->dir, REPO_MARKER);
+      return NULL;
+    default:
+      break;
+    }
+    if (!create) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_NOT_FOUND,
+                   "%s is empty: no repository there yet", r->dir);
+      return NULL;
+    }
+    if (!init_repo (r->dir, marker, error))
+      return NULL;
+    ova_info ("created repository %s", r->dir);
+  }
+  if (!check_marker (r->dir, marker, error))
+    return NULL;
+  if (!take_lock (r, lock, error))
+    return NULL;
+
+  disks = g_build_filename (r->dir, REPO_DISKS, NULL);
+  if (lock == REPO_LOCK_EXCLUSIVE && mkdir (disks, 0700) < 0 && errno != EEXIST) {
+    e = errno;
+    g_set_error (error, OVA_ERROR, errno_code (e),
+                 "cannot create %s: %s", disks, g_strerror (e));
+    return NULL;
+  }
+  return g_steal_pointer (&r);
+}
+
+void
+repo_close (repo *r)
+{
+  if (r == NULL)
+    return;
+  if (r->lock_fd >= 0)
+    close (r->lock_fd);   /* releases the flock */
+  g_free (r->dir);
+  g_free (r);
+}
+
+char *
+repo_disk_dir (const repo *r, const char *disk)
+{
+  return g_build_filename (r->dir, REPO_DISKS, disk, NULL);
+}
+
+/* ---- digests ---- */
+
+static gboolean
+hash_zeros (XXH3_state_t *st, guint64 len, volatile sig_atomic_t *cancel,
+            const char *path, GError **error)
+{
+  while (len > 0) {
+    size_t n = MIN (len, ZERO_CHUNK);
+
+    if (cancel && *cancel) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "interrupted while reading %s", path);
+      return FALSE;
+    }
+    XXH3_128bits_update (st, zero_chunk, n);
+    len -= n;
+  }
+  return TRUE;
+}
+
+static gboolean
+hash_data (int fd, XXH3_state_t *st, guint8 *buf, guint64 off, guint64 end,
+           volatile sig_atomic_t *cancel, const char *path, GError **error)
+{
+  while (off < end) {
+    size_t want = MIN (end - off, DIGEST_CHUNK);
+    gssize n;
+
+    if (cancel && *cancel) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "interrupted while reading %s", path);
+      return FALSE;
+    }
+    n = pread (fd, buf, want, off);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "cannot read %s at offset %" G_GUINT64_FORMAT ": %s",
+                   path, off, g_strerror (errno));
+      return FALSE;
+    }
+    if (n == 0) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "%s shrank while being read (end of file at %" G_GUINT64_FORMAT ")",
+                   path, off);
+      return FALSE;
+    }
+    XXH3_128bits_update (st, buf, n);
+    off += n;
+  }
+  return TRUE;
+}
+
+static char *
+digest_hex (XXH3_state_t *st)
+{
+  XXH128_hash_t h = XXH3_128bits_digest (st);
+  XXH128_canonical_t c;
+  GString *s = g_string_sized_new (REPO_DIGEST_HEX_LEN + 1);
+
+  XXH128_canonicalFromHash (&c, h);
+  for (size_t i = 0; i < sizeof c.digest; i++)
+    g_string_append_printf (s, "%02x", c.digest[i]);
+  return g_string_free (s, FALSE);
+}
+
+static char *
+file_digest_fd (int fd, const char *path, guint64 size,
+                volatile sig_atomic_t *cancel, GError **error)
+{
+  g_autofree guint8 *buf = g_malloc (DIGEST_CHUNK);
+  XXH3_state_t *st = XXH3_createState ();
+  guint64 off = 0;
+  char *hex = NULL;
+  gboolean ok = TRUE;
+
+  if (st == NULL || XXH3_128bits_reset (st) != XXH_OK) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot set up XXH3");
+    XXH3_freeState (st);
+    return NULL;
+  }
+  posix_fadvise (fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  while (ok && off < size) {
+    off_t data = lseek (fd, off, SEEK_DATA);
+    off_t hole;
+
+    /* No more data (ENXIO), or a file system without SEEK_DATA (read
+     * it all). */
+    if (data < 0)
+      data = errno == ENXIO ? (off_t) size : (off_t) off;
+    data = MIN ((guint64) data, size);
+    if ((guint64) data > off)
+      ok = hash_zeros (st, data - off, cancel, path, error);
+    off = data;
+    if (!ok || off >= size)
+      break;
+    hole = lseek (fd, off, SEEK_HOLE);
+    if (hole < 0 || (guint64) hole > size || (guint64) hole <= off)
+      hole = size;
+    ok = hash_data (fd, st, buf, off, hole, cancel, path, error);
+    off = hole;
+  }
+  if (ok)
+    hex = digest_hex (st);
+  XXH3_freeState (st);
+  return hex;
+}
+
+char *
+repo_file_digest (const char *path, guint64 *size, volatile sig_atomic_t *cancel,
+                  GError **error)
+{
+  struct stat st;
+  char *hex;
+  int fd;
+
+  fd = open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+  if (fd < 0) {
+    int e = errno;
+
+    g_set_error (error, OVA_ERROR, e == ENOENT ? OVA_ERROR_INTEGRITY : OVA_ERROR_INTERNAL,
+                 "cannot open %s: %s", path,
+                 e == ELOOP ? "it is a symbolic link" : g_strerror (e));
+    return NULL;
+  }
+  if (fstat (fd, &st) < 0 || !S_ISREG (st.st_mode)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "%s is not a regular file", path);
+    close (fd);
+    return NULL;
+  }
+  hex = file_digest_fd (fd, path, st.st_size, cancel, error);
+  close (fd);
+  if (hex && size)
+    *size = st.st_size;
+  return hex;
+}
+
+/* ---- qcow2 probes ---- */
+
+void
+repo_qcow2_info_clear (repo_qcow2_info *info)
+{
+  g_clear_pointer (&info->backing, g_free);
+  g_clear_pointer (&info->backing_format, g_free);
+}
+
+/* The file named with an explicit driver and "backing": null, so that
+ * qemu-img neither probes the format nor opens the backing chain. */
+static char *
+qemu_img_spec (const char *path)
+{
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  g_autoptr(JsonNode) root = NULL;
+  g_autofree char *json = NULL;
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "driver");
+  json_builder_add_string_value (b, "qcow2");
+  json_builder_set_member_name (b, "file");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "driver");
+  json_builder_add_string_value (b, "file");
+  json_builder_set_member_name (b, "filename");
+  json_builder_add_string_value (b, path);
+  json_builder_end_object (b);
+  json_builder_set_member_name (b, "backing");
+  json_builder_add_null_value (b);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  json = json_to_string (root, FALSE);
+  return g_strconcat ("json:", json, NULL);
+}
+
+gboolean
+repo_qcow2_probe (const char *path, repo_qcow2_info *info, GError **error)
+{
+  g_autofree char *spec = qemu_img_spec (path);
+  g_autofree char *out = NULL;
+  g_autoptr(GError) err = NULL;
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  const char *argv[] = { "qemu-img", "info", "-U", "--output=json", spec, NULL };
+  JsonNode *root, *fs, *data;
+  JsonObject *o;
+
+  memset (info, 0, sizeof *info);
+  if (!ova_run (argv, &out, NULL, &err)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "%s is not a qcow2 image qemu can open: %s", path, err->message);
+    return FALSE;
+  }
+  if (strlen (out) > QEMU_IMG_JSON_MAX ||
+      !json_parser_load_from_data (parser, out, -1, NULL) ||
+      (root = json_parser_get_root (parser)) == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "%s: cannot parse the output of qemu-img info", path);
+    return FALSE;
+  }
+  o = json_node_get_object (root);
+  if (g_strcmp0 (json_object_get_string_member_with_default (o, "format", ""), "qcow2") != 0 ||
+      json_object_get_int_member_with_default (o, "virtual-size", -1) < 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "%s: qemu-img info reports no qcow2 format or virtual size", path);
+    return FALSE;
+  }
+  info->virtual_size = json_object_get_int_member (o, "virtual-size");
+  if (json_object_has_member (o, "backing-filename"))
+    info->backing = g_strdup (json_object_get_string_member_with_default (o, "backing-filename", NULL));
+  if (json_object_has_member (o, "backing-filename-format"))
+    info->backing_format = g_strdup (json_object_get_string_member_with_default (o, "backing-filename-format", NULL));
+  fs = json_object_get_member (o, "format-specific");
+  data = fs && JSON_NODE_HOLDS_OBJECT (fs)
+    ? json_object_get_member (json_node_get_object (fs), "data") : NULL;
+  info->data_file = data && JSON_NODE_HOLDS_OBJECT (data) &&
+    json_object_has_member (json_node_get_object (data), "data-file");
+  return TRUE;
+}
+
+/* ---- restore ---- */
+
+gboolean
+repo_resolve (const char *repo_dir, const char *disk, const char *backup_id,
+              char **top_path, char **top_format, guint64 *virtual_size,
+              char **resolved_id, GError **error)
+{
+  g_autoptr(repo) r = NULL;
+  g_autoptr(repo_manifest) m = NULL;
+  g_autoptr(GError) err = NULL;
+  g_autofree char *img = NULL;
+  g_autofree char *disk_dir = NULL;
+  g_autofree char *path = NULL;
+  const repo_backup *b;
+  const repo_volume *top;
+  struct stat st;
+
+  if (disk == NULL || !ova_uuid_is_valid (disk)) {
+    g_autofree char *q = ova_quote_untrusted (disk ? disk : "", 80);
+
+    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                 "DISK must be an image UUID, not %s", q);
+    return FALSE;
+  }
+  if (backup_id != NULL && !repo_backup_id_is_valid (backup_id)) {
+    g_autofree char *q = ova_quote_untrusted (backup_id, 80);
+
+    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                 "%s is not a backup id (like 20261122T031000Z-3f2a9c)", q);
+    return FALSE;
+  }
+  r = repo_open (repo_dir, FALSE, REPO_LOCK_SHARED, error);
+  if (r == NULL)
+    return FALSE;
+  img = g_ascii_strdown (disk, -1);
+  disk_dir = repo_disk_dir (r, img);
+  m = repo_manifest_load (disk_dir, img, FALSE, &err);
+  if (m == NULL) {
+    if (g_error_matches (err, OVA_ERROR, OVA_ERROR_NOT_FOUND))
+      g_set_error (error, OVA_ERROR, OVA_ERROR_NOT_FOUND,
+                   "repository %s has no backup of disk %s", r->dir, img);
+    else
+      g_propagate_error (error, g_steal_pointer (&err));
+    return FALSE;
+  }
+  b = backup_id ? repo_manifest_find (m, backup_id) : repo_manifest_latest (m);
+  if (b == NULL) {
+    if (backup_id)
+      g_set_error (error, OVA_ERROR, OVA_ERROR_NOT_FOUND,
+                   "disk %s has no backup %s in %s", img, backup_id, r->dir);
+    else
+      g_set_error (error, OVA_ERROR, OVA_ERROR_NOT_FOUND,
+                   "repository %s has no backup of disk %s", r->dir, img);
+    return FALSE;
+  }
+  top = g_ptr_array_index (b->volumes, b->volumes->len - 1);
+  path = g_build_filename (disk_dir, top->file, NULL);
+  if (lstat (path, &st) < 0 || !S_ISREG (st.st_mode)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "backup %s of disk %s: %s is missing or not a regular file",
+                 b->id, img, path);
+    return FALSE;
+  }
+  *top_path = g_steal_pointer (&path);
+  *top_format = g_strdup (top->format);
+  *virtual_size = top->virtual_size;
+  *resolved_id = g_strdup (b->id);
+  return TRUE;
+}

@@ -1,0 +1,110 @@
+/* ovagent: the backup repository on the target (docs/repository.md): opening
+ * and locking it, receiving a stream into it, verifying it, resolving a backup. */
+#ifndef REPO_REPO_H
+#define REPO_REPO_H
+
+#include <signal.h>
+
+#include <glib.h>
+
+#include "repo/manifest.h"
+
+#define REPO_MARKER "ovagent-repo.json"
+#define REPO_MARKER_FORMAT "ovagent-repository"
+#define REPO_MARKER_VERSION 1
+#define REPO_LOCK "lock"
+#define REPO_DISKS "disks"
+#define REPO_INCOMING_PREFIX ".incoming-"
+
+typedef enum {
+  REPO_LOCK_SHARED = 0,     /* verify, restore */
+  REPO_LOCK_EXCLUSIVE,      /* receive */
+} repo_lock_mode;
+
+typedef struct repo {
+  char *dir;                /* absolute, canonical */
+  int lock_fd;
+  repo_lock_mode lock;
+} repo;
+
+/* Open the repository at dir and take its lock (without waiting: a held
+ * lock is OVA_ERROR_BUSY). With create, a missing dir is created (0700,
+ * parents too) and an empty dir made a repository. A path that is not a
+ * directory, or a non-empty directory without ovagent-repo.json, is
+ * OVA_ERROR_USAGE; a missing one without create OVA_ERROR_NOT_FOUND. */
+repo *repo_open (const char *dir, gboolean create, repo_lock_mode lock,
+                 GError **error);
+void repo_close (repo *r);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (repo, repo_close)
+
+/* R/disks/IMG for a checked (lower-case) image UUID. */
+char *repo_disk_dir (const repo *r, const char *disk);
+
+/* The file digest stored in manifests: XXH3-128 of the whole file (holes
+ * read as zeros, found with SEEK_DATA so they are not read), as hex. Also
+ * gives the file size. Stops with OVA_ERROR_INTERNAL "interrupted" if
+ * *cancel becomes set (cancel may be NULL). */
+char *repo_file_digest (const char *path, guint64 *size,
+                        volatile sig_atomic_t *cancel, GError **error);
+
+/* What `qemu-img info` says about one qcow2 file opened alone (no backing
+ * file opened). */
+typedef struct repo_qcow2_info {
+  guint64 virtual_size;
+  char *backing;            /* NULL if none */
+  char *backing_format;     /* NULL if none */
+  gboolean data_file;       /* has an external data file */
+} repo_qcow2_info;
+void repo_qcow2_info_clear (repo_qcow2_info *info);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (repo_qcow2_info, repo_qcow2_info_clear)
+gboolean repo_qcow2_probe (const char *path, repo_qcow2_info *info, GError **error);
+
+/* ---- receive ---- */
+
+typedef struct repo_receive_result {
+  char *backup_id;
+  char *disk;
+  repo_kind kind;
+  GPtrArray *volumes;       /* char* UUIDs, base first */
+  guint64 bytes_received;
+  guint64 data_bytes;
+  double seconds;
+} repo_receive_result;
+void repo_receive_result_clear (repo_receive_result *res);
+
+/* Read a stream from fd and commit it as a new backup (the repository must
+ * be open with REPO_LOCK_EXCLUSIVE). On any failure nothing is committed
+ * and nothing new is left behind. *cancel (may be NULL) set by a signal
+ * handler stops the run at the next frame or read. */
+gboolean repo_receive (repo *r, int fd, volatile sig_atomic_t *cancel,
+                       repo_receive_result *res, GError **error);
+
+/* ---- verify ---- */
+
+typedef struct repo_verify_result {
+  guint disks;
+  guint backups;
+  guint files;
+  guint64 bytes;
+} repo_verify_result;
+
+/* Re-read the files of every backup (of disk, of backup_id of disk; both
+ * may be NULL) and compare size, digest and backing string with the
+ * manifest. A mismatch or a missing file is OVA_ERROR_INTEGRITY naming
+ * the files; an unknown disk or backup OVA_ERROR_NOT_FOUND. */
+gboolean repo_verify (repo *r, const char *disk, const char *backup_id,
+                      volatile sig_atomic_t *cancel, repo_verify_result *res,
+                      GError **error);
+
+/* ---- restore ---- */
+
+/* The top file of a backup of disk (the latest if backup_id is NULL): its
+ * absolute path, "qcow2" or "raw", the guest-visible size and the backup
+ * id. The file opens with its whole chain (relative backing strings reach
+ * into earlier backups). Takes the shared lock for the call. Unknown
+ * repository, disk or backup: OVA_ERROR_NOT_FOUND. */
+gboolean repo_resolve (const char *repo_dir, const char *disk, const char *backup_id,
+                       char **top_path, char **top_format, guint64 *virtual_size,
+                       char **resolved_id, GError **error);
+
+#endif

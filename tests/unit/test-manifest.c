@@ -1,0 +1,319 @@
+/* ovagent: unit tests of the repository manifest: round trips, backup ids,
+ * the latest-volume lookup, and manifests edited into something unsafe. */
+#include <config.h>
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+
+#include "error.h"
+#include "util.h"
+#include "repo/manifest.h"
+
+#define DISK "0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b"
+#define SD "5e6f3a2c-8d1b-4c7e-9f0a-1b2c3d4e5f60"
+#define BASE "11111111-2222-4333-8444-555555555555"
+#define MID "22222222-3333-4444-8555-666666666666"
+#define TOP "33333333-4444-4555-8666-777777777777"
+#define NEW "44444444-5555-4666-8777-888888888888"
+#define ID1 "20261122T031000Z-3f2a9c"
+#define ID2 "20261123T031000Z-00beef"
+#define DIGEST "0123456789abcdef0123456789abcdef"
+
+/* A full backup (raw base, two qcow2) and an incremental on top of it, as
+ * receive writes them. */
+static const char good[] =
+  "{\"format\":\"ovagent-manifest\",\"version\":1,\"disk\":\"" DISK "\",\"backups\":["
+  "{\"id\":\"" ID1 "\",\"time\":\"2026-11-22T03:10:00Z\",\"host\":\"node1\","
+  "\"domain\":\"" SD "\",\"kind\":\"full\",\"since\":null,\"parent\":null,"
+  "\"volumes\":["
+  "{\"uuid\":\"" BASE "\",\"file\":\"" ID1 "/" BASE ".raw\",\"format\":\"raw\","
+  "\"size\":1073741824,\"virtual_size\":1073741824,\"digest\":\"" DIGEST "\",\"backing\":null},"
+  "{\"uuid\":\"" MID "\",\"file\":\"" ID1 "/" MID ".qcow2\",\"format\":\"qcow2\","
+  "\"size\":4521984,\"virtual_size\":1073741824,\"digest\":\"" DIGEST "\","
+  "\"backing\":\"" BASE ".raw\"},"
+  "{\"uuid\":\"" TOP "\",\"file\":\"" ID1 "/" TOP ".qcow2\",\"format\":\"qcow2\","
+  "\"size\":3473408,\"virtual_size\":1073741824,\"digest\":\"" DIGEST "\","
+  "\"backing\":\"" MID ".qcow2\"}],"
+  "\"meta\":{\"mode\":\"chain\",\"disk\":\"" DISK "\"}},"
+  "{\"id\":\"" ID2 "\",\"time\":\"2026-11-23T03:10:00Z\",\"host\":\"node1\","
+  "\"domain\":\"" SD "\",\"kind\":\"incremental\",\"since\":\"" TOP "\",\"parent\":\"" ID1 "\","
+  "\"volumes\":["
+  "{\"uuid\":\"" NEW "\",\"file\":\"" ID2 "/" NEW ".qcow2\",\"format\":\"qcow2\","
+  "\"size\":2555904,\"virtual_size\":1073741824,\"digest\":\"" DIGEST "\","
+  "\"backing\":\"../" ID1 "/" TOP ".qcow2\"}],"
+  "\"meta\":null}]}";
+
+static repo_manifest *
+parse (const char *text, GError **error)
+{
+  return repo_manifest_parse (DISK, text, strlen (text), "test manifest", error);
+}
+
+static void
+test_backup_id (void)
+{
+  static const struct { const char *id; gboolean ok; } cases[] = {
+    { ID1, TRUE },
+    { "20261122T031000Z-000000", TRUE },
+    { "20261122T031000Z-3F2A9C", FALSE },   /* upper-case hex */
+    { "20261122T031000Z-3f2a9", FALSE },
+    { "20261122T031000Z-3f2a9cc", FALSE },
+    { "20261122 031000Z-3f2a9c", FALSE },
+    { "20261122T031000-3f2a9c", FALSE },
+    { "2026112XT031000Z-3f2a9c", FALSE },
+    { "../../../etc/passwd", FALSE },
+    { "20261122T031000Z/3f2a9c", FALSE },
+    { "", FALSE },
+  };
+  g_autoptr(GDateTime) t = g_date_time_new_utc (2026, 11, 22, 3, 10, 0);
+
+  for (size_t i = 0; i < G_N_ELEMENTS (cases); i++)
+    g_assert_cmpint (repo_backup_id_is_valid (cases[i].id), ==, cases[i].ok);
+  g_assert_false (repo_backup_id_is_valid (NULL));
+
+  for (int i = 0; i < 100; i++) {
+    g_autofree char *id = repo_backup_id_new (t);
+
+    g_assert_true (repo_backup_id_is_valid (id));
+    g_assert_true (g_str_has_prefix (id, "20261122T031000Z-"));
+  }
+}
+
+static void
+test_round_trip (void)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(repo_manifest) m = parse (good, &err);
+  g_autoptr(repo_manifest) m2 = NULL;
+  g_autofree char *json = NULL;
+  g_autofree char *json2 = NULL;
+  const repo_backup *b;
+  const repo_volume *v;
+
+  g_assert_no_error (err);
+  g_assert_nonnull (m);
+  g_assert_cmpuint (m->backups->len, ==, 2);
+  b = g_ptr_array_index (m->backups, 0);
+  g_assert_cmpstr (b->id, ==, ID1);
+  g_assert_cmpint (b->kind, ==, REPO_KIND_FULL);
+  g_assert_cmpstr (b->host, ==, "node1");
+  g_assert_cmpstr (b->domain, ==, SD);
+  g_assert_null (b->since);
+  g_assert_nonnull (b->meta);
+  g_assert_cmpuint (b->volumes->len, ==, 3);
+  v = g_ptr_array_index (b->volumes, 1);
+  g_assert_cmpstr (v->uuid, ==, MID);
+  g_assert_cmpstr (v->format, ==, "qcow2");
+  g_assert_cmpstr (v->backing, ==, BASE ".raw");
+  g_assert_cmpuint (v->size, ==, 4521984);
+  b = g_ptr_array_index (m->backups, 1);
+  g_assert_cmpint (b->kind, ==, REPO_KIND_INCREMENTAL);
+  g_assert_cmpstr (b->since, ==, TOP);
+  g_assert_cmpstr (b->parent, ==, ID1);
+  g_assert_null (b->meta);
+  v = g_ptr_array_index (b->volumes, 0);
+  g_assert_cmpstr (v->backing, ==, "../" ID1 "/" TOP ".qcow2");
+
+  json = repo_manifest_to_json (m);
+  m2 = parse (json, &err);
+  g_assert_no_error (err);
+  json2 = repo_manifest_to_json (m2);
+  g_assert_cmpstr (json, ==, json2);
+}
+
+static void
+test_latest (void)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(repo_manifest) empty = repo_manifest_new (DISK);
+  g_autoptr(repo_manifest) m = parse (good, &err);
+
+  g_assert_null (repo_manifest_latest (empty));
+  g_assert_null (repo_manifest_latest_volume (empty));
+  g_assert_no_error (err);
+  g_assert_cmpstr (repo_manifest_latest (m)->id, ==, ID2);
+  g_assert_cmpstr (repo_manifest_latest_volume (m)->uuid, ==, NEW);
+  g_ptr_array_remove_index (m->backups, 1);
+  g_assert_cmpstr (repo_manifest_latest_volume (m)->uuid, ==, TOP);
+  g_assert_nonnull (repo_manifest_find (m, ID1));
+  g_assert_null (repo_manifest_find (m, ID2));
+}
+
+/* Each case edits the good manifest once; every result must be refused
+ * with OVA_ERROR_INTEGRITY before any path is built from it. */
+static void
+test_malformed (void)
+{
+  static const struct { const char *what, *from, *to; } cases[] = {
+    { "not JSON", "{\"format\"", "{format" },
+    { "truncated", "\"meta\":null}]}", "\"meta\":null}]" },
+    { "not an object", "{\"format\":\"ovagent-manifest\"", "[{\"format\":\"ovagent-manifest\"" },
+    { "other format", "ovagent-manifest", "ovagent-other" },
+    { "newer version", "\"version\":1", "\"version\":2" },
+    { "version as a string", "\"version\":1", "\"version\":\"1\"" },
+    { "another disk", "\"disk\":\"" DISK "\",\"backups\"",
+      "\"disk\":\"" NEW "\",\"backups\"" },
+    { "backups not an array", "\"backups\":[", "\"backups\":{\"x\":[" },
+    { "id with a slash", "\"id\":\"" ID1 "\"", "\"id\":\"20261122T031000Z/3f2a9c\"" },
+    { "id going up", "\"id\":\"" ID1 "\"", "\"id\":\"../../../../../tmp\"" },
+    { "id listed twice", "\"id\":\"" ID2 "\"", "\"id\":\"" ID1 "\"" },
+    { "file with ..", "\"file\":\"" ID1 "/" MID ".qcow2\"",
+      "\"file\":\"" ID1 "/../../" MID ".qcow2\"" },
+    { "absolute file", "\"file\":\"" ID1 "/" MID ".qcow2\"", "\"file\":\"/etc/shadow\"" },
+    { "file in another backup", "\"file\":\"" ID1 "/" MID ".qcow2\"",
+      "\"file\":\"" ID2 "/" MID ".qcow2\"" },
+    { "file of another volume", "\"file\":\"" ID1 "/" MID ".qcow2\"",
+      "\"file\":\"" ID1 "/" TOP ".qcow2\"" },
+    { "absolute backing", "\"backing\":\"" BASE ".raw\"", "\"backing\":\"/etc/passwd\"" },
+    { "backing going up", "\"backing\":\"" BASE ".raw\"",
+      "\"backing\":\"../../../" BASE ".raw\"" },
+    { "backing skipping a volume", "\"backing\":\"" MID ".qcow2\"",
+      "\"backing\":\"" BASE ".raw\"" },
+    { "backing on a full's base", "\"backing\":null}", "\"backing\":\"x.qcow2\"}" },
+    { "no backing on an incremental", "\"backing\":\"../" ID1 "/" TOP ".qcow2\"",
+      "\"backing\":null" },
+    { "bad volume uuid", "\"uuid\":\"" MID "\"", "\"uuid\":\"../" MID "\"" },
+    { "blank volume uuid", "\"uuid\":\"" MID "\"",
+      "\"uuid\":\"" OVA_BLANK_UUID "\"" },
+    { "unknown format", "\"format\":\"raw\"", "\"format\":\"vmdk\"" },
+    { "raw after the base", "\"file\":\"" ID1 "/" MID ".qcow2\",\"format\":\"qcow2\"",
+      "\"file\":\"" ID1 "/" MID ".raw\",\"format\":\"raw\"" },
+    { "short digest", "\"digest\":\"" DIGEST "\",\"backing\":null",
+      "\"digest\":\"0123\",\"backing\":null" },
+    { "upper-case digest", "\"digest\":\"" DIGEST "\",\"backing\":null",
+      "\"digest\":\"0123456789ABCDEF0123456789ABCDEF\",\"backing\":null" },
+    { "negative size", "\"size\":4521984", "\"size\":-1" },
+    { "size as a string", "\"size\":4521984", "\"size\":\"4521984\"" },
+    { "fractional size", "\"size\":4521984", "\"size\":4521984.5" },
+    { "no volumes", "\"volumes\":[{\"uuid\":\"" NEW "\"", "\"volumes\":[],\"x\":[{\"uuid\":\"" NEW "\"" },
+    { "unknown kind", "\"kind\":\"full\"", "\"kind\":\"differential\"" },
+    { "full with a parent", "\"kind\":\"full\",\"since\":null,\"parent\":null",
+      "\"kind\":\"full\",\"since\":null,\"parent\":\"" ID1 "\"" },
+    { "incremental without parent", "\"parent\":\"" ID1 "\"", "\"parent\":null" },
+    { "parent unknown", "\"parent\":\"" ID1 "\"", "\"parent\":\"20200101T000000Z-000000\"" },
+    { "since not the parent's last volume", "\"since\":\"" TOP "\"", "\"since\":\"" MID "\"" },
+    { "bad time", "\"time\":\"2026-11-22T03:10:00Z\"", "\"time\":\"yesterday\"" },
+    { "bad domain", "\"domain\":\"" SD "\",\"kind\":\"full\"",
+      "\"domain\":\"../x\",\"kind\":\"full\"" },
+    { "meta not an object", "\"meta\":null", "\"meta\":[1]" },
+  };
+
+  for (size_t i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autoptr(GString) s = g_string_new (good);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(repo_manifest) m = NULL;
+
+    if (g_string_replace (s, cases[i].from, cases[i].to, 1) != 1)
+      g_error ("case '%s': '%s' is not in the manifest", cases[i].what, cases[i].from);
+    m = parse (s->str, &err);
+    if (m != NULL)
+      g_error ("case '%s': accepted", cases[i].what);
+    g_assert_error (err, OVA_ERROR, OVA_ERROR_INTEGRITY);
+    g_test_message ("%s: %s", cases[i].what, err->message);
+  }
+}
+
+static void
+test_bytes (void)
+{
+  static const char nul[] = "{\"format\":\0\"x\"}";
+  static const char latin1[] = "{\"format\":\"\xe9\"}";
+  g_autoptr(GError) err = NULL;
+  g_autoptr(repo_manifest) m = NULL;
+
+  m = repo_manifest_parse (DISK, nul, sizeof nul - 1, "nul", &err);
+  g_assert_null (m);
+  g_assert_error (err, OVA_ERROR, OVA_ERROR_INTEGRITY);
+  g_clear_error (&err);
+  m = repo_manifest_parse (DISK, latin1, sizeof latin1 - 1, "latin1", &err);
+  g_assert_null (m);
+  g_assert_error (err, OVA_ERROR, OVA_ERROR_INTEGRITY);
+}
+
+static void
+test_load_save (void)
+{
+  g_autoptr(GError) err = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("test-manifest.XXXXXX", &err);
+  g_autofree char *path = NULL;
+  g_autofree char *tmp = NULL;
+  g_autofree char *json = NULL;
+  g_autofree char *json2 = NULL;
+  g_autoptr(repo_manifest) m = NULL;
+  g_autoptr(repo_manifest) loaded = NULL;
+  g_autoptr(repo_manifest) empty = NULL;
+
+  g_assert_no_error (err);
+  path = g_build_filename (dir, REPO_MANIFEST_NAME, NULL);
+  tmp = g_build_filename (dir, REPO_MANIFEST_NAME ".tmp", NULL);
+
+  empty = repo_manifest_load (dir, DISK, TRUE, &err);
+  g_assert_no_error (err);
+  g_assert_cmpuint (empty->backups->len, ==, 0);
+  g_assert_null (repo_manifest_load (dir, DISK, FALSE, &err));
+  g_assert_error (err, OVA_ERROR, OVA_ERROR_NOT_FOUND);
+  g_clear_error (&err);
+
+  m = parse (good, &err);
+  g_assert_no_error (err);
+  /* A stale temporary file from a crash is replaced. */
+  g_assert_true (g_file_set_contents (tmp, "junk", -1, NULL));
+  g_assert_true (repo_manifest_save (m, dir, &err));
+  g_assert_no_error (err);
+  g_assert_false (g_file_test (tmp, G_FILE_TEST_EXISTS));
+
+  loaded = repo_manifest_load (dir, DISK, FALSE, &err);
+  g_assert_no_error (err);
+  json = repo_manifest_to_json (m);
+  json2 = repo_manifest_to_json (loaded);
+  g_assert_cmpstr (json, ==, json2);
+
+  /* A manifest for another disk in this directory is refused. */
+  g_assert_null (repo_manifest_load (dir, NEW, FALSE, &err));
+  g_assert_error (err, OVA_ERROR, OVA_ERROR_INTEGRITY);
+  g_clear_error (&err);
+
+  g_assert_cmpint (g_unlink (path), ==, 0);
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+}
+
+static void
+test_expected_backing (void)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(repo_manifest) m = parse (good, &err);
+  const repo_backup *full, *inc;
+  g_autofree char *b0 = NULL;
+  g_autofree char *b2 = NULL;
+  g_autofree char *i0 = NULL;
+
+  g_assert_no_error (err);
+  full = g_ptr_array_index (m->backups, 0);
+  inc = g_ptr_array_index (m->backups, 1);
+  b0 = repo_expected_backing (full, 0, NULL);
+  b2 = repo_expected_backing (full, 2, NULL);
+  i0 = repo_expected_backing (inc, 0, full);
+  g_assert_null (b0);
+  g_assert_cmpstr (b2, ==, MID ".qcow2");
+  g_assert_cmpstr (i0, ==, "../" ID1 "/" TOP ".qcow2");
+  g_assert_cmpstr (repo_format_ext ("qcow2"), ==, ".qcow2");
+  g_assert_cmpstr (repo_format_ext ("raw"), ==, ".raw");
+  g_assert_null (repo_format_ext ("vmdk"));
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/manifest/backup-id", test_backup_id);
+  g_test_add_func ("/manifest/round-trip", test_round_trip);
+  g_test_add_func ("/manifest/latest", test_latest);
+  g_test_add_func ("/manifest/malformed", test_malformed);
+  g_test_add_func ("/manifest/bytes", test_bytes);
+  g_test_add_func ("/manifest/load-save", test_load_save);
+  g_test_add_func ("/manifest/expected-backing", test_expected_backing);
+  return g_test_run ();
+}
