@@ -114,6 +114,33 @@ send_chunk (sender *s, const char *buf, size_t len, guint64 offset,
   return TRUE;
 }
 
+/* Reading and sending overlap: a reader thread walks the extents and fills
+ * a few buffers while this thread frames and writes the previous ones, as
+ * nbdcopy chains reads to writes. Items come out of the queue in source
+ * order, so frames stay in order. */
+#define NR_BUFFERS 3
+
+typedef enum {
+  ITEM_EXTENT,    /* kind/offset/length; buf set for DATA */
+  ITEM_DONE,      /* the reader reached the end */
+  ITEM_FAILED,    /* the reader failed: err */
+} item_type;
+
+typedef struct {
+  item_type type;
+  ova_extent ext;
+  char *buf;
+  GError *err;
+} item;
+
+typedef struct {
+  ova_source *src;
+  volatile gboolean *cancel;
+  gint stop;              /* set by the writer when it gives up */
+  GAsyncQueue *free_bufs; /* char* */
+  GAsyncQueue *items;     /* item* */
+} pipeline;
+
 static gboolean
 check_cancel (volatile gboolean *cancel, const ova_source *src, guint64 offset,
               GError **error)
@@ -127,79 +154,150 @@ check_cancel (volatile gboolean *cancel, const ova_source *src, guint64 offset,
   return FALSE;
 }
 
-gboolean
-strm_send_source (strm_encoder *e, ova_source *src, const char *uuid,
-                  strm_progress_fn progress, void *opaque,
-                  volatile gboolean *cancel, GError **error)
+static void
+push_item (pipeline *p, item_type type, const ova_extent *ext, char *buf,
+           GError *err)
 {
-  sender s = { .e = e };
-  char *buf = NULL;
+  item *it = g_new0 (item, 1);
+
+  it->type = type;
+  if (ext)
+    it->ext = *ext;
+  it->buf = buf;
+  it->err = err;
+  g_async_queue_push (p->items, it);
+}
+
+/* The reader thread: the only user of the source. */
+static gpointer
+reader (gpointer opaque)
+{
+  pipeline *p = opaque;
+  ova_source *src = p->src;
   guint64 offset = 0;
-  gboolean ok = FALSE;
-  int r;
-
-  r = posix_memalign ((void **) &buf, BUF_ALIGN, CHUNK_SIZE);
-  if (r != 0) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "cannot allocate a %u byte read buffer: %s", CHUNK_SIZE,
-                 g_strerror (r));
-    return FALSE;
-  }
-
-  if (!strm_encoder_begin (e, uuid, src->size, error))
-    goto out;
+  GError *err = NULL;
 
   while (offset < src->size) {
     ova_extent ext;
     guint64 end;
 
-    if (!check_cancel (cancel, src, offset, error))
-      goto out;
-    if (!src->ops->extent (src, offset, WORK_RANGE, &ext, error))
-      goto out;
+    if (g_atomic_int_get (&p->stop))
+      goto failed;
+    if (!check_cancel (p->cancel, src, offset, &err))
+      goto failed;
+    if (!src->ops->extent (src, offset, WORK_RANGE, &ext, &err))
+      goto failed;
     /* The extent must start where we are and make progress, or the loop
      * would send a gap or spin. */
     if (ext.offset != offset || ext.length == 0 ||
         ext.length > src->size - offset) {
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+      g_set_error (&err, OVA_ERROR, OVA_ERROR_INTERNAL,
                    "%s: bad extent [%" G_GUINT64_FORMAT ", +%" G_GUINT64_FORMAT
                    ") asked at offset %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT,
                    src->name, ext.offset, ext.length, offset, src->size);
-      goto out;
+      goto failed;
     }
     end = offset + ext.length;
 
     switch (ext.kind) {
     case OVA_EXTENT_HOLE:
     case OVA_EXTENT_ZERO:
-      if (!add_run (&s, ext.kind, offset, ext.length, error))
-        goto out;
+      push_item (p, ITEM_EXTENT, &ext, NULL, NULL);
       offset = end;
       break;
 
     case OVA_EXTENT_DATA:
       while (offset < end) {
-        size_t n = MIN (CHUNK_SIZE, end - offset);
+        ova_extent chunk = { offset, MIN (CHUNK_SIZE, end - offset),
+                             OVA_EXTENT_DATA };
+        char *buf = g_async_queue_pop (p->free_bufs);
 
-        if (!check_cancel (cancel, src, offset, error))
-          goto out;
-        if (!src->ops->pread (src, buf, n, offset, error))
-          goto out;
-        if (!send_chunk (&s, buf, n, offset, error))
-          goto out;
-        offset += n;
-        if (progress)
-          progress (opaque, offset);
+        if (g_atomic_int_get (&p->stop) ||
+            !check_cancel (p->cancel, src, offset, &err) ||
+            !src->ops->pread (src, buf, chunk.length, offset, &err)) {
+          g_async_queue_push (p->free_bufs, buf);
+          goto failed;
+        }
+        push_item (p, ITEM_EXTENT, &chunk, buf, NULL);
+        offset += chunk.length;
       }
       break;
 
     default:
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+      g_set_error (&err, OVA_ERROR, OVA_ERROR_INTERNAL,
                    "%s: unknown extent kind %d", src->name, ext.kind);
+      goto failed;
+    }
+  }
+  push_item (p, ITEM_DONE, NULL, NULL, NULL);
+  return NULL;
+
+ failed:
+  push_item (p, ITEM_FAILED, NULL, NULL, err);
+  return NULL;
+}
+
+gboolean
+strm_send_source (strm_encoder *e, ova_source *src, const char *uuid,
+                  strm_progress_fn progress, void *opaque,
+                  volatile gboolean *cancel, GError **error)
+{
+  sender s = { .e = e };
+  pipeline p = { .src = src, .cancel = cancel };
+  char *bufs[NR_BUFFERS] = { NULL };
+  GThread *thread = NULL;
+  gboolean ok = FALSE;
+  gboolean reader_done = FALSE;
+  item *it;
+
+  p.free_bufs = g_async_queue_new ();
+  p.items = g_async_queue_new ();
+  for (size_t i = 0; i < NR_BUFFERS; i++) {
+    int r = posix_memalign ((void **) &bufs[i], BUF_ALIGN, CHUNK_SIZE);
+
+    if (r != 0) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "cannot allocate a %u byte read buffer: %s", CHUNK_SIZE,
+                   g_strerror (r));
       goto out;
     }
-    if (progress)
-      progress (opaque, offset);
+    g_async_queue_push (p.free_bufs, bufs[i]);
+  }
+
+  if (!strm_encoder_begin (e, uuid, src->size, error))
+    goto out;
+
+  thread = g_thread_try_new ("ovagent-reader", reader, &p, error);
+  if (thread == NULL)
+    goto out;
+
+  while (!reader_done) {
+    gboolean sent = TRUE;
+
+    it = g_async_queue_pop (p.items);
+    switch (it->type) {
+    case ITEM_DONE:
+      reader_done = TRUE;
+      break;
+    case ITEM_FAILED:
+      reader_done = TRUE;
+      g_propagate_error (error, it->err);
+      sent = FALSE;
+      break;
+    case ITEM_EXTENT:
+      if (it->buf) {
+        sent = send_chunk (&s, it->buf, it->ext.length, it->ext.offset, error);
+        g_async_queue_push (p.free_bufs, it->buf);
+      }
+      else
+        sent = add_run (&s, it->ext.kind, it->ext.offset, it->ext.length, error);
+      if (sent && progress)
+        progress (opaque, it->ext.offset + it->ext.length);
+      break;
+    }
+    g_free (it);
+    if (!sent)
+      goto out;
   }
 
   if (!flush_run (&s, error))
@@ -209,6 +307,25 @@ strm_send_source (strm_encoder *e, ova_source *src, const char *uuid,
   ok = TRUE;
 
  out:
-  free (buf);
+  if (thread) {
+    /* Stop the reader and take what it still queues, so that it never
+     * waits for a buffer nobody returns. */
+    g_atomic_int_set (&p.stop, 1);
+    while (!reader_done) {
+      it = g_async_queue_pop (p.items);
+      if (it->buf)
+        g_async_queue_push (p.free_bufs, it->buf);
+      if (it->type != ITEM_EXTENT) {
+        reader_done = TRUE;
+        g_clear_error (&it->err);
+      }
+      g_free (it);
+    }
+    g_thread_join (thread);
+  }
+  g_async_queue_unref (p.items);
+  g_async_queue_unref (p.free_bufs);
+  for (size_t i = 0; i < NR_BUFFERS; i++)
+    free (bufs[i]);
   return ok;
 }
