@@ -2,6 +2,7 @@
  * data read in large chunks, zero blocks and holes merged into runs. */
 #include <config.h>
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -116,9 +117,11 @@ send_chunk (sender *s, const char *buf, size_t len, guint64 offset,
 
 /* Reading and sending overlap: a reader thread walks the extents and fills
  * a few buffers while this thread frames and writes the previous ones, as
- * nbdcopy chains reads to writes. Items come out of the queue in source
- * order, so frames stay in order. */
+ * nbdcopy chains reads to writes. Items come out in source order, so frames
+ * stay in order. The hand-off is a pthread mutex and condition rather than
+ * GAsyncQueue so that thread checkers (helgrind, TSan) can see it. */
 #define NR_BUFFERS 3
+#define NR_ITEMS 64
 
 typedef enum {
   ITEM_EXTENT,    /* kind/offset/length; buf set for DATA */
@@ -136,10 +139,82 @@ typedef struct {
 typedef struct {
   ova_source *src;
   volatile gboolean *cancel;
-  gint stop;              /* set by the writer when it gives up */
-  GAsyncQueue *free_bufs; /* char* */
-  GAsyncQueue *items;     /* item* */
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  gboolean stop;                 /* the writer gave up */
+  item items[NR_ITEMS];          /* ring: reader -> writer */
+  unsigned head, count;
+  char *free_bufs[NR_BUFFERS];   /* writer -> reader */
+  unsigned nfree;
 } pipeline;
+
+static void
+push_item (pipeline *p, item_type type, const ova_extent *ext, char *buf,
+           GError *err)
+{
+  item it = { .type = type, .buf = buf, .err = err };
+
+  if (ext)
+    it.ext = *ext;
+  pthread_mutex_lock (&p->lock);
+  while (p->count == NR_ITEMS)
+    pthread_cond_wait (&p->cond, &p->lock);
+  p->items[(p->head + p->count) % NR_ITEMS] = it;
+  p->count++;
+  pthread_cond_broadcast (&p->cond);
+  pthread_mutex_unlock (&p->lock);
+}
+
+static item
+pop_item (pipeline *p)
+{
+  item it;
+
+  pthread_mutex_lock (&p->lock);
+  while (p->count == 0)
+    pthread_cond_wait (&p->cond, &p->lock);
+  it = p->items[p->head];
+  p->head = (p->head + 1) % NR_ITEMS;
+  p->count--;
+  pthread_cond_broadcast (&p->cond);
+  pthread_mutex_unlock (&p->lock);
+  return it;
+}
+
+/* A free buffer for the reader, or NULL once the writer has stopped. */
+static char *
+take_buffer (pipeline *p)
+{
+  char *buf = NULL;
+
+  pthread_mutex_lock (&p->lock);
+  while (p->nfree == 0 && !p->stop)
+    pthread_cond_wait (&p->cond, &p->lock);
+  if (!p->stop)
+    buf = p->free_bufs[--p->nfree];
+  pthread_mutex_unlock (&p->lock);
+  return buf;
+}
+
+static void
+give_buffer (pipeline *p, char *buf)
+{
+  pthread_mutex_lock (&p->lock);
+  p->free_bufs[p->nfree++] = buf;
+  pthread_cond_broadcast (&p->cond);
+  pthread_mutex_unlock (&p->lock);
+}
+
+static gboolean
+stopped (pipeline *p)
+{
+  gboolean stop;
+
+  pthread_mutex_lock (&p->lock);
+  stop = p->stop;
+  pthread_mutex_unlock (&p->lock);
+  return stop;
+}
 
 static gboolean
 check_cancel (volatile gboolean *cancel, const ova_source *src, guint64 offset,
@@ -152,20 +227,6 @@ check_cancel (volatile gboolean *cancel, const ova_source *src, guint64 offset,
                G_GUINT64_FORMAT,
                src->name, offset);
   return FALSE;
-}
-
-static void
-push_item (pipeline *p, item_type type, const ova_extent *ext, char *buf,
-           GError *err)
-{
-  item *it = g_new0 (item, 1);
-
-  it->type = type;
-  if (ext)
-    it->ext = *ext;
-  it->buf = buf;
-  it->err = err;
-  g_async_queue_push (p->items, it);
 }
 
 /* The reader thread: the only user of the source. */
@@ -181,7 +242,7 @@ reader (gpointer opaque)
     ova_extent ext;
     guint64 end;
 
-    if (g_atomic_int_get (&p->stop))
+    if (stopped (p))
       goto failed;
     if (!check_cancel (p->cancel, src, offset, &err))
       goto failed;
@@ -210,12 +271,13 @@ reader (gpointer opaque)
       while (offset < end) {
         ova_extent chunk = { offset, MIN (CHUNK_SIZE, end - offset),
                              OVA_EXTENT_DATA };
-        char *buf = g_async_queue_pop (p->free_bufs);
+        char *buf = take_buffer (p);
 
-        if (g_atomic_int_get (&p->stop) ||
-            !check_cancel (p->cancel, src, offset, &err) ||
+        if (buf == NULL)
+          goto failed;
+        if (!check_cancel (p->cancel, src, offset, &err) ||
             !src->ops->pread (src, buf, chunk.length, offset, &err)) {
-          g_async_queue_push (p->free_bufs, buf);
+          give_buffer (p, buf);
           goto failed;
         }
         push_item (p, ITEM_EXTENT, &chunk, buf, NULL);
@@ -248,10 +310,10 @@ strm_send_source (strm_encoder *e, ova_source *src, const char *uuid,
   GThread *thread = NULL;
   gboolean ok = FALSE;
   gboolean reader_done = FALSE;
-  item *it;
+  item it;
 
-  p.free_bufs = g_async_queue_new ();
-  p.items = g_async_queue_new ();
+  pthread_mutex_init (&p.lock, NULL);
+  pthread_cond_init (&p.cond, NULL);
   for (size_t i = 0; i < NR_BUFFERS; i++) {
     int r = posix_memalign ((void **) &bufs[i], BUF_ALIGN, CHUNK_SIZE);
 
@@ -261,7 +323,7 @@ strm_send_source (strm_encoder *e, ova_source *src, const char *uuid,
                    g_strerror (r));
       goto out;
     }
-    g_async_queue_push (p.free_bufs, bufs[i]);
+    p.free_bufs[p.nfree++] = bufs[i];
   }
 
   if (!strm_encoder_begin (e, uuid, src->size, error))
@@ -274,28 +336,27 @@ strm_send_source (strm_encoder *e, ova_source *src, const char *uuid,
   while (!reader_done) {
     gboolean sent = TRUE;
 
-    it = g_async_queue_pop (p.items);
-    switch (it->type) {
+    it = pop_item (&p);
+    switch (it.type) {
     case ITEM_DONE:
       reader_done = TRUE;
       break;
     case ITEM_FAILED:
       reader_done = TRUE;
-      g_propagate_error (error, it->err);
+      g_propagate_error (error, it.err);
       sent = FALSE;
       break;
     case ITEM_EXTENT:
-      if (it->buf) {
-        sent = send_chunk (&s, it->buf, it->ext.length, it->ext.offset, error);
-        g_async_queue_push (p.free_bufs, it->buf);
+      if (it.buf) {
+        sent = send_chunk (&s, it.buf, it.ext.length, it.ext.offset, error);
+        give_buffer (&p, it.buf);
       }
       else
-        sent = add_run (&s, it->ext.kind, it->ext.offset, it->ext.length, error);
+        sent = add_run (&s, it.ext.kind, it.ext.offset, it.ext.length, error);
       if (sent && progress)
-        progress (opaque, it->ext.offset + it->ext.length);
+        progress (opaque, it.ext.offset + it.ext.length);
       break;
     }
-    g_free (it);
     if (!sent)
       goto out;
   }
@@ -310,21 +371,23 @@ strm_send_source (strm_encoder *e, ova_source *src, const char *uuid,
   if (thread) {
     /* Stop the reader and take what it still queues, so that it never
      * waits for a buffer nobody returns. */
-    g_atomic_int_set (&p.stop, 1);
+    pthread_mutex_lock (&p.lock);
+    p.stop = TRUE;
+    pthread_cond_broadcast (&p.cond);
+    pthread_mutex_unlock (&p.lock);
     while (!reader_done) {
-      it = g_async_queue_pop (p.items);
-      if (it->buf)
-        g_async_queue_push (p.free_bufs, it->buf);
-      if (it->type != ITEM_EXTENT) {
+      it = pop_item (&p);
+      if (it.buf)
+        give_buffer (&p, it.buf);
+      if (it.type != ITEM_EXTENT) {
         reader_done = TRUE;
-        g_clear_error (&it->err);
+        g_clear_error (&it.err);
       }
-      g_free (it);
     }
     g_thread_join (thread);
   }
-  g_async_queue_unref (p.items);
-  g_async_queue_unref (p.free_bufs);
+  pthread_cond_destroy (&p.cond);
+  pthread_mutex_destroy (&p.lock);
   for (size_t i = 0; i < NR_BUFFERS; i++)
     free (bufs[i]);
   return ok;
