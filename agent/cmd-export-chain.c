@@ -484,23 +484,9 @@ build_meta (const stor_domain *dom, const stor_image *img, const char *since,
 {
   g_autoptr (JsonBuilder) b = json_builder_new ();
   g_autoptr (JsonNode) root = NULL;
-  g_autoptr (GDateTime) now = g_date_time_new_now_utc ();
-  g_autofree char *created = g_date_time_format (now, "%Y-%m-%dT%H:%M:%SZ");
   const planned_volume *top = plan->pdata[plan->len - 1];
 
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "format");
-  json_builder_add_string_value (b, "ovagent-stream");
-  json_builder_set_member_name (b, "version");
-  json_builder_add_int_value (b, STRM_VERSION);
-  json_builder_set_member_name (b, "tool");
-  json_builder_add_string_value (b, PACKAGE_NAME " " PACKAGE_VERSION);
-  json_builder_set_member_name (b, "host");
-  json_builder_add_string_value (b, g_get_host_name ());
-  json_builder_set_member_name (b, "created");
-  json_builder_add_string_value (b, created);
-  json_builder_set_member_name (b, "mode");
-  json_builder_add_string_value (b, "chain");
+  strm_meta_begin (b, "chain");
 
   json_builder_set_member_name (b, "domain");
   json_builder_begin_object (b);

@@ -477,47 +477,6 @@ prepare_file (const char *to, const char *want_format, const restore_meta *m,
   return TRUE;
 }
 
-/* fsync the file, rename it to its final name unless that exists by now,
- * and fsync the directory so the name survives a crash. */
-static gboolean
-commit_file (const char *part, const char *path, GError **error)
-{
-  g_autofree char *dir = g_path_get_dirname (path);
-  int fd;
-
-  fd = open (part, O_RDONLY | O_CLOEXEC);
-  if (fd < 0 || fsync (fd) < 0) {
-    int saved = errno;
-
-    if (fd >= 0)
-      close (fd);
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot sync %s: %s",
-                 part, g_strerror (saved));
-    return FALSE;
-  }
-  close (fd);
-  if (renameat2 (AT_FDCWD, part, AT_FDCWD, path, RENAME_NOREPLACE) < 0) {
-    int saved = errno;
-
-    /* File systems without RENAME_NOREPLACE: checked just before. */
-    if ((saved == EINVAL || saved == ENOSYS) && !g_file_test (path, G_FILE_TEST_EXISTS)
-        && rename (part, path) == 0)
-      saved = 0;
-    if (saved != 0) {
-      g_set_error (error, OVA_ERROR, saved == EEXIST ? OVA_ERROR_USAGE : OVA_ERROR_INTERNAL,
-                   "cannot rename %s to %s: %s", part, path, g_strerror (saved));
-      return FALSE;
-    }
-  }
-  fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    if (fsync (fd) < 0)
-      ova_warn ("cannot sync directory %s: %s", dir, g_strerror (errno));
-    close (fd);
-  }
-  return TRUE;
-}
-
 typedef struct {
   guint64 data_bytes;
   guint64 zero_bytes;
@@ -667,7 +626,7 @@ run_import (const ova_ctx *ctx, const import_opts *o, import_target *t,
   /* qemu-nbd has flushed; it must be gone before the file gets its name. */
   g_clear_pointer (&t->dest, nbdr_dest_free);
   g_clear_pointer (&t->srv, nbdr_server_stop);
-  if (t->path != NULL && !commit_file (t->image, t->path, error))
+  if (t->path != NULL && !ova_commit_file (t->image, t->path, error))
     return FALSE;
   return TRUE;
 }

@@ -148,47 +148,6 @@ check_new_file (const char *path, const char *part, GError **error)
   return TRUE;
 }
 
-/* fsync the file, rename it to its final name unless that exists by now,
- * and fsync the directory so the name survives a crash. */
-static gboolean
-commit_file (const char *part, const char *path, GError **error)
-{
-  g_autofree char *dir = g_path_get_dirname (path);
-  int fd;
-
-  fd = open (part, O_RDONLY | O_CLOEXEC);
-  if (fd < 0 || fsync (fd) < 0) {
-    int saved = errno;
-
-    if (fd >= 0)
-      close (fd);
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot sync %s: %s",
-                 part, g_strerror (saved));
-    return FALSE;
-  }
-  close (fd);
-  if (renameat2 (AT_FDCWD, part, AT_FDCWD, path, RENAME_NOREPLACE) < 0) {
-    int saved = errno;
-
-    /* File systems without RENAME_NOREPLACE: checked just before. */
-    if ((saved == EINVAL || saved == ENOSYS) && !g_file_test (path, G_FILE_TEST_EXISTS)
-        && rename (part, path) == 0)
-      saved = 0;
-    if (saved != 0) {
-      g_set_error (error, OVA_ERROR, saved == EEXIST ? OVA_ERROR_USAGE : OVA_ERROR_INTERNAL,
-                   "cannot rename %s to %s: %s", part, path, g_strerror (saved));
-      return FALSE;
-    }
-  }
-  fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    if (fsync (fd) < 0)
-      ova_warn ("cannot sync directory %s: %s", dir, g_strerror (errno));
-    close (fd);
-  }
-  return TRUE;
-}
-
 static void
 print_file_result (const ova_ctx *ctx, const char *disk, const char *backup_id,
                    const char *path, const char *format, guint64 bytes_written)
@@ -243,7 +202,7 @@ restore_to_file (const ova_ctx *ctx, const char *disk, const char *top,
   ova_info ("writing %s (%s) from %s", path, format, top);
   if (!ova_run (argv, NULL, NULL, &err) ||
       !check_interrupted ("converting the backup", &err) ||
-      !commit_file (part, path, &err)) {
+      !ova_commit_file (part, path, &err)) {
     if (g_unlink (part) < 0 && errno != ENOENT)
       ova_warn ("cannot remove %s: %s", part, g_strerror (errno));
     g_propagate_prefixed_error (error, g_steal_pointer (&err),
@@ -261,14 +220,6 @@ restore_to_file (const ova_ctx *ctx, const char *disk, const char *top,
   return TRUE;
 }
 
-static char *
-utc_now (void)
-{
-  g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
-
-  return g_date_time_format (now, "%Y-%m-%dT%H:%M:%SZ");
-}
-
 /* The META of a restore stream: one "volume", the guest view of the disk. */
 static char *
 restore_meta (const char *disk, const char *backup_id, guint64 capacity)
@@ -276,21 +227,8 @@ restore_meta (const char *disk, const char *backup_id, guint64 capacity)
   g_autoptr(JsonBuilder) b = json_builder_new ();
   g_autoptr(JsonGenerator) gen = json_generator_new ();
   g_autoptr(JsonNode) root = NULL;
-  g_autofree char *created = utc_now ();
 
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "format");
-  json_builder_add_string_value (b, "ovagent-stream");
-  json_builder_set_member_name (b, "version");
-  json_builder_add_int_value (b, STRM_VERSION);
-  json_builder_set_member_name (b, "tool");
-  json_builder_add_string_value (b, PACKAGE_NAME " " PACKAGE_VERSION);
-  json_builder_set_member_name (b, "host");
-  json_builder_add_string_value (b, g_get_host_name ());
-  json_builder_set_member_name (b, "created");
-  json_builder_add_string_value (b, created);
-  json_builder_set_member_name (b, "mode");
-  json_builder_add_string_value (b, "restore");
+  strm_meta_begin (b, "restore");
   json_builder_set_member_name (b, "disk");
   json_builder_add_string_value (b, disk);
   json_builder_set_member_name (b, "backup_id");

@@ -3,6 +3,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "log.h"
 #include "util.h"
 
 gboolean
@@ -331,3 +333,43 @@ ova_run_status (const char *const *argv, char **stdout_out, char **stderr_out,
     *stderr_out = g_steal_pointer (&err);
   return TRUE;
 }
+
+gboolean
+ova_commit_file (const char *part, const char *path, GError **error)
+{
+  g_autofree char *dir = g_path_get_dirname (path);
+  int fd;
+
+  fd = open (part, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || fsync (fd) < 0) {
+    int saved = errno;
+
+    if (fd >= 0)
+      close (fd);
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot sync %s: %s",
+                 part, g_strerror (saved));
+    return FALSE;
+  }
+  close (fd);
+  if (renameat2 (AT_FDCWD, part, AT_FDCWD, path, RENAME_NOREPLACE) < 0) {
+    int saved = errno;
+
+    /* File systems without RENAME_NOREPLACE: checked just before. */
+    if ((saved == EINVAL || saved == ENOSYS) && !g_file_test (path, G_FILE_TEST_EXISTS)
+        && rename (part, path) == 0)
+      saved = 0;
+    if (saved != 0) {
+      g_set_error (error, OVA_ERROR, saved == EEXIST ? OVA_ERROR_USAGE : OVA_ERROR_INTERNAL,
+                   "cannot rename %s to %s: %s", part, path, g_strerror (saved));
+      return FALSE;
+    }
+  }
+  fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    if (fsync (fd) < 0)
+      ova_warn ("cannot sync directory %s: %s", dir, g_strerror (errno));
+    close (fd);
+  }
+  return TRUE;
+}
+

@@ -50,6 +50,11 @@ gboolean ova_is_directory (const char *path);
  * bytes of it, "..." when cut. */
 char *ova_quote_untrusted (const char *value, gsize max);
 
+/* Make a finished file durable under its final name: fsync part, rename it
+ * to path unless path exists by then (OVA_ERROR_USAGE), fsync the directory
+ * so that the name survives a crash. */
+gboolean ova_commit_file (const char *part, const char *path, GError **error);
+
 /* "1.5 GiB", "512 B". */
 char *ova_format_size (guint64 bytes);
 

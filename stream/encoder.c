@@ -496,3 +496,24 @@ strm_encoder_finish (strm_encoder *e, GError **error)
   e->state = ENC_FINISHED;
   return TRUE;
 }
+
+void
+strm_meta_begin (JsonBuilder *b, const char *mode)
+{
+  g_autoptr (GDateTime) now = g_date_time_new_now_utc ();
+  g_autofree char *created = g_date_time_format (now, "%Y-%m-%dT%H:%M:%SZ");
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "format");
+  json_builder_add_string_value (b, "ovagent-stream");
+  json_builder_set_member_name (b, "version");
+  json_builder_add_int_value (b, STRM_VERSION);
+  json_builder_set_member_name (b, "tool");
+  json_builder_add_string_value (b, PACKAGE_NAME " " PACKAGE_VERSION);
+  json_builder_set_member_name (b, "host");
+  json_builder_add_string_value (b, g_get_host_name ());
+  json_builder_set_member_name (b, "created");
+  json_builder_add_string_value (b, created);
+  json_builder_set_member_name (b, "mode");
+  json_builder_add_string_value (b, mode);
+}

@@ -4,6 +4,7 @@
 #define STRM_STREAM_H
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 #include <stdint.h>
 
 /*
@@ -118,6 +119,11 @@ gboolean strm_encoder_finish (strm_encoder *e, GError **error);
 const strm_totals *strm_encoder_totals (const strm_encoder *e);
 void strm_encoder_free (strm_encoder *e);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (strm_encoder, strm_encoder_free)
+
+/* Open the META object in b and write the members every stream has:
+ * format, version, tool, host, created (UTC), mode. The caller adds the
+ * members of its mode and closes the object. */
+void strm_meta_begin (JsonBuilder *b, const char *mode);
 
 /* ---- decoder ---- */
 
