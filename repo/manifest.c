@@ -279,12 +279,12 @@ parse_volume (JsonNode *node, const repo_backup *b, guint i,
   }
   v->file = g_steal_pointer (&want_file);
 
-  if (strlen (digest) != REPO_DIGEST_HEX_LEN ||
-      !all_of (digest, REPO_DIGEST_HEX_LEN, is_lower_hex)) {
+  if (strlen (digest) != REPO_DIGEST_LEN || !g_str_has_prefix (digest, REPO_DIGEST_PREFIX) ||
+      !all_of (digest + strlen (REPO_DIGEST_PREFIX), REPO_DIGEST_HEX_LEN, is_lower_hex)) {
     g_autofree char *q = ova_quote_untrusted (digest, QUOTE_MAX);
 
-    bad (error, what, "%s: digest %s is not %d lowercase hex digits",
-         where, q, REPO_DIGEST_HEX_LEN);
+    bad (error, what, "%s: digest %s is not \"" REPO_DIGEST_PREFIX "\" and %d "
+         "lowercase hex digits", where, q, REPO_DIGEST_HEX_LEN);
     return NULL;
   }
   v->digest = g_strdup (digest);

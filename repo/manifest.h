@@ -13,8 +13,12 @@
 /* "20261122T031000Z-3f2a9c": UTC time, '-', 6 lowercase hex digits. */
 #define REPO_BACKUP_ID_LEN 23
 
-/* XXH3-128 as 32 lowercase hex digits. */
+/* A file digest as the manifest stores it: the algorithm's name, ':', and
+ * the XXH3-128 result as 32 lowercase hex digits (docs/repository.md §2). */
+#define REPO_DIGEST_ALGORITHM "xxh3-128-blocks-2m"
+#define REPO_DIGEST_PREFIX REPO_DIGEST_ALGORITHM ":"
 #define REPO_DIGEST_HEX_LEN 32
+#define REPO_DIGEST_LEN (sizeof REPO_DIGEST_PREFIX - 1 + REPO_DIGEST_HEX_LEN)
 
 /* A manifest read from disk is at most this long: with a few KiB of stream
  * metadata per backup, tens of thousands of backups. */
@@ -31,7 +35,7 @@ typedef struct repo_volume {
   char *file;            /* relative to the disk directory: "ID/VOL.qcow2" */
   guint64 size;          /* file length */
   guint64 virtual_size;
-  char *digest;          /* XXH3-128 of the file as stored, holes as zeros */
+  char *digest;          /* "xxh3-128-blocks-2m:HEX" of the file as stored */
   char *backing;         /* backing string written in the file, relative to
                           * its directory; NULL for none (and for raw) */
 } repo_volume;

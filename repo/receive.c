@@ -29,6 +29,11 @@
 
 #define QUOTE_MAX 80
 
+/* Writeback of a volume file is started after every WRITEBACK_STEP bytes
+ * written, and waited for two steps later: dirty pages stay bounded and
+ * the final fsync finds little left to write. */
+#define WRITEBACK_STEP (32 * 1024 * 1024)
+
 /* A volume as the stream's META declares it. */
 typedef struct rx_volume {
   char *uuid;            /* lower case */
@@ -36,6 +41,7 @@ typedef struct rx_volume {
   guint64 size;          /* bytes that follow in the stream (BEGIN size) */
   guint64 capacity;
   char *path;            /* the file under .incoming-ID */
+  repo_digest *digest;   /* blocks 1..n, hashed as they arrive */
 } rx_volume;
 
 static void
@@ -46,6 +52,7 @@ rx_volume_free (rx_volume *v)
   g_free (v->uuid);
   g_free (v->format);
   g_free (v->path);
+  repo_digest_free (v->digest);
   g_free (v);
 }
 
@@ -78,6 +85,15 @@ typedef struct rx {
   rx_volume *cur;
   guint64 written;       /* bytes written to files so far */
   guint64 data_bytes;
+
+  /* Writeback of the current file: [wb_start, wb_end) was written since
+   * the last step (wb_pending bytes of it); wb_prev[0] and wb_prev[1] are
+   * the ranges of the last two steps, wb_prev[1] the older. */
+  guint64 wb_start;
+  guint64 wb_end;
+  guint64 wb_pending;
+  struct { guint64 off, len; } wb_prev[2];
+  gboolean wb_unsupported;
 } rx;
 
 static void
@@ -564,8 +580,67 @@ begin_volume (rx *x, const strm_frame *f, GError **error)
   }
   x->cur = v;
   x->next++;
+  v->digest = repo_digest_new ();
+  x->wb_start = x->wb_end = x->wb_pending = 0;
+  memset (x->wb_prev, 0, sizeof x->wb_prev);
   ova_debug ("receiving volume %s (%" G_GUINT64_FORMAT " bytes) into %s",
              v->uuid, v->size, v->path);
+  return TRUE;
+}
+
+/* The frame must start where the previous one ended: the digest hashes
+ * the volume in order. The decoder already checks bounds and coverage;
+ * checking again here costs nothing. */
+static gboolean
+check_frame (rx *x, const strm_frame *f, GError **error)
+{
+  if (x->cur_fd < 0 || f->offset > x->cur->size || f->length > x->cur->size - f->offset) {
+    meta_error (error, "a frame at offset %" G_GUINT64_FORMAT " is outside "
+                "the current volume", f->offset);
+    return FALSE;
+  }
+  if (f->offset != repo_digest_length (x->cur->digest)) {
+    meta_error (error, "volume %s: a frame at offset %" G_GUINT64_FORMAT " does not "
+                "follow the previous one, which ended at %" G_GUINT64_FORMAT,
+                x->cur->uuid, f->offset, repo_digest_length (x->cur->digest));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* Once a step's worth is written: start writing its pages back, and wait
+ * for those of the step two before (the pattern of streaming copy tools),
+ * so that dirty memory stays bounded and the final fsync is short. Where
+ * sync_file_range is refused (EINVAL, ESPIPE, ENOSYS) the final fsync
+ * does it all. */
+static gboolean
+writeback (rx *x, GError **error)
+{
+  static const unsigned int wait_flags =
+    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
+  guint64 off = x->wb_start, len = x->wb_end - x->wb_start;
+  int r;
+
+  if (x->wb_unsupported || x->wb_pending < WRITEBACK_STEP)
+    return TRUE;
+  r = sync_file_range (x->cur_fd, off, len, SYNC_FILE_RANGE_WRITE);
+  if (r == 0 && x->wb_prev[1].len > 0)
+    r = sync_file_range (x->cur_fd, x->wb_prev[1].off, x->wb_prev[1].len, wait_flags);
+  if (r < 0) {
+    if (errno == EINVAL || errno == ESPIPE || errno == ENOSYS) {
+      ova_debug ("%s: no sync_file_range (%s); writeback is left to the final fsync",
+                 x->cur->path, g_strerror (errno));
+      x->wb_unsupported = TRUE;
+      return TRUE;
+    }
+    set_write_error (x, errno, "write back", off, error);
+    return FALSE;
+  }
+  x->wb_prev[1] = x->wb_prev[0];
+  x->wb_prev[0].off = off;
+  x->wb_prev[0].len = len;
+  x->wb_start = x->wb_end;
+  x->wb_pending = 0;
   return TRUE;
 }
 
@@ -576,12 +651,8 @@ write_data (rx *x, const strm_frame *f, GError **error)
   guint64 off = f->offset;
   guint64 left = f->length;
 
-  /* The decoder checks coverage; a bound check here costs nothing. */
-  if (x->cur_fd < 0 || f->offset > x->cur->size || f->length > x->cur->size - f->offset) {
-    meta_error (error, "a data frame at offset %" G_GUINT64_FORMAT " is outside "
-                "the current volume", f->offset);
+  if (!check_frame (x, f, error))
     return FALSE;
-  }
   while (left > 0) {
     gssize n = pwrite (x->cur_fd, p, MIN (left, (guint64) G_MAXSSIZE), off);
 
@@ -599,8 +670,11 @@ write_data (rx *x, const strm_frame *f, GError **error)
     left -= n;
     x->written += n;
   }
+  repo_digest_data (x->cur->digest, f->data, f->length);
   x->data_bytes += f->length;
-  return TRUE;
+  x->wb_end = off;
+  x->wb_pending += f->length;
+  return writeback (x, error);
 }
 
 static gboolean
@@ -608,6 +682,12 @@ end_volume (rx *x, const strm_frame *f, GError **error)
 {
   if (x->cur_fd < 0 || (f->uuid && g_ascii_strcasecmp (f->uuid, x->cur->uuid) != 0)) {
     meta_error (error, "a volume ends that did not begin");
+    return FALSE;
+  }
+  if (repo_digest_length (x->cur->digest) != x->cur->size) {
+    meta_error (error, "volume %s ends at offset %" G_GUINT64_FORMAT " of its %"
+                G_GUINT64_FORMAT " bytes", x->cur->uuid,
+                repo_digest_length (x->cur->digest), x->cur->size);
     return FALSE;
   }
   /* ZERO and HOLE ranges were never written: the file is sparse there
@@ -646,10 +726,9 @@ receive_frames (rx *x, strm_decoder *dec, GError **error)
       break;
     case STRM_FRAME_ZERO:
     case STRM_FRAME_HOLE:
-      if (x->cur_fd < 0 || f.offset > x->cur->size || f.length > x->cur->size - f.offset) {
-        meta_error (error, "a zero or hole frame is outside the current volume");
+      if (!check_frame (x, &f, error))
         return FALSE;
-      }
+      repo_digest_zeros (x->cur->digest, f.length);
       break;
     case STRM_FRAME_END:
       if (!end_volume (x, &f, error))
@@ -706,64 +785,166 @@ fsync_path (const char *path, GError **error)
   return TRUE;
 }
 
-/* The fixed part of a qcow2 header that must be read before any qemu tool
- * opens the file: an external data file (incompatible feature bit 2)
- * names a path on this host that qemu would open along with the image. */
-#define QCOW2_HEADER_V3_LEN 104
-#define QCOW2_INCOMPAT_DATA_FILE (1ULL << 2)
-
+/* The first len bytes of path (len is at most REPO_DIGEST_BLOCK) into buf,
+ * and the file's length. */
 static gboolean
-check_qcow2_header (const rx_volume *v, GError **error)
+read_head (const char *path, guint8 *buf, size_t len, guint64 *size, GError **error)
 {
-  guint8 h[QCOW2_HEADER_V3_LEN] = { 0 };
-  guint32 version;
-  guint64 incompat;
-  gssize n;
+  struct stat st;
+  size_t got = 0;
   int fd;
 
-  fd = open (v->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) {
+  fd = open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0 || fstat (fd, &st) < 0) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "cannot open %s: %s", v->path, g_strerror (errno));
+                 "cannot open %s: %s", path, g_strerror (errno));
+    if (fd >= 0)
+      close (fd);
     return FALSE;
   }
-  n = pread (fd, h, sizeof h, 0);
+  while (got < len) {
+    gssize n = pread (fd, buf + got, len - got, got);
+
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "cannot read %s at offset %zu: %s", path, got,
+                   n < 0 ? g_strerror (errno) : "the file is shorter than received");
+      close (fd);
+      return FALSE;
+    }
+    got += n;
+  }
   close (fd);
-  if (n < 72 || memcmp (h, "QFI\xfb", 4) != 0) {
+  *size = st.st_size;
+  return TRUE;
+}
+
+/* The qcow2 header fields read before any qemu tool opens the file
+ * (big-endian, at fixed offsets; version 3 adds the feature bits and the
+ * header's own length). An external data file (incompatible bit 2) names
+ * a path on this host that qemu would open along with the image. */
+#define QCOW2_HEADER_V2_LEN 72
+#define QCOW2_HEADER_V3_LEN 104
+#define QCOW2_INCOMPAT_DIRTY (1ULL << 0)
+#define QCOW2_INCOMPAT_DATA_FILE (1ULL << 2)
+#define QCOW2_CLUSTER_BITS_MIN 9
+#define QCOW2_CLUSTER_BITS_MAX 21
+#define QCOW2_EXT_END 0
+#define QCOW2_EXT_BITMAPS 0x23852875
+
+static guint32
+be32_at (const guint8 *p)
+{
+  guint32 v;
+
+  memcpy (&v, p, sizeof v);
+  return GUINT32_FROM_BE (v);
+}
+
+static guint64
+be64_at (const guint8 *p)
+{
+  guint64 v;
+
+  memcpy (&v, p, sizeof v);
+  return GUINT64_FROM_BE (v);
+}
+
+/* Whether qemu, opening the image read-write as `qemu-img rebase -u`
+ * does, may write outside the header cluster: it repairs the refcounts of
+ * an image marked dirty, and it stores persistent bitmaps again when it
+ * closes the image (new clusters, a longer file). The header extensions
+ * sit between the header and the backing name, inside the first cluster;
+ * a header that cannot be walked counts as such an image too. */
+static gboolean
+qcow2_open_may_write (const guint8 *h, size_t len, guint32 version)
+{
+  guint64 end, off, backing_off;
+  guint32 cluster_bits;
+
+  if (version == 2)
+    off = QCOW2_HEADER_V2_LEN;
+  else if (be64_at (h + 72) & QCOW2_INCOMPAT_DIRTY)
+    return TRUE;
+  else if ((off = be32_at (h + 100)) < QCOW2_HEADER_V3_LEN)
+    return TRUE;
+  cluster_bits = be32_at (h + 20);
+  if (cluster_bits < QCOW2_CLUSTER_BITS_MIN || cluster_bits > QCOW2_CLUSTER_BITS_MAX)
+    return TRUE;
+  end = MIN ((guint64) 1 << cluster_bits, len);
+  backing_off = be64_at (h + 8);
+  if (backing_off != 0 && backing_off < end)
+    end = backing_off;
+  for (;;) {
+    guint32 type, ext_len;
+
+    if (off > end || end - off < 8)
+      return TRUE;
+    type = be32_at (h + off);
+    ext_len = be32_at (h + off + 4);
+    if (type == QCOW2_EXT_END)
+      return FALSE;
+    if (type == QCOW2_EXT_BITMAPS)
+      return TRUE;
+    off += 8;
+    if (ext_len > end - off)
+      return TRUE;
+    off += ((guint64) ext_len + 7) & ~(guint64) 7;
+  }
+}
+
+/* Check the header in h (the file's first len bytes) and tell whether the
+ * rebase may write more than the header cluster. */
+static gboolean
+check_qcow2_header (const rx_volume *v, const guint8 *h, size_t len,
+                    gboolean *open_may_write, GError **error)
+{
+  guint32 version;
+
+  if (len < QCOW2_HEADER_V2_LEN || memcmp (h, "QFI\xfb", 4) != 0) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
                  "volume %s is declared qcow2 (cow) but does not start with a "
                  "qcow2 header", v->uuid);
     return FALSE;
   }
-  memcpy (&version, h + 4, sizeof version);
-  version = GUINT32_FROM_BE (version);
+  version = be32_at (h + 4);
   if (version != 2 && version != 3) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
                  "volume %s: qcow2 version %u is not supported", v->uuid, version);
     return FALSE;
   }
-  memcpy (&incompat, h + 72, sizeof incompat);
-  if (version == 3 && (GUINT64_FROM_BE (incompat) & QCOW2_INCOMPAT_DATA_FILE)) {
+  if (version == 3 && len < QCOW2_HEADER_V3_LEN) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "volume %s: its qcow2 header is cut short", v->uuid);
+    return FALSE;
+  }
+  if (version == 3 && (be64_at (h + 72) & QCOW2_INCOMPAT_DATA_FILE)) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
                  "volume %s uses an external data file, which a repository does "
                  "not hold", v->uuid);
     return FALSE;
   }
+  *open_may_write = qcow2_open_may_write (h, len, version);
   return TRUE;
 }
 
 /* Point the file's backing string at the previous file of the repository
- * (qemu-img rebase -u only rewrites the header), check what qemu now
- * reads, then hash and sync the file as it will stay. */
+ * (qemu-img rebase -u rewrites the header cluster), check what qemu now
+ * reads, finish the digest with block 0 as it now is, and sync the file.
+ * head is a REPO_DIGEST_BLOCK buffer. */
 static repo_volume *
 finish_volume (rx *x, guint i, const repo_backup *b, const repo_backup *parent,
-               GError **error)
+               guint8 *head, GError **error)
 {
-  const rx_volume *v = g_ptr_array_index (x->vols, i);
+  rx_volume *v = g_ptr_array_index (x->vols, i);
   g_autoptr(repo_volume) rv = g_new0 (repo_volume, 1);
   g_autofree char *base = repo_volume_basename (v->uuid, v->format);
   g_autofree char *backing_fmt = NULL;
   g_autoptr(GError) err = NULL;
+  size_t head_len = MIN (v->size, (guint64) REPO_DIGEST_BLOCK);
+  gboolean reread = FALSE;
   guint64 size = 0;
 
   rv->uuid = g_strdup (v->uuid);
@@ -775,7 +956,8 @@ finish_volume (rx *x, guint i, const repo_backup *b, const repo_backup *parent,
     g_auto(repo_qcow2_info) info = { 0 };
     const repo_volume *prev = NULL;
 
-    if (!check_qcow2_header (v, error))
+    if (!read_head (v->path, head, head_len, &size, error) ||
+        !check_qcow2_header (v, head, head_len, &reread, error))
       return NULL;
 
     if (i > 0)
@@ -829,15 +1011,36 @@ finish_volume (rx *x, guint i, const repo_backup *b, const repo_backup *parent,
   else
     rv->virtual_size = v->size;
 
-  rv->digest = repo_file_digest (v->path, &size, x->cancel, error);
-  if (rv->digest == NULL)
-    return NULL;
-  if (size != v->size) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "%s is %" G_GUINT64_FORMAT " bytes after the commit steps, "
-                 "expected %" G_GUINT64_FORMAT, v->path, size, v->size);
-    return NULL;
+  if (!reread) {
+    if (!read_head (v->path, head, head_len, &size, error))
+      return NULL;
+    if (size != v->size) {
+      if (strcmp (v->format, "qcow2") != 0) {
+        g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                     "%s is %" G_GUINT64_FORMAT " bytes after the commit steps, "
+                     "expected %" G_GUINT64_FORMAT, v->path, size, v->size);
+        return NULL;
+      }
+      ova_warn ("%s: qemu-img rebase changed its length (%" G_GUINT64_FORMAT " to %"
+                G_GUINT64_FORMAT " bytes); reading it again for its digest",
+                v->path, v->size, size);
+      reread = TRUE;
+    }
   }
+  if (reread) {
+    /* qemu rewrote more than block 0: only a full read gives the digest
+     * of the file as stored. */
+    ova_debug ("%s: qemu may have written outside the header cluster (persistent "
+               "bitmaps or a dirty image); reading it whole for its digest", v->path);
+    rv->digest = repo_file_digest (v->path, &size, x->cancel, error);
+    if (rv->digest == NULL)
+      return NULL;
+    if (size != v->size)
+      ova_info ("volume %s: %" G_GUINT64_FORMAT " bytes as received, %" G_GUINT64_FORMAT
+                " as stored (qemu stored its bitmaps again)", v->uuid, v->size, size);
+  }
+  else
+    rv->digest = repo_digest_finish (v->digest, head, head_len);
   rv->size = size;
   if (!fsync_path (v->path, error))
     return NULL;
@@ -848,6 +1051,7 @@ static gboolean
 commit (rx *x, repo_manifest *m, GDateTime *now, GError **error)
 {
   g_autoptr(repo_backup) b = repo_backup_new ();
+  g_autofree guint8 *head = g_malloc (REPO_DIGEST_BLOCK);
   const repo_backup *parent = x->since ? repo_manifest_latest (m) : NULL;
 
   b->id = g_strdup (x->backup_id);
@@ -864,7 +1068,7 @@ commit (rx *x, repo_manifest *m, GDateTime *now, GError **error)
 
     if (interrupted (x, error))
       return FALSE;
-    rv = finish_volume (x, i, b, parent, error);
+    rv = finish_volume (x, i, b, parent, head, error);
     if (rv == NULL)
       return FALSE;
     g_ptr_array_add (b->volumes, rv);

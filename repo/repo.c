@@ -283,30 +283,152 @@ repo_disk_dir (const repo *r, const char *disk)
 
 /* ---- digests ---- */
 
-static gboolean
-hash_zeros (XXH3_state_t *st, guint64 len, volatile sig_atomic_t *cancel,
-            const char *path, GError **error)
-{
-  while (len > 0) {
-    size_t n = MIN (len, ZERO_CHUNK);
+struct repo_digest {
+  XXH3_state_t *outer;      /* over the canonical hashes of blocks 1..n */
+  XXH3_state_t *inner;      /* the block being fed while it is partial */
+  guint64 length;
+};
 
-    if (cancel && *cancel) {
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                   "interrupted while reading %s", path);
-      return FALSE;
-    }
-    XXH3_128bits_update (st, zero_chunk, n);
-    len -= n;
-  }
-  return TRUE;
+static XXH3_state_t *
+new_state (void)
+{
+  XXH3_state_t *st = XXH3_createState ();
+
+  /* As g_malloc does: running out of memory here is fatal. */
+  if (st == NULL)
+    g_error ("out of memory for an XXH3 state");
+  XXH3_128bits_reset (st);
+  return st;
 }
 
+/* The canonical XXH3-128 of REPO_DIGEST_BLOCK zeros, computed once: a
+ * long hole costs one 16-byte update per block. */
+static const XXH128_canonical_t *
+zero_block_hash (void)
+{
+  static XXH128_canonical_t hash;
+  static gsize done = 0;
+
+  if (g_once_init_enter (&done)) {
+    g_autofree guint8 *zeros = g_malloc0 (REPO_DIGEST_BLOCK);
+
+    XXH128_canonicalFromHash (&hash, XXH3_128bits (zeros, REPO_DIGEST_BLOCK));
+    g_once_init_leave (&done, 1);
+  }
+  return &hash;
+}
+
+repo_digest *
+repo_digest_new (void)
+{
+  repo_digest *d = g_new0 (repo_digest, 1);
+
+  d->outer = new_state ();
+  d->inner = new_state ();
+  return d;
+}
+
+void
+repo_digest_free (repo_digest *d)
+{
+  if (d == NULL)
+    return;
+  XXH3_freeState (d->outer);
+  XXH3_freeState (d->inner);
+  g_free (d);
+}
+
+guint64
+repo_digest_length (const repo_digest *d)
+{
+  return d->length;
+}
+
+static void
+add_block_hash (repo_digest *d, XXH128_hash_t h)
+{
+  XXH128_canonical_t c;
+
+  XXH128_canonicalFromHash (&c, h);
+  XXH3_128bits_update (d->outer, &c, sizeof c);
+}
+
+void
+repo_digest_data (repo_digest *d, const void *buf, size_t len)
+{
+  const guint8 *p = buf;
+
+  while (len > 0) {
+    size_t in_block = d->length % REPO_DIGEST_BLOCK;
+    size_t n = MIN (len, REPO_DIGEST_BLOCK - in_block);
+
+    /* Block 0 is only counted: repo_digest_finish hashes it as it ends up. */
+    if (d->length >= REPO_DIGEST_BLOCK) {
+      if (n == REPO_DIGEST_BLOCK)
+        add_block_hash (d, XXH3_128bits (p, n));
+      else {
+        XXH3_128bits_update (d->inner, p, n);
+        if (in_block + n == REPO_DIGEST_BLOCK) {
+          add_block_hash (d, XXH3_128bits_digest (d->inner));
+          XXH3_128bits_reset (d->inner);
+        }
+      }
+    }
+    p += n;
+    len -= n;
+    d->length += n;
+  }
+}
+
+void
+repo_digest_zeros (repo_digest *d, guint64 len)
+{
+  while (len > 0) {
+    guint64 in_block = d->length % REPO_DIGEST_BLOCK;
+    guint64 n = MIN (len, REPO_DIGEST_BLOCK - in_block);
+
+    if (d->length < REPO_DIGEST_BLOCK)
+      d->length += n;
+    else if (n == REPO_DIGEST_BLOCK) {
+      XXH3_128bits_update (d->outer, zero_block_hash (), sizeof (XXH128_canonical_t));
+      d->length += n;
+    }
+    else {
+      n = MIN (n, ZERO_CHUNK);
+      repo_digest_data (d, zero_chunk, n);
+    }
+    len -= n;
+  }
+}
+
+char *
+repo_digest_finish (repo_digest *d, const void *block0, size_t len)
+{
+  XXH128_canonical_t c;
+  GString *s;
+
+  g_return_val_if_fail (len == MIN (d->length, REPO_DIGEST_BLOCK), NULL);
+
+  if (d->length > REPO_DIGEST_BLOCK && d->length % REPO_DIGEST_BLOCK != 0)
+    add_block_hash (d, XXH3_128bits_digest (d->inner));
+  if (d->length > 0)
+    add_block_hash (d, XXH3_128bits (block0, len));
+  XXH128_canonicalFromHash (&c, XXH3_128bits_digest (d->outer));
+  s = g_string_sized_new (REPO_DIGEST_LEN + 1);
+  g_string_append (s, REPO_DIGEST_PREFIX);
+  for (size_t i = 0; i < sizeof c.digest; i++)
+    g_string_append_printf (s, "%02x", c.digest[i]);
+  return g_string_free (s, FALSE);
+}
+
+/* Read [off, end) into the digest, in chunks that end on multiples of
+ * DIGEST_CHUNK so that whole blocks are hashed straight from the buffer. */
 static gboolean
-hash_data (int fd, XXH3_state_t *st, guint8 *buf, guint64 off, guint64 end,
+hash_data (int fd, repo_digest *d, guint8 *buf, guint64 off, guint64 end,
            volatile sig_atomic_t *cancel, const char *path, GError **error)
 {
   while (off < end) {
-    size_t want = MIN (end - off, DIGEST_CHUNK);
+    size_t want = MIN (end, (off / DIGEST_CHUNK + 1) * DIGEST_CHUNK) - off;
     gssize n;
 
     if (cancel && *cancel) {
@@ -329,42 +451,28 @@ hash_data (int fd, XXH3_state_t *st, guint8 *buf, guint64 off, guint64 end,
                    path, off);
       return FALSE;
     }
-    XXH3_128bits_update (st, buf, n);
+    repo_digest_data (d, buf, n);
     off += n;
   }
   return TRUE;
 }
 
-static char *
-digest_hex (XXH3_state_t *st)
-{
-  XXH128_hash_t h = XXH3_128bits_digest (st);
-  XXH128_canonical_t c;
-  GString *s = g_string_sized_new (REPO_DIGEST_HEX_LEN + 1);
-
-  XXH128_canonicalFromHash (&c, h);
-  for (size_t i = 0; i < sizeof c.digest; i++)
-    g_string_append_printf (s, "%02x", c.digest[i]);
-  return g_string_free (s, FALSE);
-}
-
+/* Blocks 1..n in order, holes from the zero-block hash, then block 0
+ * (read whole: it is at most REPO_DIGEST_BLOCK bytes). */
 static char *
 file_digest_fd (int fd, const char *path, guint64 size,
                 volatile sig_atomic_t *cancel, GError **error)
 {
   g_autofree guint8 *buf = g_malloc (DIGEST_CHUNK);
-  XXH3_state_t *st = XXH3_createState ();
-  guint64 off = 0;
-  char *hex = NULL;
-  gboolean ok = TRUE;
+  g_autoptr(repo_digest) d = repo_digest_new ();
+  guint64 head = MIN (size, REPO_DIGEST_BLOCK);
+  guint64 off = head;
 
-  if (st == NULL || XXH3_128bits_reset (st) != XXH_OK) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot set up XXH3");
-    XXH3_freeState (st);
-    return NULL;
-  }
+  G_STATIC_ASSERT (DIGEST_CHUNK % REPO_DIGEST_BLOCK == 0);
+
   posix_fadvise (fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-  while (ok && off < size) {
+  repo_digest_zeros (d, head);
+  while (off < size) {
     off_t data = lseek (fd, off, SEEK_DATA);
     off_t hole;
 
@@ -374,20 +482,32 @@ file_digest_fd (int fd, const char *path, guint64 size,
       data = errno == ENXIO ? (off_t) size : (off_t) off;
     data = MIN ((guint64) data, size);
     if ((guint64) data > off)
-      ok = hash_zeros (st, data - off, cancel, path, error);
+      repo_digest_zeros (d, data - off);
     off = data;
-    if (!ok || off >= size)
+    if (off >= size)
       break;
     hole = lseek (fd, off, SEEK_HOLE);
     if (hole < 0 || (guint64) hole > size || (guint64) hole <= off)
       hole = size;
-    ok = hash_data (fd, st, buf, off, hole, cancel, path, error);
+    if (!hash_data (fd, d, buf, off, hole, cancel, path, error))
+      return NULL;
     off = hole;
   }
-  if (ok)
-    hex = digest_hex (st);
-  XXH3_freeState (st);
-  return hex;
+
+  for (off = 0; off < head; ) {
+    gssize n = pread (fd, buf + off, head - off, off);
+
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      g_set_error (error, OVA_ERROR, n < 0 ? OVA_ERROR_INTERNAL : OVA_ERROR_INTEGRITY,
+                   "cannot read %s at offset %" G_GUINT64_FORMAT ": %s", path, off,
+                   n < 0 ? g_strerror (errno) : "the file shrank while being read");
+      return NULL;
+    }
+    off += n;
+  }
+  return repo_digest_finish (d, buf, head);
 }
 
 char *

@@ -40,10 +40,34 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (repo, repo_close)
 /* R/disks/IMG for a checked (lower-case) image UUID. */
 char *repo_disk_dir (const repo *r, const char *disk);
 
-/* The file digest stored in manifests: XXH3-128 of the whole file (holes
- * read as zeros, found with SEEK_DATA so they are not read), as hex. Also
- * gives the file size. Stops with OVA_ERROR_INTERNAL "interrupted" if
- * *cancel becomes set (cancel may be NULL). */
+/* The file digest stored in manifests (docs/repository.md §2): the file
+ * in blocks of REPO_DIGEST_BLOCK bytes b0, b1, ... bn (the last may be
+ * short, holes read as zeros, an empty file has none), and XXH3-128 over
+ * the canonical 16-byte XXH3-128 of b1 ... bn and then of b0. Block 0
+ * comes last because it is the one `qemu-img rebase -u` rewrites: receive
+ * hashes blocks 1..n as they arrive and reads only block 0 back. */
+#define REPO_DIGEST_BLOCK (2 * 1024 * 1024)
+
+typedef struct repo_digest repo_digest;
+
+repo_digest *repo_digest_new (void);
+void repo_digest_free (repo_digest *d);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (repo_digest, repo_digest_free)
+
+/* The next len bytes of the file, in order from offset 0. Bytes of block 0
+ * are only counted: repo_digest_finish takes block 0 as it is in the end. */
+void repo_digest_data (repo_digest *d, const void *buf, size_t len);
+/* The next len bytes are zeros: whole blocks cost one precomputed hash. */
+void repo_digest_zeros (repo_digest *d, guint64 len);
+/* Bytes fed so far: the offset the next bytes are at. */
+guint64 repo_digest_length (const repo_digest *d);
+/* The digest ("xxh3-128-blocks-2m:HEX"), given the file's first
+ * MIN(length, REPO_DIGEST_BLOCK) bytes as they are now. */
+char *repo_digest_finish (repo_digest *d, const void *block0, size_t len);
+
+/* The digest of a whole file, read once (holes found with SEEK_DATA are
+ * not read). Also gives the file size. Stops with OVA_ERROR_INTERNAL
+ * "interrupted" if *cancel becomes set (cancel may be NULL). */
 char *repo_file_digest (const char *path, guint64 *size,
                         volatile sig_atomic_t *cancel, GError **error);
 

@@ -1,16 +1,20 @@
 /* ovagent: unit tests of the repository manifest: round trips, backup ids,
- * the latest-volume lookup, and manifests edited into something unsafe. */
+ * the latest-volume lookup, manifests edited into something unsafe, and the
+ * block digest of repository files. */
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <glib/gstdio.h>
+#include <xxhash.h>
 
 #include "error.h"
 #include "util.h"
 #include "repo/manifest.h"
+#include "repo/repo.h"
 
 #define DISK "0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b"
 #define SD "5e6f3a2c-8d1b-4c7e-9f0a-1b2c3d4e5f60"
@@ -20,7 +24,8 @@
 #define NEW "44444444-5555-4666-8777-888888888888"
 #define ID1 "20261122T031000Z-3f2a9c"
 #define ID2 "20261123T031000Z-00beef"
-#define DIGEST "0123456789abcdef0123456789abcdef"
+#define HEX "0123456789abcdef0123456789abcdef"
+#define DIGEST REPO_DIGEST_PREFIX HEX
 
 /* A full backup (raw base, two qcow2) and an incremental on top of it, as
  * receive writes them. */
@@ -184,7 +189,13 @@ test_malformed (void)
     { "short digest", "\"digest\":\"" DIGEST "\",\"backing\":null",
       "\"digest\":\"0123\",\"backing\":null" },
     { "upper-case digest", "\"digest\":\"" DIGEST "\",\"backing\":null",
-      "\"digest\":\"0123456789ABCDEF0123456789ABCDEF\",\"backing\":null" },
+      "\"digest\":\"" REPO_DIGEST_PREFIX "0123456789ABCDEF0123456789ABCDEF\",\"backing\":null" },
+    { "digest without its algorithm", "\"digest\":\"" DIGEST "\",\"backing\":null",
+      "\"digest\":\"" HEX "\",\"backing\":null" },
+    { "digest of another algorithm", "\"digest\":\"" DIGEST "\",\"backing\":null",
+      "\"digest\":\"xxh3-128:" HEX "\",\"backing\":null" },
+    { "digest too long", "\"digest\":\"" DIGEST "\",\"backing\":null",
+      "\"digest\":\"" DIGEST "0\",\"backing\":null" },
     { "negative size", "\"size\":4521984", "\"size\":-1" },
     { "size as a string", "\"size\":4521984", "\"size\":\"4521984\"" },
     { "fractional size", "\"size\":4521984", "\"size\":4521984.5" },
@@ -304,6 +315,177 @@ test_expected_backing (void)
   g_assert_null (repo_format_ext ("vmdk"));
 }
 
+/* ---- the block digest ---- */
+
+#define MiB (1024 * 1024)
+
+typedef struct digest_case {
+  const char *what;
+  gsize size;
+  gsize hole_start, hole_end;    /* zeros, left as a hole in the file */
+  const char *expected;          /* NULL: only compared with the reference */
+} digest_case;
+
+/* Expected values computed with coreutils and xxhsum, independently of
+ * ovagent (docs/repository.md §2):
+ *   split -b 2M --filter=xxh128sum FILE | cut -c1-32 >h
+ *   { sed 1d h; sed -n 1p h; } | xxd -r -p | xxh128sum */
+static const digest_case digest_cases[] = {
+  { "empty", 0, 0, 0, REPO_DIGEST_PREFIX "99aa06d3014798d86001c324468d497f" },
+  { "one short block", 1 * MiB, 0, 0, REPO_DIGEST_PREFIX "eba4beaa9658f4a7833c7b2f9fb59bd9" },
+  { "one block", 2 * MiB, 0, 0, REPO_DIGEST_PREFIX "6898c7e6daa9d2e7315ef0421061436d" },
+  { "one block and a byte", 2 * MiB + 1, 0, 0,
+    REPO_DIGEST_PREFIX "02ef1916d09196729178aeb491a80cf8" },
+  { "blocks with a hole", 5 * MiB + 12345, 2 * MiB + 4096, 4 * MiB + 100,
+    REPO_DIGEST_PREFIX "399bfe6bc84ddc6ea41715b9baeb6064" },
+  { "whole zero blocks", 9 * MiB + 5, 1 * MiB, 8 * MiB, NULL },
+  { "a hole at the end", 11 * MiB, 3 * MiB - 3, 11 * MiB, NULL },
+  { "all hole", 7 * MiB, 0, 7 * MiB, NULL },
+};
+
+static guint8 *
+digest_case_bytes (const digest_case *c)
+{
+  guint8 *b = g_malloc (c->size + 1);
+
+  for (gsize i = 0; i < c->size; i++)
+    b[i] = i >= c->hole_start && i < c->hole_end ? 0 : (guint8) (i * 31 + (i >> 12));
+  return b;
+}
+
+/* The definition, written out plainly. */
+static char *
+reference_digest (const guint8 *p, gsize len)
+{
+  XXH3_state_t *st = XXH3_createState ();
+  XXH128_canonical_t c;
+  GString *s = g_string_new (REPO_DIGEST_PREFIX);
+
+  XXH3_128bits_reset (st);
+  for (gsize off = REPO_DIGEST_BLOCK; off < len; off += REPO_DIGEST_BLOCK) {
+    XXH128_canonicalFromHash (&c, XXH3_128bits (p + off, MIN (len - off, REPO_DIGEST_BLOCK)));
+    XXH3_128bits_update (st, &c, sizeof c);
+  }
+  if (len > 0) {
+    XXH128_canonicalFromHash (&c, XXH3_128bits (p, MIN (len, REPO_DIGEST_BLOCK)));
+    XXH3_128bits_update (st, &c, sizeof c);
+  }
+  XXH128_canonicalFromHash (&c, XXH3_128bits_digest (st));
+  XXH3_freeState (st);
+  for (gsize i = 0; i < sizeof c.digest; i++)
+    g_string_append_printf (s, "%02x", c.digest[i]);
+  return g_string_free (s, FALSE);
+}
+
+static gboolean
+all_zero (const guint8 *p, gsize len)
+{
+  for (gsize i = 0; i < len; i++)
+    if (p[i] != 0)
+      return FALSE;
+  return TRUE;
+}
+
+/* Fed in pieces of `piece` bytes as frames arrive; pieces of zeros as
+ * ZERO frames when zero_frames. */
+static char *
+streamed_digest (const guint8 *p, gsize len, gsize piece, gboolean zero_frames)
+{
+  g_autoptr(repo_digest) d = repo_digest_new ();
+
+  for (gsize off = 0; off < len; ) {
+    gsize n = MIN (piece, len - off);
+
+    if (zero_frames && all_zero (p + off, n))
+      repo_digest_zeros (d, n);
+    else
+      repo_digest_data (d, p + off, n);
+    off += n;
+    g_assert_cmpuint (repo_digest_length (d), ==, off);
+  }
+  return repo_digest_finish (d, p, MIN (len, REPO_DIGEST_BLOCK));
+}
+
+static void
+test_digest_stream (void)
+{
+  static const gsize pieces[] = {
+    1000, 4096, 65536, MiB - 1, MiB, 2 * MiB, 2 * MiB + 1, 3 * MiB - 7, 16 * MiB,
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (digest_cases); i++) {
+    const digest_case *c = &digest_cases[i];
+    g_autofree guint8 *b = digest_case_bytes (c);
+    g_autofree char *ref = reference_digest (b, c->size);
+
+    g_test_message ("%s: %s", c->what, ref);
+    if (c->expected)
+      g_assert_cmpstr (ref, ==, c->expected);
+    g_assert_cmpuint (strlen (ref), ==, REPO_DIGEST_LEN);
+    for (gsize j = 0; j < G_N_ELEMENTS (pieces); j++) {
+      g_autofree char *data = streamed_digest (b, c->size, pieces[j], FALSE);
+      g_autofree char *zero = streamed_digest (b, c->size, pieces[j], TRUE);
+
+      g_assert_cmpstr (data, ==, ref);
+      g_assert_cmpstr (zero, ==, ref);
+    }
+    /* The hole as one ZERO frame between two DATA frames. */
+    if (c->hole_end > c->hole_start) {
+      g_autoptr(repo_digest) d = repo_digest_new ();
+      g_autofree char *got = NULL;
+
+      repo_digest_data (d, b, c->hole_start);
+      repo_digest_zeros (d, c->hole_end - c->hole_start);
+      repo_digest_data (d, b + c->hole_end, c->size - c->hole_end);
+      got = repo_digest_finish (d, b, MIN (c->size, REPO_DIGEST_BLOCK));
+      g_assert_cmpstr (got, ==, ref);
+    }
+  }
+}
+
+/* repo_file_digest on sparse files: holes skipped, the same digest. */
+static void
+test_digest_file (void)
+{
+  g_autoptr(GError) err = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("test-digest.XXXXXX", &err);
+  g_autofree char *path = NULL;
+
+  g_assert_no_error (err);
+  path = g_build_filename (dir, "file", NULL);
+  for (gsize i = 0; i < G_N_ELEMENTS (digest_cases); i++) {
+    const digest_case *c = &digest_cases[i];
+    g_autofree guint8 *b = digest_case_bytes (c);
+    g_autofree char *ref = reference_digest (b, c->size);
+    g_autofree char *got = NULL;
+    guint64 size = 1;
+    int fd;
+
+    fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    g_assert_cmpint (fd, >=, 0);
+    g_assert_cmpint (pwrite (fd, b, c->hole_start, 0), ==, (gssize) c->hole_start);
+    if (c->hole_end > c->hole_start)
+      g_assert_cmpint (pwrite (fd, b + c->hole_end, c->size - c->hole_end, c->hole_end),
+                       ==, (gssize) (c->size - c->hole_end));
+    else
+      g_assert_cmpint (pwrite (fd, b, c->size, 0), ==, (gssize) c->size);
+    g_assert_cmpint (ftruncate (fd, c->size), ==, 0);
+    g_assert_cmpint (close (fd), ==, 0);
+
+    got = repo_file_digest (path, &size, NULL, &err);
+    g_assert_no_error (err);
+    g_assert_cmpstr (got, ==, ref);
+    g_assert_cmpuint (size, ==, c->size);
+  }
+  g_assert_null (repo_file_digest (dir, NULL, NULL, &err));
+  g_assert_error (err, OVA_ERROR, OVA_ERROR_INTEGRITY);
+  g_clear_error (&err);
+  g_assert_cmpint (g_unlink (path), ==, 0);
+  g_assert_null (repo_file_digest (path, NULL, NULL, &err));
+  g_assert_error (err, OVA_ERROR, OVA_ERROR_INTEGRITY);
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -315,5 +497,7 @@ main (int argc, char **argv)
   g_test_add_func ("/manifest/bytes", test_bytes);
   g_test_add_func ("/manifest/load-save", test_load_save);
   g_test_add_func ("/manifest/expected-backing", test_expected_backing);
+  g_test_add_func ("/digest/stream", test_digest_stream);
+  g_test_add_func ("/digest/file", test_digest_file);
   return g_test_run ();
 }
