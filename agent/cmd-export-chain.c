@@ -721,7 +721,9 @@ print_result (const ova_ctx *ctx, const stor_image *img, GPtrArray *plan,
       backup_id = json_node_get_string (n);
   }
 
-  if (ctx->json) {
+  /* DESIGN §3: the JSON result goes to stdout only when the stream does
+   * not; with --output - the summary line goes to stderr as without --json. */
+  if (ctx->json && !(opts.output && strcmp (opts.output, "-") == 0)) {
     g_autoptr (JsonBuilder) b = json_builder_new ();
     g_autoptr (JsonNode) root = NULL;
 

@@ -80,15 +80,21 @@ static const struct ova_command commands[] = {
                "run that was killed are deactivated by the next run. "
                "--output FILE creates FILE (never overwrites one) and removes it "
                "if the export fails. With --output - the stream goes to "
-               "standard output (never to a terminal) and no result is "
-               "printed; otherwise --json prints the result object: disk, "
+               "standard output (never to a terminal) and no result object is "
+               "printed (without --json a summary line goes to standard "
+               "error); otherwise --json prints the result object: disk, "
                "volumes, bytes_read, bytes_sent, data_bytes, zero_bytes, "
                "hole_bytes, seconds, and with --target backup_id and remote "
-               "(the result of receive on the target). --target uses the "
-               "config keys ssh_key, ssh_known_hosts and remote_command.",
+               "(the result of receive on the target). --target runs "
+               "'REMOTE_COMMAND receive --repo PATH --json' on the target "
+               "and uses the config keys ssh_key (default ~/.ssh/id_ed25519, "
+               "id_ecdsa, id_rsa), ssh_known_hosts (default "
+               "~/.ssh/known_hosts: an unknown or changed host key is exit 7, "
+               "never added) and remote_command (default ovagent). "
+               "--compress takes its level after '=' (--compress=9).",
     .examples =
       "  ovagent export-chain 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --output /var/tmp/disk.ovs\n"
-      "  ovagent export-chain 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --output - | ovagent receive --repo /backup\n"
+      "  ssh root@node ovagent export-chain 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --output - | ovagent receive --repo /backup\n"
       "  ovagent export-chain 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --since 7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f \\\n"
       "      --target ssh://backup@target.example.com/srv/backup --json\n",
   },
@@ -98,8 +104,23 @@ static const struct ova_command commands[] = {
     .args = NULL,
     .usage = "--repo DIR [--json] < STREAM",
     .summary = "Read a stream on standard input and commit it to a repository.",
+    .details = "The stream comes from 'ovagent export-chain --output -' (or a "
+               "file it wrote). It becomes a new backup of the repository DIR "
+               "(plain qcow2 files and a manifest per disk, see "
+               "docs/repository.md) only if it arrived whole and every "
+               "checksum matched; on any error or signal the repository is "
+               "left as it was. DIR is created if missing; a non-empty "
+               "directory that is not a repository is exit 2. A full backup "
+               "starts a new chain; an incremental (export-chain --since VOL) "
+               "must continue the latest backup of the disk (VOL its last "
+               "volume), else exit 6. Another receive holding the repository "
+               "lock is exit 4, a stream cut short exit 7, a full file system "
+               "exit 8. --json prints backup_id, disk, kind (full or "
+               "incremental), volumes, bytes_received, data_bytes, seconds.",
     .examples =
-      "  ssh node ovagent export-chain DISK --output - | ovagent receive --repo /backup\n",
+      "  ssh root@node ovagent export-chain 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --output - | \\\n"
+      "      ovagent receive --repo /backup --json\n"
+      "  ovagent receive --repo /backup < /var/tmp/disk.ovs\n",
   },
   {
     .name = "verify",
@@ -107,26 +128,59 @@ static const struct ova_command commands[] = {
     .args = "[DISK]",
     .usage = "--repo DIR [DISK [--backup ID]] [--json]",
     .summary = "Re-read every file of a repository and check it against the manifest.",
+    .details = "Every file of every backup (or of DISK, an image UUID, or of "
+               "one backup of it) is read and its length, digest and "
+               "qcow2 backing string compared with the manifest. Every "
+               "mismatch, missing or replaced file is reported by name, and "
+               "any is exit 6. An unknown disk or backup is exit 3. --json "
+               "prints disks, backups, files and bytes checked.",
     .examples =
-      "  ovagent verify --repo /backup\n",
+      "  ovagent verify --repo /backup\n"
+      "  ovagent verify --repo /backup 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --backup 20261122T031000Z-3f2a9c --json\n",
   },
   {
     .name = "restore",
     .handler = cmd_restore,
     .args = "DISK",
-    .usage = "--repo DIR DISK [--backup ID] (--to PATH [--format raw|qcow2] | --output -)",
+    .usage = "--repo DIR DISK [--backup ID] (--to PATH [--format raw|qcow2] | --output -) [--json]",
     .summary = "Write a disk as it was at a backup, as a file or as a stream.",
+    .details = "DISK is an image UUID; the backup is the latest one unless "
+               "--backup names another. --to PATH writes the guest-visible "
+               "disk to the new file PATH (raw by default, or one qcow2 file "
+               "with --format qcow2), sparse, through PATH.part renamed at the "
+               "end; an existing PATH or PATH.part is exit 2. --output - "
+               "writes a restore stream to standard output instead (never to "
+               "a terminal), for 'ovagent import' on a host; no result object "
+               "is printed then. An unknown disk or backup is exit 3. --json "
+               "prints disk, backup_id, path, format and bytes_written (the "
+               "space the file takes).",
     .examples =
-      "  ovagent restore --repo /backup DISK --to /var/tmp/disk.raw\n",
+      "  ovagent restore --repo /backup 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --to /var/tmp/disk.raw\n"
+      "  ovagent restore --repo /backup 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --backup 20261122T031000Z-3f2a9c \\\n"
+      "      --to /var/tmp/disk.qcow2 --format qcow2 --json\n",
   },
   {
     .name = "import",
     .handler = cmd_import,
     .args = NULL,
-    .usage = "(--to-volume SD/IMG/VOL | --to PATH) [--format raw|qcow2] < STREAM",
+    .usage = "(--to-volume SD/IMG/VOL | --to PATH) [--format raw|qcow2] [--json] < STREAM",
     .summary = "Write a restore stream into an existing volume or a local file.",
+    .details = "The stream comes from 'ovagent restore --output -' on "
+               "standard input; a chain stream is exit 2 (it goes to "
+               "receive). --to-volume writes through a writable qemu-nbd into "
+               "an existing volume of this host: the only volume of an empty "
+               "disk created through the engine (a LEAF without a parent, at "
+               "least as large as the disk), used by no running VM (else exit "
+               "4), in the format its metadata gives (--format, if given, must "
+               "agree). A block volume is activated for the run and "
+               "deactivated again. --to PATH writes a new file instead (raw by "
+               "default, or qcow2 with --format), never overwriting one. "
+               "--json prints target, format, data_bytes, zero_bytes and "
+               "seconds.",
     .examples =
-      "  ssh target ovagent restore --repo /backup DISK --output - | ovagent import --to-volume SD/IMG/VOL\n",
+      "  ssh backup@target ovagent restore --repo /backup 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --output - | \\\n"
+      "      ovagent import --to-volume 5e6f3a2c-8d1b-4c7e-9f0a-1b2c3d4e5f60/9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d/1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b --json\n"
+      "  ovagent import --to /var/tmp/disk.qcow2 --format qcow2 < restore.ovs\n",
   },
   {
     .name = "version",
@@ -331,7 +385,8 @@ set_unknown_command (GError **error, const char *name)
                  shown, guess);
   else
     g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
-                 "unknown command '%s'; the commands are list, info, version "
+                 "unknown command '%s'; the commands are list, info, "
+                 "export-chain, receive, verify, restore, import, version "
                  "and help. See 'ovagent --help'.", shown);
 }
 
@@ -400,7 +455,8 @@ global_context (void)
 
   g_option_context_set_summary (oc,
     "Back up oVirt/RHV disks from this host: list storage domains and disks, "
-    "inspect volume chains.");
+    "export volume chains as streams, and keep, verify and restore them in "
+    "a repository of qcow2 chains.");
   g_option_context_set_description (oc, desc);
   g_option_context_add_main_entries (oc, global_entries, NULL);
   g_option_context_add_main_entries (oc, version_entries, NULL);
@@ -608,7 +664,8 @@ run (ova_ctx *ctx, int argc, char **argv, GError **error)
 
   if (argc < 2) {
     fprintf (stderr, "Usage: ovagent [OPTION…] COMMAND [ARG…]\n"
-             "Commands: list, info, version, help\n");
+             "Commands: list, info, export-chain, receive, verify, restore, import, "
+             "version, help\n");
     g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
                  "no command given; see 'ovagent --help'.");
     return FALSE;

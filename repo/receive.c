@@ -296,13 +296,14 @@ static void
 rx_undo (rx *x)
 {
   g_autoptr(GError) err = NULL;
-  g_autofree char *name = g_path_get_basename (x->renamed ? x->final : x->incoming);
+  const char *dir = x->renamed ? x->final : x->incoming;
+  g_autofree char *name = dir ? g_path_get_basename (dir) : NULL;
 
   if (x->cur_fd >= 0) {
     close (x->cur_fd);
     x->cur_fd = -1;
   }
-  if (x->created && !remove_tree (x->disk_dir, name, &err))
+  if (x->created && name && !remove_tree (x->disk_dir, name, &err))
     ova_warn ("%s; the next receive removes it", err->message);
   x->created = FALSE;
   /* A first backup of a disk that failed leaves no trace of the disk. */

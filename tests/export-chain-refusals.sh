@@ -193,4 +193,11 @@ expect_exit 4 ovagent export-chain "$CHAIN_IMG" --since "$CHAIN_MID" --output "$
 expect_message "snapshot"
 
 vm.sh destroy "$LV" "$VM"
+
+# --json with the stream on stdout: the stream alone goes to stdout (the
+# result must not be appended to it), so a receiver commits it.
+ovagent export-chain "$CHAIN_IMG" --output - --json 2>"$TESTDIR/err" |
+    ovagent receive --repo "$TESTDIR/json-repo" --json >"$TESTDIR/out" ||
+    fail "export-chain --output - --json | receive failed: $(cat "$TESTDIR/err")"
+jq -e '.result == "ok"' "$TESTDIR/out" >/dev/null || fail "receive result: $(cat "$TESTDIR/out")"
 echo "PASS: export-chain refusals"
