@@ -264,11 +264,12 @@ restore_to_stream (const ova_ctx *ctx, const char *disk, const char *top,
                    const char *backup_id, GError **error)
 {
   g_autoptr(nbdr_server) srv = NULL;
-  g_autoptr(ova_source) src = NULL;
+  g_autoptr(nbdr_reader) reader = NULL;
   g_autoptr(strm_sink) sink = NULL;
   g_autoptr(strm_encoder) enc = NULL;
   g_autoptr(ova_progress_meter) meter = NULL;
   g_autofree char *meta = NULL;
+  guint64 size;
 
   if (isatty (STDOUT_FILENO)) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
@@ -280,21 +281,22 @@ restore_to_stream (const ova_ctx *ctx, const char *disk, const char *top,
   srv = nbdr_server_start (top, top_format, FALSE, NULL, ctx->cfg->env.run_dir, error);
   if (srv == NULL)
     return FALSE;
-  src = nbdr_source_open (nbdr_server_uri (srv), NULL, error);
-  if (src == NULL)
+  reader = nbdr_reader_open (nbdr_server_uri (srv), NULL, NULL, error);
+  if (reader == NULL)
     return FALSE;
-  if (src->size != virtual_size)
+  size = nbdr_reader_size (reader);
+  if (size != virtual_size)
     ova_warn ("backup %s of disk %s: the manifest says %" G_GUINT64_FORMAT
               " bytes, %s opens as %" G_GUINT64_FORMAT "; sending what it opens as",
-              backup_id, disk, virtual_size, top, src->size);
+              backup_id, disk, virtual_size, top, size);
 
-  meta = restore_meta (disk, backup_id, src->size);
+  meta = restore_meta (disk, backup_id, size);
   sink = strm_sink_fd_new (STDOUT_FILENO, "standard output");
   enc = strm_encoder_new (sink, 0);
-  meter = ova_progress_new (ctx->progress, disk, src->size);
+  meter = ova_progress_new (ctx->progress, disk, size);
   if (!check_interrupted ("starting", error) ||
       !strm_encoder_meta (enc, meta, error) ||
-      !strm_send_source (enc, src, disk, progress_cb, meter, &interrupted, error) ||
+      !nbdr_reader_send (reader, enc, disk, progress_cb, meter, &interrupted, error) ||
       !strm_encoder_finish (enc, error) ||
       !sink->ops->close (sink, error)) {
     g_prefix_error (error, "cannot send backup %s of disk %s: ", backup_id, disk);

@@ -1,0 +1,553 @@
+/* ovagent: tests of the fast NBD reader (nbd/reader.c) against real qemu-nbd:
+ * full and dirty bitmap copies decoded back, options, cancel, a dying server. */
+#include <config.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+
+#include "error.h"
+#include "util.h"
+#include "nbd/nbd.h"
+#include "stream/stream.h"
+
+#define MiB (1024 * 1024)
+#define UUID "7c6f58a8-4b1e-4d0e-9d0f-0a8f4e1f2c3d"
+
+typedef struct {
+  char *dir;
+} fixture;
+
+static gboolean
+have_qemu (void)
+{
+  g_autofree char *nbd = g_find_program_in_path ("qemu-nbd");
+  g_autofree char *io = g_find_program_in_path ("qemu-io");
+
+  if (nbd != NULL && io != NULL)
+    return TRUE;
+  if (g_strcmp0 (g_getenv ("CI"), "true") == 0)
+    g_error ("qemu-nbd and qemu-io are required in CI");
+  g_test_skip ("qemu-nbd or qemu-io not installed");
+  return FALSE;
+}
+
+static void
+setup (fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+  g_autoptr(GError) error = NULL;
+
+  f->dir = g_dir_make_tmp ("test-nbd-reader-XXXXXX", &error);
+  g_assert_no_error (error);
+}
+
+static void
+teardown (fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+  const char *const argv[] = { "rm", "-rf", "--", f->dir, NULL };
+
+  g_assert_true (ova_run (argv, NULL, NULL, NULL));
+  g_free (f->dir);
+}
+
+static void
+run_ok (const char *const *argv)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!ova_run (argv, NULL, NULL, &error))
+    g_error ("%s", error->message);
+}
+
+/* qemu-io on image with each command in cmds (NULL-terminated). */
+static void
+qemu_io (const char *image, const char *const *cmds)
+{
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+
+  g_ptr_array_add (argv, (char *) "qemu-io");
+  g_ptr_array_add (argv, (char *) "-f");
+  g_ptr_array_add (argv, (char *) "qcow2");
+  for (size_t i = 0; cmds[i] != NULL; i++) {
+    g_ptr_array_add (argv, (char *) "-c");
+    g_ptr_array_add (argv, (char *) cmds[i]);
+  }
+  g_ptr_array_add (argv, (char *) image);
+  g_ptr_array_add (argv, NULL);
+  run_ok ((const char *const *) argv->pdata);
+}
+
+static char *
+make_qcow2 (fixture *f, const char *name, guint64 size)
+{
+  char *path = g_build_filename (f->dir, name, NULL);
+  g_autofree char *sz = g_strdup_printf ("%" G_GUINT64_FORMAT, size);
+  const char *const argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", path, sz, NULL };
+
+  run_ok (argv);
+  return path;
+}
+
+static GBytes *
+convert_raw (fixture *f, const char *image)
+{
+  g_autofree char *raw = g_build_filename (f->dir, "converted.raw", NULL);
+  const char *const argv[] = { "qemu-img", "convert", "-f", "qcow2", "-O", "raw",
+                               image, raw, NULL };
+  g_autoptr(GError) error = NULL;
+  char *data = NULL;
+  gsize len = 0;
+
+  run_ok (argv);
+  g_assert_true (g_file_get_contents (raw, &data, &len, &error));
+  g_unlink (raw);
+  return g_bytes_new_take (data, len);
+}
+
+static char *
+meta_json (guint64 size)
+{
+  return g_strdup_printf ("{\"format\":\"ovagent-stream\",\"version\":1,"
+                          "\"mode\":\"test\",\"volumes\":[{\"uuid\":\"" UUID
+                          "\",\"size\":%" G_GUINT64_FORMAT "}]}", size);
+}
+
+typedef struct {
+  volatile gboolean *cancel;
+  guint64 cancel_at;      /* set *cancel once this much is done (0: never) */
+  GPid kill_pid;          /* SIGKILL it at the first progress (0: never) */
+  guint64 last;
+  guint calls;
+} progress_state;
+
+static void
+on_progress (void *opaque, guint64 done)
+{
+  progress_state *s = opaque;
+
+  g_assert_cmpuint (done, >, s->last);
+  s->last = done;
+  s->calls++;
+  if (s->cancel_at > 0 && done >= s->cancel_at)
+    *s->cancel = TRUE;
+  if (s->kill_pid > 0) {
+    kill (s->kill_pid, SIGKILL);
+    s->kill_pid = 0;
+    g_usleep (100 * 1000);
+  }
+}
+
+/* The whole stream of one export in a file under f->dir; FALSE and error if
+ * the reader failed. */
+static gboolean
+encode_export (fixture *f, const char *uri, const char *context,
+               const nbdr_read_opts *opts, progress_state *ps,
+               volatile gboolean *cancel, char **path_out, GError **error)
+{
+  g_autofree char *path = g_build_filename (f->dir, "stream", NULL);
+  g_autoptr(nbdr_reader) r = NULL;
+  g_autoptr(strm_sink) sink = NULL;
+  g_autoptr(strm_encoder) e = NULL;
+  g_autofree char *meta = NULL;
+  int fd;
+  gboolean ok;
+
+  r = nbdr_reader_open (uri, context, opts, error);
+  if (r == NULL)
+    return FALSE;
+  fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  g_assert_cmpint (fd, >=, 0);
+  sink = strm_sink_fd_new (fd, path);
+  e = strm_encoder_new (sink, 0);
+  meta = meta_json (nbdr_reader_size (r));
+  g_assert_true (strm_encoder_meta (e, meta, NULL));
+  ok = nbdr_reader_send (r, e, UUID, on_progress, ps, cancel, error) &&
+       strm_encoder_finish (e, error) && sink->ops->close (sink, error);
+  close (fd);
+  if (ok)
+    *path_out = g_steal_pointer (&path);
+  return ok;
+}
+
+typedef struct {
+  GByteArray *content;
+  GArray *frames;         /* strm_frame without data */
+  strm_totals totals;
+} decoded;
+
+static void
+decoded_clear (decoded *d)
+{
+  g_byte_array_unref (d->content);
+  g_array_unref (d->frames);
+}
+
+static void
+decode_file (const char *path, decoded *out)
+{
+  int fd = open (path, O_RDONLY | O_CLOEXEC);
+  g_autoptr(strm_decoder) d = NULL;
+  g_autoptr(GError) error = NULL;
+  strm_frame fr;
+
+  g_assert_cmpint (fd, >=, 0);
+  d = strm_decoder_new_fd (fd);
+  out->content = g_byte_array_new ();
+  out->frames = g_array_new (FALSE, FALSE, sizeof (strm_frame));
+  while (strm_decoder_next (d, &fr, &error)) {
+    strm_frame copy = fr;
+
+    copy.data = NULL;
+    copy.uuid = NULL;
+    g_array_append_val (out->frames, copy);
+    if (fr.type == STRM_FRAME_BEGIN) {
+      g_byte_array_set_size (out->content, fr.size);
+      memset (out->content->data, 0, fr.size);
+    }
+    else if (fr.type == STRM_FRAME_DATA)
+      memcpy (out->content->data + fr.offset, fr.data, fr.length);
+    if (fr.type == STRM_FRAME_STREAM_END)
+      break;
+  }
+  g_assert_no_error (error);
+  g_assert_true (strm_decoder_complete (d));
+  out->totals = *strm_decoder_totals (d);
+  close (fd);
+}
+
+static void
+assert_same (const decoded *d, GBytes *expected)
+{
+  gsize len;
+  const guint8 *want = g_bytes_get_data (expected, &len);
+
+  g_assert_cmpuint (d->content->len, ==, len);
+  for (gsize i = 0; i < len; i += 4096)
+    if (memcmp (d->content->data + i, want + i, MIN (4096, len - i)) != 0)
+      g_error ("decoded content differs at block %" G_GSIZE_FORMAT, i);
+}
+
+/* A qcow2 with data, zero clusters, data that reads as zeros, unallocated
+ * ranges, and a size that is no multiple of any request size. */
+#define MIXED_SIZE ((guint64) 67 * MiB + 3 * 512)
+
+static char *
+make_mixed (fixture *f)
+{
+  char *img = make_qcow2 (f, "mixed.qcow2", MIXED_SIZE);
+  g_autofree char *tail = g_strdup_printf ("write -P 0x33 %" G_GUINT64_FORMAT " 1536",
+                                           MIXED_SIZE - 1536);
+  const char *const cmds[] = {
+    "write -P 0xaa 0 3M",
+    "write -z 8M 2M",
+    "write -P 0x11 12M 64k",
+    "write -P 0 14M 1M",
+    "write -P 0x22 20M 5M",
+    "write -P 0x44 40M 4k",
+    tail, NULL,
+  };
+
+  qemu_io (img, cmds);
+  return img;
+}
+
+/* What must go as DATA in the mixed image: the non-zero writes. */
+#define MIXED_DATA ((guint64) 3 * MiB + 64 * 1024 + 5 * MiB + 64 * 1024 + 64 * 1024)
+
+static void
+check_full (fixture *f, const nbdr_read_opts *opts)
+{
+  g_autofree char *img = NULL;
+  g_autoptr(nbdr_server) srv = NULL;
+  g_autoptr(GBytes) want = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *stream = NULL;
+  progress_state ps = { 0 };
+  decoded d;
+
+  if (!have_qemu ())
+    return;
+  img = make_mixed (f);
+  want = convert_raw (f, img);
+  srv = nbdr_server_start (img, "qcow2", FALSE, NULL, f->dir, &error);
+  g_assert_no_error (error);
+  g_assert_true (encode_export (f, nbdr_server_uri (srv), NULL, opts, &ps, NULL,
+                                &stream, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (ps.last, ==, MIXED_SIZE);
+  decode_file (stream, &d);
+  assert_same (&d, want);
+  /* Only allocated non-zero clusters were read and sent (the qcow2
+   * cluster size is the unit of the small writes). */
+  g_assert_cmpuint (d.totals.data_bytes, <=, MIXED_DATA);
+  g_assert_cmpuint (d.totals.data_bytes, >=, 8 * MiB);
+  g_assert_cmpuint (d.totals.hole_bytes, ==, 0);
+  decoded_clear (&d);
+}
+
+static void
+test_full_default (fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+  check_full (f, NULL);
+}
+
+static void
+test_full_one_conn (fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+  const nbdr_read_opts opts = { .requests = 3, .request_size = 1 * MiB, .connections = 1 };
+
+  check_full (f, &opts);
+}
+
+static void
+test_full_four_conns (fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+  const nbdr_read_opts opts = { .requests = 32, .request_size = 192 * 1024,
+                                .connections = 4 };
+
+  check_full (f, &opts);
+}
+
+static void
+test_full_odd_request (fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+  /* Not a multiple of 4 KiB: rounded down; one request at a time. */
+  const nbdr_read_opts opts = { .requests = 1, .request_size = 1 * MiB + 1000,
+                                .connections = 2 };
+
+  check_full (f, &opts);
+}
+
+/* Dirty ranges of a bitmap come as DATA with their content, the rest as HOLE. */
+static void
+test_dirty_bitmap (fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+  g_autofree char *img = NULL;
+  g_autoptr(nbdr_server) srv = NULL;
+  g_autoptr(GBytes) want = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *stream = NULL;
+  const char *const bitmaps[] = { "b0", NULL };
+  const char *const base[] = { "write -P 0x01 0 8M", NULL };
+  const char *const dirty[] = {
+    "write -P 0x02 1M 64k", "write -P 0x03 10M 128k", "write -P 0x04 31M 1M", NULL,
+  };
+  const guint64 ranges[][2] = { { 1 * MiB, 64 * 1024 }, { 10 * MiB, 128 * 1024 },
+                                { 31 * MiB, 1 * MiB } };
+  guint64 size = 32 * MiB;
+  guint nd = 0;
+  progress_state ps = { 0 };
+  const nbdr_read_opts opts = { .request_size = 512 * 1024 };
+  decoded d;
+
+  if (!have_qemu ())
+    return;
+  img = make_qcow2 (f, "dirty.qcow2", size);
+  qemu_io (img, base);
+  {
+    const char *const argv[] = { "qemu-img", "bitmap", "--add", img, "b0", NULL };
+
+    run_ok (argv);
+  }
+  qemu_io (img, dirty);
+  want = convert_raw (f, img);
+  srv = nbdr_server_start (img, "qcow2", FALSE, bitmaps, f->dir, &error);
+  g_assert_no_error (error);
+  g_assert_true (encode_export (f, nbdr_server_uri (srv), "qemu:dirty-bitmap:b0",
+                                &opts, &ps, NULL, &stream, &error));
+  g_assert_no_error (error);
+  decode_file (stream, &d);
+
+  /* DATA frames, merged, are exactly the dirty ranges; the rest HOLE. */
+  for (guint i = 0; i < d.frames->len; i++) {
+    const strm_frame *fr = &g_array_index (d.frames, strm_frame, i);
+    guint64 end;
+
+    if (fr->type != STRM_FRAME_DATA)
+      continue;
+    g_assert_cmpuint (nd, <, G_N_ELEMENTS (ranges));
+    g_assert_cmpuint (fr->offset, ==, ranges[nd][0]);
+    end = fr->offset + fr->length;
+    while (i + 1 < d.frames->len) {
+      const strm_frame *nx = &g_array_index (d.frames, strm_frame, i + 1);
+
+      if (nx->type != STRM_FRAME_DATA || nx->offset != end)
+        break;
+      end += nx->length;
+      i++;
+    }
+    g_assert_cmpuint (end, ==, ranges[nd][0] + ranges[nd][1]);
+    g_assert_cmpmem (d.content->data + ranges[nd][0], ranges[nd][1],
+                     (const guint8 *) g_bytes_get_data (want, NULL) + ranges[nd][0],
+                     ranges[nd][1]);
+    nd++;
+  }
+  g_assert_cmpuint (nd, ==, G_N_ELEMENTS (ranges));
+  g_assert_cmpuint (d.totals.zero_bytes, ==, 0);
+  g_assert_cmpuint (d.totals.data_bytes, ==, 64 * 1024 + 128 * 1024 + MiB);
+  g_assert_cmpuint (d.totals.hole_bytes, ==, size - d.totals.data_bytes);
+  decoded_clear (&d);
+}
+
+static void
+test_missing_bitmap (fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+  g_autofree char *img = NULL;
+  g_autoptr(nbdr_server) srv = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(nbdr_reader) r = NULL;
+
+  if (!have_qemu ())
+    return;
+  img = make_qcow2 (f, "plain.qcow2", 4 * MiB);
+  srv = nbdr_server_start (img, "qcow2", FALSE, NULL, f->dir, &error);
+  g_assert_no_error (error);
+  r = nbdr_reader_open (nbdr_server_uri (srv), "qemu:dirty-bitmap:nope", NULL, &error);
+  g_assert_null (r);
+  g_assert_error (error, OVA_ERROR, OVA_ERROR_NOT_FOUND);
+}
+
+static char *
+make_full (fixture *f, guint64 size)
+{
+  char *img = make_qcow2 (f, "full.qcow2", size);
+  g_autofree char *cmd = g_strdup_printf ("write -P 0x5a 0 %" G_GUINT64_FORMAT, size);
+  const char *const cmds[] = { cmd, NULL };
+
+  qemu_io (img, cmds);
+  return img;
+}
+
+/* Cancelled half-way: an error, and the server still serves a full copy
+ * afterwards (nothing was left half-done on it). */
+static void
+test_cancel (fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+  g_autofree char *img = NULL;
+  g_autoptr(nbdr_server) srv = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *stream = NULL;
+  volatile gboolean cancel = FALSE;
+  progress_state ps = { .cancel = &cancel, .cancel_at = 16 * MiB };
+  const nbdr_read_opts opts = { .requests = 8, .request_size = 256 * 1024 };
+
+  if (!have_qemu ())
+    return;
+  img = make_full (f, 64 * MiB);
+  srv = nbdr_server_start (img, "qcow2", FALSE, NULL, f->dir, &error);
+  g_assert_no_error (error);
+  g_assert_false (encode_export (f, nbdr_server_uri (srv), NULL, &opts, &ps,
+                                 &cancel, &stream, &error));
+  g_assert_error (error, OVA_ERROR, OVA_ERROR_INTERNAL);
+  g_assert_nonnull (strstr (error->message, "interrupted"));
+  g_assert_cmpuint (ps.last, <, 64 * MiB);
+  g_clear_error (&error);
+
+  cancel = FALSE;
+  ps = (progress_state) { 0 };
+  g_assert_true (encode_export (f, nbdr_server_uri (srv), NULL, &opts, &ps,
+                                &cancel, &stream, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (ps.last, ==, 64 * MiB);
+}
+
+/* Already cancelled: fails before any read. */
+static void
+test_cancel_before (fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+  g_autofree char *img = NULL;
+  g_autoptr(nbdr_server) srv = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *stream = NULL;
+  volatile gboolean cancel = TRUE;
+  progress_state ps = { 0 };
+
+  if (!have_qemu ())
+    return;
+  img = make_full (f, 8 * MiB);
+  srv = nbdr_server_start (img, "qcow2", FALSE, NULL, f->dir, &error);
+  g_assert_no_error (error);
+  g_assert_false (encode_export (f, nbdr_server_uri (srv), NULL, NULL, &ps,
+                                 &cancel, &stream, &error));
+  g_assert_nonnull (strstr (error->message, "interrupted"));
+}
+
+/* qemu-nbd killed mid-copy: an error soon, no hang. */
+static void
+check_killed (fixture *f, guint connections)
+{
+  g_autofree char *img = NULL;
+  g_autofree char *sock = NULL;
+  g_autofree char *uri = NULL;
+  g_autofree char *stream = NULL;
+  g_autoptr(GError) error = NULL;
+  progress_state ps = { 0 };
+  const nbdr_read_opts opts = { .requests = 4, .request_size = 256 * 1024,
+                                .connections = connections };
+  GPid pid;
+  gint64 start;
+  int status;
+
+  if (!have_qemu ())
+    return;
+  img = make_full (f, 128 * MiB);
+  sock = g_build_filename (f->dir, "sock", NULL);
+  uri = g_strdup_printf ("nbd+unix:///?socket=%s", sock);
+  {
+    const char *const argv[] = { "qemu-nbd", "-f", "qcow2", "-r", "-t", "--shared=8",
+                                 "-k", sock, img, NULL };
+
+    g_assert_true (g_spawn_async (NULL, (char **) argv, NULL,
+                                  G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD |
+                                  G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, &pid, &error));
+  }
+  for (int i = 0; i < 500 && !g_file_test (sock, G_FILE_TEST_EXISTS); i++)
+    g_usleep (10 * 1000);
+  g_usleep (50 * 1000);
+
+  ps.kill_pid = pid;
+  start = g_get_monotonic_time ();
+  g_assert_false (encode_export (f, uri, NULL, &opts, &ps, NULL, &stream, &error));
+  g_assert_nonnull (error);
+  g_test_message ("server killed: %s", error->message);
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 20 * G_USEC_PER_SEC);
+  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
+  g_spawn_close_pid (pid);
+}
+
+static void
+test_killed_one (fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+  check_killed (f, 1);
+}
+
+static void
+test_killed_four (fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+  check_killed (f, 4);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  signal (SIGPIPE, SIG_IGN);
+
+#define ADD(name, fn) g_test_add (name, fixture, NULL, setup, fn, teardown)
+  ADD ("/nbd-reader/full/default", test_full_default);
+  ADD ("/nbd-reader/full/one-connection", test_full_one_conn);
+  ADD ("/nbd-reader/full/four-connections", test_full_four_conns);
+  ADD ("/nbd-reader/full/odd-request-size", test_full_odd_request);
+  ADD ("/nbd-reader/dirty-bitmap", test_dirty_bitmap);
+  ADD ("/nbd-reader/missing-bitmap", test_missing_bitmap);
+  ADD ("/nbd-reader/cancel", test_cancel);
+  ADD ("/nbd-reader/cancel-before", test_cancel_before);
+  ADD ("/nbd-reader/server-killed/one-connection", test_killed_one);
+  ADD ("/nbd-reader/server-killed/four-connections", test_killed_four);
+#undef ADD
+  return g_test_run ();
+}
