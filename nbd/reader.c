@@ -28,7 +28,6 @@
 /* A reply with more extents than this is not from a sane server. */
 #define MAX_EXTENTS_PER_REPLY (1u << 20)
 /* Zeros are found per block of this size (a default qcow2 cluster). */
-#define ZERO_BLOCK (64u * 1024)
 #define MIN_REQUEST_SIZE (4u * 1024)
 #define BUF_ALIGN 4096
 /* Runs between reads are items too: room for a few per read. */
@@ -539,83 +538,6 @@ io_thread (gpointer opaque)
 
 /* ---- the sending thread: items in order into frames ---- */
 
-/* A run of zeros or holes not yet written: adjacent ones become one frame. */
-typedef struct {
-  strm_encoder *e;
-  ova_extent_kind kind;
-  guint64 offset;
-  guint64 length;         /* 0: none pending */
-} sender;
-
-static gboolean
-flush_run (sender *s, GError **error)
-{
-  gboolean ok;
-
-  if (s->length == 0)
-    return TRUE;
-  if (s->kind == OVA_EXTENT_ZERO)
-    ok = strm_encoder_zero (s->e, s->offset, s->length, error);
-  else
-    ok = strm_encoder_hole (s->e, s->offset, s->length, error);
-  s->length = 0;
-  return ok;
-}
-
-static gboolean
-add_run (sender *s, ova_extent_kind kind, guint64 offset, guint64 length,
-         GError **error)
-{
-  if (s->length > 0 && s->kind == kind && s->offset + s->length == offset) {
-    s->length += length;
-    return TRUE;
-  }
-  if (!flush_run (s, error))
-    return FALSE;
-  s->kind = kind;
-  s->offset = offset;
-  s->length = length;
-  return TRUE;
-}
-
-/* The first bytes by hand, then the buffer against itself shifted by that
- * much, which memcmp runs at memory speed. */
-static gboolean
-is_zero (const char *buf, size_t len)
-{
-  const size_t head = MIN (len, 16);
-
-  for (size_t i = 0; i < head; i++)
-    if (buf[i] != 0)
-      return FALSE;
-  return len == head || memcmp (buf, buf + head, len - head) == 0;
-}
-
-/* Non-zero blocks go out as DATA frames (neighbours together), zero
- * blocks join the pending zero run. */
-static gboolean
-send_data (sender *s, const char *buf, size_t len, guint64 offset, GError **error)
-{
-  size_t pos = 0;
-
-  while (pos < len) {
-    size_t start = pos;
-    gboolean zero = is_zero (buf + pos, MIN (ZERO_BLOCK, len - pos));
-
-    pos += MIN (ZERO_BLOCK, len - pos);
-    while (pos < len && is_zero (buf + pos, MIN (ZERO_BLOCK, len - pos)) == zero)
-      pos += MIN (ZERO_BLOCK, len - pos);
-    if (zero) {
-      if (!add_run (s, OVA_EXTENT_ZERO, offset + start, pos - start, error))
-        return FALSE;
-    }
-    else if (!flush_run (s, error) ||
-             !strm_encoder_data (s->e, offset + start, buf + start, pos - start, error))
-      return FALSE;
-  }
-  return TRUE;
-}
-
 /* The next item in offset order once it is ready; FALSE with *it_done set
  * after the last one, FALSE with error after a failure. */
 static gboolean
@@ -655,7 +577,9 @@ static gboolean
 send_items (run *p, strm_encoder *e, void (*progress) (void *, guint64),
             void *opaque, GError **error)
 {
-  sender s = { .e = e };
+  strm_framer s;
+
+  strm_framer_init (&s, e);
 
   for (;;) {
     item it;
@@ -668,11 +592,11 @@ send_items (run *p, strm_encoder *e, void (*progress) (void *, guint64),
       break;
     }
     if (it.buf >= 0) {
-      ok = send_data (&s, p->bufs[it.buf], it.length, it.offset, error);
+      ok = strm_framer_data (&s, p->bufs[it.buf], it.length, it.offset, error);
       give_buffer (p, it.buf);
     }
     else
-      ok = add_run (&s, it.kind, it.offset, it.length, error);
+      ok = strm_framer_run (&s, it.kind, it.offset, it.length, error);
     wake_io (p);
     if (!ok)
       return FALSE;
@@ -683,7 +607,7 @@ send_items (run *p, strm_encoder *e, void (*progress) (void *, guint64),
     if (progress != NULL)
       progress (opaque, it.offset + it.length);
   }
-  return flush_run (&s, error);
+  return strm_framer_flush (&s, error);
 }
 
 gboolean

@@ -16,58 +16,48 @@
 #define WORK_RANGE (64u * 1024 * 1024)
 /* One read, at most one DATA frame. */
 #define CHUNK_SIZE STRM_DEFAULT_FRAME_SIZE
-/* Zeros are found per block of this size: a qcow2 cluster by default, so
- * zeroed clusters and unused parts of raw volumes go as ZERO frames. */
-#define ZERO_BLOCK (64u * 1024)
 #define BUF_ALIGN 4096
 
 G_STATIC_ASSERT (CHUNK_SIZE <= STRM_MAX_DATA_PAYLOAD);
-G_STATIC_ASSERT (CHUNK_SIZE % ZERO_BLOCK == 0);
+G_STATIC_ASSERT (CHUNK_SIZE % STRM_ZERO_BLOCK == 0);
 
-/* A run of zeros or of holes not yet written: adjacent ones become one
- * frame whatever the extents and chunks they came from. */
-typedef struct {
-  ova_extent_kind kind;   /* OVA_EXTENT_ZERO or OVA_EXTENT_HOLE */
-  guint64 offset;
-  guint64 length;         /* 0: no run pending */
-} pending_run;
-
-typedef struct {
-  strm_encoder *e;
-  pending_run run;
-} sender;
-
-static gboolean
-flush_run (sender *s, GError **error)
+/* The framer: a run of zeros or holes is kept back until something else
+ * comes, so adjacent ones become one frame whatever the extents and chunks
+ * they came from. */
+void
+strm_framer_init (strm_framer *f, strm_encoder *e)
 {
-  pending_run *r = &s->run;
+  *f = (strm_framer) { .e = e };
+}
+
+gboolean
+strm_framer_flush (strm_framer *f, GError **error)
+{
   gboolean ok;
 
-  if (r->length == 0)
+  if (f->length == 0)
     return TRUE;
-  if (r->kind == OVA_EXTENT_ZERO)
-    ok = strm_encoder_zero (s->e, r->offset, r->length, error);
+  if (f->kind == OVA_EXTENT_ZERO)
+    ok = strm_encoder_zero (f->e, f->offset, f->length, error);
   else
-    ok = strm_encoder_hole (s->e, r->offset, r->length, error);
-  r->length = 0;
+    ok = strm_encoder_hole (f->e, f->offset, f->length, error);
+  f->length = 0;
   return ok;
 }
 
-static gboolean
-add_run (sender *s, ova_extent_kind kind, guint64 offset, guint64 length,
-         GError **error)
+gboolean
+strm_framer_run (strm_framer *f, ova_extent_kind kind, guint64 offset,
+                 guint64 length, GError **error)
 {
-  pending_run *r = &s->run;
-
-  if (r->length > 0 && r->kind == kind && r->offset + r->length == offset) {
-    r->length += length;
+  if (f->length > 0 && f->kind == kind && f->offset + f->length == offset) {
+    f->length += length;
     return TRUE;
   }
-  if (!flush_run (s, error))
+  if (!strm_framer_flush (f, error))
     return FALSE;
-  r->kind = kind;
-  r->offset = offset;
-  r->length = length;
+  f->kind = kind;
+  f->offset = offset;
+  f->length = length;
   return TRUE;
 }
 
@@ -84,33 +74,30 @@ is_zero (const char *buf, size_t len)
   return len == head || memcmp (buf, buf + head, len - head) == 0;
 }
 
-/* A chunk read from the source: non-zero blocks go out as DATA frames
- * (neighbours together), zero blocks join the pending zero run. */
-static gboolean
-send_chunk (sender *s, const char *buf, size_t len, guint64 offset,
-            GError **error)
+gboolean
+strm_framer_data (strm_framer *f, const char *buf, size_t len, guint64 offset,
+                  GError **error)
 {
   size_t pos = 0;
 
   while (pos < len) {
     size_t start = pos;
-    gboolean zero = is_zero (buf + pos, MIN (ZERO_BLOCK, len - pos));
+    gboolean zero = is_zero (buf + pos, MIN (STRM_ZERO_BLOCK, len - pos));
 
-    pos += MIN (ZERO_BLOCK, len - pos);
+    pos += MIN (STRM_ZERO_BLOCK, len - pos);
     while (pos < len &&
-           is_zero (buf + pos, MIN (ZERO_BLOCK, len - pos)) == zero)
-      pos += MIN (ZERO_BLOCK, len - pos);
+           is_zero (buf + pos, MIN (STRM_ZERO_BLOCK, len - pos)) == zero)
+      pos += MIN (STRM_ZERO_BLOCK, len - pos);
 
     if (zero) {
-      if (!add_run (s, OVA_EXTENT_ZERO, offset + start, pos - start, error))
+      if (!strm_framer_run (f, OVA_EXTENT_ZERO, offset + start, pos - start,
+                            error))
         return FALSE;
     }
-    else {
-      if (!flush_run (s, error) ||
-          !strm_encoder_data (s->e, offset + start, buf + start, pos - start,
-                              error))
-        return FALSE;
-    }
+    else if (!strm_framer_flush (f, error) ||
+             !strm_encoder_data (f->e, offset + start, buf + start,
+                                 pos - start, error))
+      return FALSE;
   }
   return TRUE;
 }
@@ -304,7 +291,7 @@ strm_send_source (strm_encoder *e, ova_source *src, const char *uuid,
                   strm_progress_fn progress, void *opaque,
                   volatile gboolean *cancel, GError **error)
 {
-  sender s = { .e = e };
+  strm_framer s;
   pipeline p = { .src = src, .cancel = cancel };
   char *bufs[NR_BUFFERS] = { NULL };
   GThread *thread = NULL;
@@ -326,6 +313,7 @@ strm_send_source (strm_encoder *e, ova_source *src, const char *uuid,
     p.free_bufs[p.nfree++] = bufs[i];
   }
 
+  strm_framer_init (&s, e);
   if (!strm_encoder_begin (e, uuid, src->size, error))
     goto out;
 
@@ -348,11 +336,11 @@ strm_send_source (strm_encoder *e, ova_source *src, const char *uuid,
       break;
     case ITEM_EXTENT:
       if (it.buf) {
-        sent = send_chunk (&s, it.buf, it.ext.length, it.ext.offset, error);
+        sent = strm_framer_data (&s, it.buf, it.ext.length, it.ext.offset, error);
         give_buffer (&p, it.buf);
       }
       else
-        sent = add_run (&s, it.ext.kind, it.ext.offset, it.ext.length, error);
+        sent = strm_framer_run (&s, it.ext.kind, it.ext.offset, it.ext.length, error);
       if (sent && progress)
         progress (opaque, it.ext.offset + it.ext.length);
       break;
@@ -361,7 +349,7 @@ strm_send_source (strm_encoder *e, ova_source *src, const char *uuid,
       goto out;
   }
 
-  if (!flush_run (&s, error))
+  if (!strm_framer_flush (&s, error))
     goto out;
   if (!strm_encoder_end (e, error))
     goto out;
