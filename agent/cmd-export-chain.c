@@ -17,6 +17,7 @@
 #include "error.h"
 #include "log.h"
 #include "util.h"
+#include "agent/cancel.h"
 #include "agent/command.h"
 #include "agent/output.h"
 #include "agent/progress.h"
@@ -39,18 +40,6 @@
 static const char *const tolerated_problems[] = {
   "parent-tag-mismatch", "capacity-mismatch", NULL
 };
-
-/* Set by SIGINT/SIGTERM/SIGHUP: the copy stops between chunks and the LVs
- * this run activated are deactivated before exiting. */
-static volatile gboolean cancelled;
-
-/* A write blocked on a reader that stopped reading would retry after the
- * signal and block again: the handler points the stream's descriptor at
- * /dev/null instead, so the write returns and the run can clean up (the
- * reader sees the stream cut, which it rejects). -1 when not writing to a
- * descriptor of ours. */
-static volatile sig_atomic_t redirect_fd = -1;
-static int devnull_fd = -1;
 
 static struct {
   char *since;
@@ -92,35 +81,6 @@ static const GOptionEntry entries[] = {
     "Compress data frames with zstd (default level 3)", "LEVEL" },
   { NULL },
 };
-
-static void
-on_signal (int sig G_GNUC_UNUSED)
-{
-  int saved = errno;
-  int fd = redirect_fd;
-
-  cancelled = TRUE;
-  if (fd >= 0 && devnull_fd >= 0)
-    (void) dup2 (devnull_fd, fd);
-  errno = saved;
-}
-
-static void
-install_signal_handlers (void)
-{
-  /* No SA_RESTART: a blocked read or write returns, the loop sees the flag. */
-  struct sigaction sa = { .sa_handler = on_signal };
-  struct sigaction ign = { .sa_handler = SIG_IGN };
-
-  sigemptyset (&sa.sa_mask);
-  sigemptyset (&ign.sa_mask);
-  sigaction (SIGINT, &sa, NULL);
-  sigaction (SIGTERM, &sa, NULL);
-  sigaction (SIGHUP, &sa, NULL);
-  /* A reader that went away is an EPIPE error naming the sink. */
-  sigaction (SIGPIPE, &ign, NULL);
-  devnull_fd = open ("/dev/null", O_WRONLY | O_CLOEXEC);
-}
 
 /* ---- a source that counts what it reads (bytes_read in the result) ---- */
 
@@ -555,7 +515,7 @@ typedef struct {
 static void
 output_clear (output *o)
 {
-  redirect_fd = -1;
+  ova_cancel_redirect (-1);
   g_clear_pointer (&o->sink, strm_sink_free);
   if (o->fd >= 0)
     close (o->fd);
@@ -607,7 +567,7 @@ open_output_file (const ova_ctx *ctx, output *o, const char *path,
     return FALSE;
   }
   o->sink = strm_sink_fd_new (fd, path);
-  redirect_fd = fd;
+  ova_cancel_redirect (fd);
   return TRUE;
 }
 
@@ -624,7 +584,7 @@ open_output (const ova_ctx *ctx, output *o, GError **error)
   }
   if (strcmp (opts.output, "-") == 0) {
     o->sink = strm_sink_fd_new (STDOUT_FILENO, "standard output");
-    redirect_fd = STDOUT_FILENO;
+    ova_cancel_redirect (STDOUT_FILENO);
     return TRUE;
   }
   return open_output_file (ctx, o, opts.output, error);
@@ -637,7 +597,7 @@ close_output (output *o, GError **error)
 {
   if (!o->sink->ops->close (o->sink, error))
     return FALSE;
-  redirect_fd = -1;
+  ova_cancel_redirect (-1);
   if (o->fd >= 0) {
     if (close (o->fd) < 0) {
       o->fd = -1;
@@ -872,7 +832,7 @@ export_chain (ova_ctx *ctx, const char *disk, GError **error)
     stor_volume *parent = i > 0 ? img->volumes->pdata[i - 1] : NULL;
     planned_volume *p;
 
-    if (cancelled) {
+    if (ova_cancelled) {
       g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
                    "interrupted by a signal before the copy of disk %s began",
                    img->uuid);
@@ -900,7 +860,7 @@ export_chain (ova_ctx *ctx, const char *disk, GError **error)
     ova_info ("sending volume %s (%" G_GUINT64_FORMAT " bytes)",
               p->vol->uuid, p->src->size);
     if (!strm_send_source (enc, p->src, p->vol->uuid, on_progress, &ps,
-                           &cancelled, error))
+                           &ova_cancelled, error))
       return FALSE;
     ps.base += p->src->size;
   }
@@ -935,11 +895,11 @@ cmd_export_chain (ova_ctx *ctx, int argc, char **argv, GError **error)
   if (!check_options (ctx, argc, argv, error))
     return FALSE;
   disk = g_ascii_strdown (argv[1], -1);
-  install_signal_handlers ();
+  ova_cancel_install ();
   if (export_chain (ctx, disk, error))
     return TRUE;
   /* A failure the signal caused (EINTR, a cut pipe) says why it came. */
-  if (cancelled && error != NULL && *error != NULL &&
+  if (ova_cancelled && error != NULL && *error != NULL &&
       !g_str_has_prefix ((*error)->message, "interrupted"))
     g_prefix_error (error, "interrupted by a signal: ");
   return FALSE;

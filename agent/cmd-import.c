@@ -19,6 +19,7 @@
 #include "error.h"
 #include "log.h"
 #include "util.h"
+#include "agent/cancel.h"
 #include "agent/command.h"
 #include "agent/output.h"
 #include "nbd/nbd.h"
@@ -85,29 +86,6 @@ import_target_clear (import_target *t)
 }
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (import_target, import_target_clear)
 
-static volatile sig_atomic_t interrupted;
-
-static void
-on_signal (int sig G_GNUC_UNUSED)
-{
-  interrupted = 1;
-}
-
-/* SIGINT/SIGTERM/SIGHUP stop at the next frame, so that qemu-nbd is
- * stopped, the LV deactivated and a partial file removed. */
-static void
-install_signal_handlers (void)
-{
-  struct sigaction sa = { .sa_handler = on_signal };
-  struct sigaction ign = { .sa_handler = SIG_IGN };
-
-  sigemptyset (&sa.sa_mask);
-  sigaction (SIGINT, &sa, NULL);
-  sigaction (SIGTERM, &sa, NULL);
-  sigaction (SIGHUP, &sa, NULL);
-  sigaction (SIGPIPE, &ign, NULL);
-}
-
 /* The stream from stdin; a signal breaks a blocked read (no SA_RESTART). */
 static gssize
 read_stdin (void *opaque G_GNUC_UNUSED, void *buf, size_t len, GError **error)
@@ -124,7 +102,7 @@ read_stdin (void *opaque G_GNUC_UNUSED, void *buf, size_t len, GError **error)
                    "cannot read the stream from standard input: %s", g_strerror (saved));
       return -1;
     }
-    if (interrupted) {
+    if (ova_cancelled) {
       g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "interrupted");
       return -1;
     }
@@ -492,7 +470,7 @@ copy_frames (strm_decoder *dec, const restore_meta *m, import_target *t,
   strm_frame f;
 
   for (;;) {
-    if (interrupted) {
+    if (ova_cancelled) {
       g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "interrupted");
       return FALSE;
     }
@@ -654,7 +632,7 @@ cmd_import (ova_ctx *ctx, int argc, char **argv, GError **error)
     return FALSE;
   if (!check_options (ctx, &o, argc, argv, error))
     return FALSE;
-  install_signal_handlers ();
+  ova_cancel_install ();
 
   if (!run_import (ctx, &o, &t, &tot, &err)) {
     /* Stop qemu-nbd (and deactivate the LV) before saying what is left. */

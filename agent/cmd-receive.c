@@ -13,32 +13,10 @@
 #include "error.h"
 #include "log.h"
 #include "util.h"
+#include "agent/cancel.h"
 #include "agent/command.h"
 #include "agent/output.h"
 #include "repo/repo.h"
-
-static volatile sig_atomic_t cancelled;
-
-static void
-on_signal (int sig G_GNUC_UNUSED)
-{
-  cancelled = 1;
-}
-
-/* Without SA_RESTART, so that a read waiting for the sender returns and
- * the run removes what it wrote. */
-static void
-catch_signals (void)
-{
-  struct sigaction sa;
-
-  memset (&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigemptyset (&sa.sa_mask);
-  sigaction (SIGINT, &sa, NULL);
-  sigaction (SIGTERM, &sa, NULL);
-  sigaction (SIGHUP, &sa, NULL);
-}
 
 static void
 print_result (const ova_ctx *ctx, const repo_receive_result *res)
@@ -112,11 +90,11 @@ cmd_receive (ova_ctx *ctx, int argc, char **argv, GError **error)
     return FALSE;
   }
 
-  catch_signals ();
+  ova_cancel_install ();
   r = repo_open (repo_dir, TRUE, REPO_LOCK_EXCLUSIVE, error);
   if (r == NULL)
     return FALSE;
-  ok = repo_receive (r, STDIN_FILENO, &cancelled, &res, error);
+  ok = repo_receive (r, STDIN_FILENO, &ova_cancelled, &res, error);
   if (ok)
     print_result (ctx, &res);
   repo_receive_result_clear (&res);

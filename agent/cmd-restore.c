@@ -17,6 +17,7 @@
 #include "error.h"
 #include "log.h"
 #include "util.h"
+#include "agent/cancel.h"
 #include "agent/command.h"
 #include "agent/output.h"
 #include "agent/progress.h"
@@ -44,34 +45,10 @@ restore_opts_clear (restore_opts *o)
 }
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (restore_opts, restore_opts_clear)
 
-static volatile gboolean interrupted;
-
-static void
-on_signal (int sig G_GNUC_UNUSED)
-{
-  interrupted = TRUE;
-}
-
-/* SIGINT/SIGTERM/SIGHUP stop the copy at the next step, so that qemu-nbd
- * is stopped and partial files removed; a vanished reader is a write
- * error (EPIPE), not a silent death. */
-static void
-install_signal_handlers (void)
-{
-  struct sigaction sa = { .sa_handler = on_signal };
-  struct sigaction ign = { .sa_handler = SIG_IGN };
-
-  sigemptyset (&sa.sa_mask);
-  sigaction (SIGINT, &sa, NULL);
-  sigaction (SIGTERM, &sa, NULL);
-  sigaction (SIGHUP, &sa, NULL);
-  sigaction (SIGPIPE, &ign, NULL);
-}
-
 static gboolean
 check_interrupted (const char *what, GError **error)
 {
-  if (!interrupted)
+  if (!ova_cancelled)
     return TRUE;
   g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "interrupted while %s", what);
   return FALSE;
@@ -296,7 +273,7 @@ restore_to_stream (const ova_ctx *ctx, const char *disk, const char *top,
   meter = ova_progress_new (ctx->progress, disk, size);
   if (!check_interrupted ("starting", error) ||
       !strm_encoder_meta (enc, meta, error) ||
-      !nbdr_reader_send (reader, enc, disk, progress_cb, meter, &interrupted, error) ||
+      !nbdr_reader_send (reader, enc, disk, progress_cb, meter, &ova_cancelled, error) ||
       !strm_encoder_finish (enc, error) ||
       !sink->ops->close (sink, error)) {
     g_prefix_error (error, "cannot send backup %s of disk %s: ", backup_id, disk);
@@ -337,7 +314,7 @@ cmd_restore (ova_ctx *ctx, int argc, char **argv, GError **error)
   if (!check_options (ctx, &o, argc, argv, error))
     return FALSE;
   disk = g_ascii_strdown (argv[1], -1);
-  install_signal_handlers ();
+  ova_cancel_install ();
 
   if (!repo_resolve (o.repo, disk, o.backup, &top, &top_format, &virtual_size,
                      &backup_id, error))

@@ -11,17 +11,10 @@
 
 #include "error.h"
 #include "util.h"
+#include "agent/cancel.h"
 #include "agent/command.h"
 #include "agent/output.h"
 #include "repo/repo.h"
-
-static volatile sig_atomic_t cancelled;
-
-static void
-on_signal (int sig G_GNUC_UNUSED)
-{
-  cancelled = 1;
-}
 
 static void
 print_result (const ova_ctx *ctx, const repo_verify_result *res)
@@ -63,7 +56,6 @@ cmd_verify (ova_ctx *ctx, int argc, char **argv, GError **error)
   g_autoptr(repo) r = NULL;
   repo_verify_result res = { 0 };
   const char *disk = NULL;
-  struct sigaction sa;
   const GOptionEntry entries[] = {
     { "repo", 0, 0, G_OPTION_ARG_FILENAME, &repo_dir,
       "The repository", "DIR" },
@@ -100,16 +92,12 @@ cmd_verify (ova_ctx *ctx, int argc, char **argv, GError **error)
     return FALSE;
   }
 
-  memset (&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigemptyset (&sa.sa_mask);
-  sigaction (SIGINT, &sa, NULL);
-  sigaction (SIGTERM, &sa, NULL);
+  ova_cancel_install ();
 
   r = repo_open (repo_dir, FALSE, REPO_LOCK_SHARED, error);
   if (r == NULL)
     return FALSE;
-  if (!repo_verify (r, disk, backup_id, &cancelled, &res, error))
+  if (!repo_verify (r, disk, backup_id, &ova_cancelled, &res, error))
     return FALSE;
   print_result (ctx, &res);
   return TRUE;

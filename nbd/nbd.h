@@ -5,6 +5,7 @@
 #define NBDR_NBD_H
 
 #include <glib.h>
+#include <signal.h>
 
 #include "common/source.h"
 
@@ -71,11 +72,11 @@ guint64 nbdr_reader_size (const nbdr_reader *r);
  * many requests in flight over all connections and blocks that read as
  * zeros go as ZERO frames. progress (may be NULL; a strm_progress_fn) gets
  * the bytes covered so far after each frame. Memory: requests x request_size. Fails with
- * "interrupted" once *cancel (may be NULL) is TRUE; on any failure no
+ * "interrupted" once *cancel (may be NULL) is set; on any failure no
  * request is left pending when it returns. Once only. */
 gboolean nbdr_reader_send (nbdr_reader *r, struct strm_encoder *e, const char *uuid,
                            void (*progress) (void *opaque, guint64 done), void *opaque,
-                           volatile gboolean *cancel, GError **error);
+                           volatile sig_atomic_t *cancel, GError **error);
 /* Disconnect. */
 void nbdr_reader_free (nbdr_reader *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (nbdr_reader, nbdr_reader_free)
@@ -84,6 +85,6 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (nbdr_reader, nbdr_reader_free)
 gboolean nbdr_send_export (struct strm_encoder *e, const char *uri, const char *context,
                            const char *uuid, const nbdr_read_opts *opts,
                            void (*progress) (void *opaque, guint64 done), void *opaque,
-                           volatile gboolean *cancel, GError **error);
+                           volatile sig_atomic_t *cancel, GError **error);
 
 #endif

@@ -69,7 +69,7 @@ typedef struct {
 
 struct run {
   nbdr_reader *r;
-  volatile gboolean *cancel;
+  volatile sig_atomic_t *cancel;
 
   /* Shared by the I/O thread and the sending thread, under lock. */
   pthread_mutex_t lock;
@@ -613,7 +613,7 @@ send_items (run *p, strm_encoder *e, void (*progress) (void *, guint64),
 gboolean
 nbdr_reader_send (nbdr_reader *r, strm_encoder *e, const char *uuid,
                   void (*progress) (void *opaque, guint64 done), void *opaque,
-                  volatile gboolean *cancel, GError **error)
+                  volatile sig_atomic_t *cancel, GError **error)
 {
   run p = { .r = r, .cancel = cancel, .wake_fd = -1 };
   GThread *thread = NULL;
@@ -823,7 +823,7 @@ gboolean
 nbdr_send_export (strm_encoder *e, const char *uri, const char *context,
                   const char *uuid, const nbdr_read_opts *opts,
                   void (*progress) (void *opaque, guint64 done), void *opaque,
-                  volatile gboolean *cancel, GError **error)
+                  volatile sig_atomic_t *cancel, GError **error)
 {
   g_autoptr(nbdr_reader) r = nbdr_reader_open (uri, context, opts, error);
 

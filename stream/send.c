@@ -125,7 +125,7 @@ typedef struct {
 
 typedef struct {
   ova_source *src;
-  volatile gboolean *cancel;
+  volatile sig_atomic_t *cancel;
   pthread_mutex_t lock;
   pthread_cond_t cond;
   gboolean stop;                 /* the writer gave up */
@@ -204,7 +204,7 @@ stopped (pipeline *p)
 }
 
 static gboolean
-check_cancel (volatile gboolean *cancel, const ova_source *src, guint64 offset,
+check_cancel (volatile sig_atomic_t *cancel, const ova_source *src, guint64 offset,
               GError **error)
 {
   if (cancel == NULL || !*cancel)
@@ -289,7 +289,7 @@ reader (gpointer opaque)
 gboolean
 strm_send_source (strm_encoder *e, ova_source *src, const char *uuid,
                   strm_progress_fn progress, void *opaque,
-                  volatile gboolean *cancel, GError **error)
+                  volatile sig_atomic_t *cancel, GError **error)
 {
   strm_framer s;
   pipeline p = { .src = src, .cancel = cancel };

@@ -5,6 +5,7 @@
 #define STRM_SEND_H
 
 #include <glib.h>
+#include <signal.h>
 
 #include "common/source.h"
 #include "stream/stream.h"
@@ -36,10 +37,10 @@ typedef void (*strm_progress_fn) (void *opaque, guint64 done);
 
 /* BEGIN(uuid, src->size), frames covering [0, size), END. Data blocks that
  * read as all zeros are sent as ZERO frames. Stops early with an
- * OVA_ERROR_INTERNAL "interrupted" error when *cancel becomes TRUE (may be
+ * OVA_ERROR_INTERNAL "interrupted" error when *cancel becomes non-zero (may be
  * NULL), so that callers can clean up on SIGINT/SIGTERM. */
 gboolean strm_send_source (strm_encoder *e, ova_source *src, const char *uuid,
                            strm_progress_fn progress, void *opaque,
-                           volatile gboolean *cancel, GError **error);
+                           volatile sig_atomic_t *cancel, GError **error);
 
 #endif

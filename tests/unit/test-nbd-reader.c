@@ -117,7 +117,7 @@ meta_json (guint64 size)
 }
 
 typedef struct {
-  volatile gboolean *cancel;
+  volatile sig_atomic_t *cancel;
   guint64 cancel_at;      /* set *cancel once this much is done (0: never) */
   GPid kill_pid;          /* SIGKILL it at the first progress (0: never) */
   guint64 last;
@@ -133,7 +133,7 @@ on_progress (void *opaque, guint64 done)
   s->last = done;
   s->calls++;
   if (s->cancel_at > 0 && done >= s->cancel_at)
-    *s->cancel = TRUE;
+    *s->cancel = 1;
   if (s->kill_pid > 0) {
     kill (s->kill_pid, SIGKILL);
     s->kill_pid = 0;
@@ -146,7 +146,7 @@ on_progress (void *opaque, guint64 done)
 static gboolean
 encode_export (fixture *f, const char *uri, const char *context,
                const nbdr_read_opts *opts, progress_state *ps,
-               volatile gboolean *cancel, char **path_out, GError **error)
+               volatile sig_atomic_t *cancel, char **path_out, GError **error)
 {
   g_autofree char *path = g_build_filename (f->dir, "stream", NULL);
   g_autoptr(nbdr_reader) r = NULL;
@@ -431,7 +431,7 @@ test_cancel (fixture *f, gconstpointer data G_GNUC_UNUSED)
   g_autoptr(nbdr_server) srv = NULL;
   g_autoptr(GError) error = NULL;
   g_autofree char *stream = NULL;
-  volatile gboolean cancel = FALSE;
+  volatile sig_atomic_t cancel = 0;
   progress_state ps = { .cancel = &cancel, .cancel_at = 16 * MiB };
   const nbdr_read_opts opts = { .requests = 8, .request_size = 256 * 1024 };
 
@@ -447,7 +447,7 @@ test_cancel (fixture *f, gconstpointer data G_GNUC_UNUSED)
   g_assert_cmpuint (ps.last, <, 64 * MiB);
   g_clear_error (&error);
 
-  cancel = FALSE;
+  cancel = 0;
   ps = (progress_state) { 0 };
   g_assert_true (encode_export (f, nbdr_server_uri (srv), NULL, &opts, &ps,
                                 &cancel, &stream, &error));
@@ -463,7 +463,7 @@ test_cancel_before (fixture *f, gconstpointer data G_GNUC_UNUSED)
   g_autoptr(nbdr_server) srv = NULL;
   g_autoptr(GError) error = NULL;
   g_autofree char *stream = NULL;
-  volatile gboolean cancel = TRUE;
+  volatile sig_atomic_t cancel = 1;
   progress_state ps = { 0 };
 
   if (!have_qemu ())

@@ -1,0 +1,23 @@
+/* ovagent: one answer to SIGINT, SIGTERM and SIGHUP for the commands that
+ * move data: a flag their copy loops check, so that they clean up and exit. */
+#ifndef OVA_CANCEL_H
+#define OVA_CANCEL_H
+
+#include <glib.h>
+#include <signal.h>
+
+/* Set by the handler; passed as the cancel flag of the copy functions. */
+extern volatile sig_atomic_t ova_cancelled;
+
+/* Catch SIGINT/SIGTERM/SIGHUP without SA_RESTART (a blocked read or write
+ * returns and the loop sees the flag), and ignore SIGPIPE (a reader that
+ * went away is an EPIPE error naming the sink, not a silent death). */
+void ova_cancel_install (void);
+
+/* A descriptor this run writes a stream to, or -1. The handler points it
+ * at /dev/null, so that a write blocked on a reader that stopped reading
+ * returns instead of retrying; the reader then sees the stream cut, which
+ * it rejects. */
+void ova_cancel_redirect (int fd);
+
+#endif
