@@ -373,3 +373,44 @@ ova_commit_file (const char *part, const char *path, GError **error)
   return TRUE;
 }
 
+
+int
+ova_open_sized (const char *path, struct stat *st, guint64 *size,
+                GError **error)
+{
+  int fd = open (path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  int err;
+
+  if (fd < 0) {
+    set_open_error (error, path, errno);
+    return -1;
+  }
+  if (fstat (fd, st) < 0) {
+    err = errno;
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot stat %s: %s", path, g_strerror (err));
+    close (fd);
+    return -1;
+  }
+  if (S_ISREG (st->st_mode))
+    *size = st->st_size;
+  else if (S_ISBLK (st->st_mode)) {
+    off_t end = lseek (fd, 0, SEEK_END);
+
+    if (end < 0) {
+      err = errno;
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "cannot get the size of %s: %s", path, g_strerror (err));
+      close (fd);
+      return -1;
+    }
+    *size = end;
+  }
+  else {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
+                 "%s is neither a regular file nor a block device", path);
+    close (fd);
+    return -1;
+  }
+  return fd;
+}

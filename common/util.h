@@ -4,6 +4,7 @@
 #define OVA_UTIL_H
 
 #include <glib.h>
+#include <sys/stat.h>
 
 #define OVA_UUID_LEN 36
 #define OVA_BLANK_UUID "00000000-0000-0000-0000-000000000000"
@@ -18,6 +19,13 @@ gboolean ova_uuid_is_blank (const char *s);
  * than max_len, OVA_ERROR_INTERNAL otherwise; messages name the path. */
 gboolean ova_read_file_direct (const char *path, gsize max_len,
                                char **contents, gsize *len, GError **error);
+
+/* Open a regular file or a block device read-only (O_CLOEXEC): its stat
+ * and its size (st_size, or the device's size). Returns the descriptor, or
+ * -1 with OVA_ERROR_NOT_FOUND if missing, OVA_ERROR_UNSUPPORTED if it is
+ * something else, OVA_ERROR_INTERNAL otherwise; messages name the path. */
+int ova_open_sized (const char *path, struct stat *st, guint64 *size,
+                    GError **error);
 
 /* Read len bytes at offset of a file or block device, O_DIRECT when possible. */
 gboolean ova_pread_direct (const char *path, guint64 offset, gsize len,

@@ -491,43 +491,15 @@ read_head (const char *path, gboolean *is_block, guint64 *size,
 {
   struct stat st;
   gboolean ok = FALSE;
-  off_t end;
   gssize n;
   int fd;
 
   *got = 0;
-  fd = open (path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) {
-    g_set_error (error, OVA_ERROR,
-                 errno == ENOENT ? OVA_ERROR_NOT_FOUND : OVA_ERROR_INTERNAL,
-                 "cannot open %s: %s", path, g_strerror (errno));
+  fd = ova_open_sized (path, &st, size, error);
+  if (fd < 0)
     return FALSE;
-  }
-  if (fstat (fd, &st) < 0) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "cannot stat %s: %s", path, g_strerror (errno));
-    goto out;
-  }
   *is_block = S_ISBLK (st.st_mode);
-  if (*is_block) {
-    end = lseek (fd, 0, SEEK_END);
-    if (end < 0) {
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                   "cannot get the size of %s: %s", path, g_strerror (errno));
-      goto out;
-    }
-    *size = end;
-    *actual_size = end;
-  }
-  else if (S_ISREG (st.st_mode)) {
-    *size = st.st_size;
-    *actual_size = (guint64) st.st_blocks * 512;
-  }
-  else {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                 "%s is neither a regular file nor a block device", path);
-    goto out;
-  }
+  *actual_size = *is_block ? *size : (guint64) st.st_blocks * 512;
 
   while (*got < HEADER_READ_MAX && *got < *size) {
     n = pread (fd, head + *got, HEADER_READ_MAX - *got, *got);

@@ -140,38 +140,9 @@ stor_source_open_path (const char *path, guint64 size, GError **error)
   guint64 actual;
   int fd;
 
-  fd = open (path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) {
-    g_set_error (error, OVA_ERROR,
-                 errno == ENOENT ? OVA_ERROR_NOT_FOUND : OVA_ERROR_INTERNAL,
-                 "cannot open %s for reading: %s", path, g_strerror (errno));
+  fd = ova_open_sized (path, &st, &actual, error);
+  if (fd < 0)
     return NULL;
-  }
-  if (fstat (fd, &st) < 0) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "cannot stat %s: %s", path, g_strerror (errno));
-    close (fd);
-    return NULL;
-  }
-  if (S_ISBLK (st.st_mode)) {
-    off_t end = lseek (fd, 0, SEEK_END);
-
-    if (end < 0) {
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                   "cannot get the size of %s: %s", path, g_strerror (errno));
-      close (fd);
-      return NULL;
-    }
-    actual = end;
-  }
-  else if (S_ISREG (st.st_mode))
-    actual = st.st_size;
-  else {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
-                 "%s is neither a regular file nor a block device", path);
-    close (fd);
-    return NULL;
-  }
   if (size > actual) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
                  "%s holds %" G_GUINT64_FORMAT " bytes, fewer than the %"
