@@ -18,6 +18,7 @@
 #include "log.h"
 #include "util.h"
 #include "repo/repo.h"
+#include "storage/probe.h"
 
 /* ovagent-repo.json is a few bytes; anything much larger is not ours. */
 #define MARKER_MAX (64 * 1024)
@@ -549,37 +550,10 @@ repo_qcow2_info_clear (repo_qcow2_info *info)
   g_clear_pointer (&info->backing_format, g_free);
 }
 
-/* The file named with an explicit driver and "backing": null, so that
- * qemu-img neither probes the format nor opens the backing chain. */
-static char *
-qemu_img_spec (const char *path)
-{
-  g_autoptr(JsonBuilder) b = json_builder_new ();
-  g_autoptr(JsonNode) root = NULL;
-  g_autofree char *json = NULL;
-
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "driver");
-  json_builder_add_string_value (b, "qcow2");
-  json_builder_set_member_name (b, "file");
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "driver");
-  json_builder_add_string_value (b, "file");
-  json_builder_set_member_name (b, "filename");
-  json_builder_add_string_value (b, path);
-  json_builder_end_object (b);
-  json_builder_set_member_name (b, "backing");
-  json_builder_add_null_value (b);
-  json_builder_end_object (b);
-  root = json_builder_get_root (b);
-  json = json_to_string (root, FALSE);
-  return g_strconcat ("json:", json, NULL);
-}
-
 gboolean
 repo_qcow2_probe (const char *path, repo_qcow2_info *info, GError **error)
 {
-  g_autofree char *spec = qemu_img_spec (path);
+  g_autofree char *spec = stor_qemu_img_spec (path, FALSE);
   g_autofree char *out = NULL;
   g_autoptr(GError) err = NULL;
   g_autoptr(JsonParser) parser = json_parser_new ();

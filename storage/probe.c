@@ -252,11 +252,8 @@ probe_libqcow (const char *path, stor_probe *p, char **reason)
   return ok;
 }
 
-/* The image is named with an explicit driver and "backing": null, so
- * qemu-img neither probes the format nor opens (or needs) the backing
- * chain, and -U lets it read an image a running VM holds locked. */
-static char *
-qemu_img_spec (const char *path, gboolean is_block)
+char *
+stor_qemu_img_spec (const char *path, gboolean is_block)
 {
   g_autoptr (JsonBuilder) b = json_builder_new ();
   g_autoptr (JsonNode) root = NULL;
@@ -397,7 +394,7 @@ probe_qemu_img (const char *path, gboolean is_block, gboolean fill_header,
     return FALSE;
   }
 
-  spec = qemu_img_spec (path, is_block);
+  spec = stor_qemu_img_spec (path, is_block);
   {
     const char *argv[] = { qemu_img, "info", "-U", "--output=json", spec, NULL };
 

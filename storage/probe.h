@@ -30,6 +30,13 @@ stor_probe *stor_probe_volume (const char *path, GError **error);
 void stor_probe_free (stor_probe *p);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (stor_probe, stor_probe_free)
 
+/* A qemu-img image name for one qcow2 image alone: "json:{...}" with an
+ * explicit driver ("file", or "host_device" for a block device) and
+ * "backing": null, so that qemu-img neither probes the format nor opens
+ * (or needs) the backing chain; used with -U, it also reads an image a
+ * running VM holds locked. */
+char *stor_qemu_img_spec (const char *path, gboolean is_block);
+
 /* The volume UUID a backing string names, accepting the forms VDSM writes:
  * "<vol>", "../<img>/<vol>", and absolute paths ending in <img>/<vol>.
  * NULL if it names no UUID. If img_out is set, the <img> part (or NULL). */

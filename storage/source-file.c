@@ -14,6 +14,7 @@
 #include "log.h"
 #include "util.h"
 
+#include "probe.h"
 #include "source-file.h"
 
 /* qemu-img check prints a few hundred bytes; more is not its report. */
@@ -164,41 +165,13 @@ stor_source_open_path (const char *path, guint64 size, GError **error)
   return (ova_source *) g_steal_pointer (&f);
 }
 
-/* The qcow2 image of a read-only LV without its backing chain (the lower
- * volumes may not be active), and -U since a VM may hold it open. */
-static char *
-qcow2_lv_spec (const char *path)
-{
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  g_autoptr (JsonNode) root = NULL;
-  g_autofree char *json = NULL;
-
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "driver");
-  json_builder_add_string_value (b, "qcow2");
-  json_builder_set_member_name (b, "file");
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "driver");
-  json_builder_add_string_value (b, "host_device");
-  json_builder_set_member_name (b, "filename");
-  json_builder_add_string_value (b, path);
-  json_builder_end_object (b);
-  json_builder_set_member_name (b, "backing");
-  json_builder_add_null_value (b);
-  json_builder_end_object (b);
-
-  root = json_builder_get_root (b);
-  json = json_to_string (root, FALSE);
-  return g_strconcat ("json:", json, NULL);
-}
-
 /* Where the qcow2 image on an LV ends: an LV is larger than its image
  * (extents are allocated ahead of the guest's writes), and what lies past
  * the end is stale data of earlier LVs. */
 static gboolean
 qcow2_image_end (const char *path, guint64 *end, GError **error)
 {
-  g_autofree char *spec = qcow2_lv_spec (path);
+  g_autofree char *spec = stor_qemu_img_spec (path, TRUE);
   g_autofree char *out = NULL;
   g_autofree char *err = NULL;
   g_autoptr (JsonParser) parser = json_parser_new ();
