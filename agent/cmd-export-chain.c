@@ -3,13 +3,10 @@
 /* The autoconf header: <config.h> would find agent/config.h first (-I.). */
 #include <config.h>
 
-#include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <json-glib/json-glib.h>
@@ -21,6 +18,7 @@
 #include "agent/command.h"
 #include "agent/output.h"
 #include "agent/progress.h"
+#include "agent/stream-output.h"
 #include "storage/chain.h"
 #include "storage/lvm.h"
 #include "storage/probe.h"
@@ -503,115 +501,6 @@ build_meta (const stor_domain *dom, const stor_image *img, const char *since,
   return json_to_string (root, FALSE);
 }
 
-/* ---- where the stream goes ---- */
-
-typedef struct {
-  strm_sink *sink;
-  int fd;                /* --output FILE: ours to close */
-  char *created;         /* a file this run created: removed on failure */
-  gboolean ssh;
-} output;
-
-static void
-output_clear (output *o)
-{
-  ova_cancel_redirect (-1);
-  g_clear_pointer (&o->sink, strm_sink_free);
-  if (o->fd >= 0)
-    close (o->fd);
-  o->fd = -1;
-  if (o->created != NULL) {
-    if (unlink (o->created) < 0 && errno != ENOENT)
-      ova_warn ("cannot remove the incomplete stream %s: %s",
-                o->created, g_strerror (errno));
-    g_clear_pointer (&o->created, g_free);
-  }
-}
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (output, output_clear)
-
-static gboolean
-open_output_file (const ova_ctx *ctx, output *o, const char *path,
-                  GError **error)
-{
-  struct stat st;
-  int fd;
-
-  fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
-  if (fd >= 0) {
-    o->created = g_strdup (path);
-  }
-  else if (errno == EEXIST && stat (path, &st) == 0 &&
-           (S_ISCHR (st.st_mode) || S_ISFIFO (st.st_mode))) {
-    /* /dev/null, a named pipe: written, never created or removed. */
-    fd = open (path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                   "cannot open %s for writing: %s", path, g_strerror (errno));
-      return FALSE;
-    }
-  }
-  else if (errno == EEXIST) {
-    ova_usage_error (ctx, error, "%s exists; refusing to overwrite it", path);
-    return FALSE;
-  }
-  else {
-    g_set_error (error, OVA_ERROR,
-                 errno == ENOSPC ? OVA_ERROR_NO_SPACE : OVA_ERROR_INTERNAL,
-                 "cannot create %s: %s", path, g_strerror (errno));
-    return FALSE;
-  }
-  o->fd = fd;
-  if (isatty (fd)) {
-    ova_usage_error (ctx, error, "refusing to write a binary stream to "
-                     "terminal %s", path);
-    return FALSE;
-  }
-  o->sink = strm_sink_fd_new (fd, path);
-  ova_cancel_redirect (fd);
-  return TRUE;
-}
-
-static gboolean
-open_output (const ova_ctx *ctx, output *o, GError **error)
-{
-  const ova_config *cfg = ctx->cfg;
-
-  if (opts.target != NULL) {
-    o->sink = strm_sink_ssh_new (opts.target, cfg->ssh_key, cfg->ssh_known_hosts,
-                                 cfg->remote_command, error);
-    o->ssh = TRUE;
-    return o->sink != NULL;
-  }
-  if (strcmp (opts.output, "-") == 0) {
-    o->sink = strm_sink_fd_new (STDOUT_FILENO, "standard output");
-    ova_cancel_redirect (STDOUT_FILENO);
-    return TRUE;
-  }
-  return open_output_file (ctx, o, opts.output, error);
-}
-
-/* Flush what was written to its place (the fd sink syncs a regular file);
- * the file is kept from now on. */
-static gboolean
-close_output (output *o, GError **error)
-{
-  if (!o->sink->ops->close (o->sink, error))
-    return FALSE;
-  ova_cancel_redirect (-1);
-  if (o->fd >= 0) {
-    if (close (o->fd) < 0) {
-      o->fd = -1;
-      g_set_error (error, OVA_ERROR,
-                   errno == ENOSPC ? OVA_ERROR_NO_SPACE : OVA_ERROR_INTERNAL,
-                   "cannot write %s: %s", opts.output, g_strerror (errno));
-      return FALSE;
-    }
-    o->fd = -1;
-  }
-  g_clear_pointer (&o->created, g_free);
-  return TRUE;
-}
-
 /* ---- the copy ---- */
 
 typedef struct {
@@ -669,21 +558,15 @@ recheck_volumes (const ova_ctx *ctx, stor_domain *dom, GPtrArray *plan,
 static void
 print_result (const ova_ctx *ctx, const stor_image *img, GPtrArray *plan,
               const strm_totals *t, guint64 bytes_read, double seconds,
-              strm_sink *sink, gboolean ssh)
+              const ova_stream_output *out)
 {
-  JsonObject *remote = ssh ? strm_sink_ssh_result_object (sink) : NULL;
-  const char *backup_id = NULL;
-
-  if (remote != NULL && json_object_has_member (remote, "backup_id")) {
-    JsonNode *n = json_object_get_member (remote, "backup_id");
-
-    if (JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
-      backup_id = json_node_get_string (n);
-  }
+  gboolean ssh = out->ssh;
+  JsonObject *remote = ssh ? strm_sink_ssh_result_object (out->sink) : NULL;
+  const char *backup_id = ova_stream_output_remote_backup_id (out);
 
   /* DESIGN §3: the JSON result goes to stdout only when the stream does
    * not; with --output - the summary line goes to stderr as without --json. */
-  if (ctx->json && !(opts.output && strcmp (opts.output, "-") == 0)) {
+  if (ctx->json && !ova_stream_output_is_stdout (out)) {
     g_autoptr (JsonBuilder) b = json_builder_new ();
     g_autoptr (JsonNode) root = NULL;
 
@@ -731,7 +614,7 @@ print_result (const ova_ctx *ctx, const stor_image *img, GPtrArray *plan,
     g_autofree char *read = ova_format_size (bytes_read);
     g_autofree char *sent = ova_format_size (t->bytes_sent);
     g_autofree char *rate = ova_format_size (seconds > 0 ? bytes_read / seconds : 0);
-    FILE *fp = opts.output && strcmp (opts.output, "-") == 0 ? stderr : stdout;
+    FILE *fp = ova_stream_output_is_stdout (out) ? stderr : stdout;
 
     fprintf (fp, "Exported %u volume%s of disk %s: %s read, %s sent in %.1f s "
              "(%s/s)%s%s\n", plan->len, plan->len == 1 ? "" : "s", img->uuid,
@@ -751,10 +634,6 @@ check_options (const ova_ctx *ctx, int argc, char **argv, GError **error)
     ova_usage_error (ctx, error, "unexpected argument '%s' after DISK", argv[2]);
     return FALSE;
   }
-  if ((opts.output == NULL) == (opts.target == NULL)) {
-    ova_usage_error (ctx, error, "give exactly one of --output FILE|- and --target URL");
-    return FALSE;
-  }
   if (opts.since != NULL && !ova_uuid_is_valid (opts.since)) {
     ova_usage_error (ctx, error, "--since needs a volume UUID, not '%s'", opts.since);
     return FALSE;
@@ -763,22 +642,8 @@ check_options (const ova_ctx *ctx, int argc, char **argv, GError **error)
     ova_usage_error (ctx, error, "--to needs a volume UUID, not '%s'", opts.to);
     return FALSE;
   }
-  if (opts.output != NULL && *opts.output == '\0') {
-    ova_usage_error (ctx, error, "--output needs a file name, or - for standard output");
+  if (!ova_stream_output_check (ctx, opts.output, opts.target, error))
     return FALSE;
-  }
-  if (opts.output != NULL && strcmp (opts.output, "-") == 0 &&
-      isatty (STDOUT_FILENO)) {
-    ova_usage_error (ctx, error, "refusing to write a binary stream to a terminal; "
-                     "redirect standard output or use --output FILE");
-    return FALSE;
-  }
-  if (opts.target != NULL) {
-    g_autoptr (strm_ssh_url) url = strm_ssh_url_parse (opts.target, error);
-
-    if (url == NULL)
-      return FALSE;
-  }
   return TRUE;
 }
 
@@ -791,7 +656,7 @@ export_chain (ova_ctx *ctx, const char *disk, GError **error)
   g_autoptr (stor_lv_guard) guard = stor_lv_guard_new (env);
   g_autoptr (GPtrArray) domains = NULL;
   g_autoptr (GPtrArray) plan = NULL;
-  g_auto (output) out = { .fd = -1 };
+  g_auto (ova_stream_output) out = OVA_STREAM_OUTPUT_INIT;
   g_autoptr (strm_encoder) enc = NULL;
   g_autoptr (ova_progress_meter) meter = NULL;
   g_autofree char *meta = NULL;
@@ -846,7 +711,7 @@ export_chain (ova_ctx *ctx, const char *disk, GError **error)
   }
 
   meta = build_meta (dom, img, since_uuid, plan);
-  if (!open_output (ctx, &out, error))
+  if (!ova_stream_output_open (ctx, &out, opts.output, opts.target, error))
     return FALSE;
 
   enc = strm_encoder_new (out.sink, opts.compress);
@@ -871,7 +736,7 @@ export_chain (ova_ctx *ctx, const char *disk, GError **error)
     return FALSE;
   if (!strm_encoder_finish (enc, error))
     return FALSE;
-  if (!close_output (&out, error))
+  if (!ova_stream_output_close (&out, error))
     return FALSE;
   ova_progress_finish (meter);
 
@@ -881,7 +746,7 @@ export_chain (ova_ctx *ctx, const char *disk, GError **error)
   stor_lv_guard_release (guard);
   print_result (ctx, img, plan, strm_encoder_totals (enc), bytes_read,
                 (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC,
-                out.sink, out.ssh);
+                &out);
   return TRUE;
 }
 

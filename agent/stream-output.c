@@ -1,0 +1,169 @@
+/* ovagent: the stream destination shared by export-chain and backup: option
+ * checks, opening a file, stdout or an SSH target, closing and cleanup. */
+/* The autoconf header: <config.h> would find agent/config.h first (-I.). */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <json-glib/json-glib.h>
+
+#include "error.h"
+#include "log.h"
+#include "agent/cancel.h"
+#include "agent/stream-output.h"
+#include "stream/ssh.h"
+
+gboolean
+ova_stream_output_check (const ova_ctx *ctx, const char *output,
+                         const char *target, GError **error)
+{
+  if ((output == NULL) == (target == NULL)) {
+    ova_usage_error (ctx, error, "give exactly one of --output FILE|- and --target URL");
+    return FALSE;
+  }
+  if (output != NULL && *output == '\0') {
+    ova_usage_error (ctx, error, "--output needs a file name, or - for standard output");
+    return FALSE;
+  }
+  if (output != NULL && strcmp (output, "-") == 0 && isatty (STDOUT_FILENO)) {
+    ova_usage_error (ctx, error, "refusing to write a binary stream to a terminal; "
+                     "redirect standard output or use --output FILE");
+    return FALSE;
+  }
+  if (target != NULL) {
+    g_autoptr (strm_ssh_url) url = strm_ssh_url_parse (target, error);
+
+    if (url == NULL)
+      return FALSE;
+  }
+  return TRUE;
+}
+
+void
+ova_stream_output_clear (ova_stream_output *o)
+{
+  ova_cancel_redirect (-1);
+  g_clear_pointer (&o->sink, strm_sink_free);
+  if (o->fd >= 0)
+    close (o->fd);
+  o->fd = -1;
+  if (o->created != NULL) {
+    if (unlink (o->created) < 0 && errno != ENOENT)
+      ova_warn ("cannot remove the incomplete stream %s: %s",
+                o->created, g_strerror (errno));
+    g_clear_pointer (&o->created, g_free);
+  }
+  g_clear_pointer (&o->path, g_free);
+}
+
+static gboolean
+open_file (const ova_ctx *ctx, ova_stream_output *o, const char *path,
+           GError **error)
+{
+  struct stat st;
+  int fd;
+
+  fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
+  if (fd >= 0) {
+    o->created = g_strdup (path);
+  }
+  else if (errno == EEXIST && stat (path, &st) == 0 &&
+           (S_ISCHR (st.st_mode) || S_ISFIFO (st.st_mode))) {
+    /* /dev/null, a named pipe: written, never created or removed. */
+    fd = open (path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "cannot open %s for writing: %s", path, g_strerror (errno));
+      return FALSE;
+    }
+  }
+  else if (errno == EEXIST) {
+    ova_usage_error (ctx, error, "%s exists; refusing to overwrite it", path);
+    return FALSE;
+  }
+  else {
+    g_set_error (error, OVA_ERROR,
+                 errno == ENOSPC ? OVA_ERROR_NO_SPACE : OVA_ERROR_INTERNAL,
+                 "cannot create %s: %s", path, g_strerror (errno));
+    return FALSE;
+  }
+  o->fd = fd;
+  if (isatty (fd)) {
+    ova_usage_error (ctx, error, "refusing to write a binary stream to "
+                     "terminal %s", path);
+    return FALSE;
+  }
+  o->sink = strm_sink_fd_new (fd, path);
+  ova_cancel_redirect (fd);
+  return TRUE;
+}
+
+gboolean
+ova_stream_output_open (const ova_ctx *ctx, ova_stream_output *o,
+                        const char *output, const char *target, GError **error)
+{
+  const ova_config *cfg = ctx->cfg;
+
+  o->path = g_strdup (output);
+  if (target != NULL) {
+    o->sink = strm_sink_ssh_new (target, cfg->ssh_key, cfg->ssh_known_hosts,
+                                 cfg->remote_command, error);
+    o->ssh = TRUE;
+    return o->sink != NULL;
+  }
+  if (strcmp (output, "-") == 0) {
+    o->sink = strm_sink_fd_new (STDOUT_FILENO, "standard output");
+    ova_cancel_redirect (STDOUT_FILENO);
+    return TRUE;
+  }
+  return open_file (ctx, o, output, error);
+}
+
+/* Flush what was written to its place (the fd sink syncs a regular file);
+ * the file is kept from now on. */
+gboolean
+ova_stream_output_close (ova_stream_output *o, GError **error)
+{
+  if (!o->sink->ops->close (o->sink, error))
+    return FALSE;
+  ova_cancel_redirect (-1);
+  if (o->fd >= 0) {
+    if (close (o->fd) < 0) {
+      o->fd = -1;
+      g_set_error (error, OVA_ERROR,
+                   errno == ENOSPC ? OVA_ERROR_NO_SPACE : OVA_ERROR_INTERNAL,
+                   "cannot write %s: %s", o->path, g_strerror (errno));
+      return FALSE;
+    }
+    o->fd = -1;
+  }
+  g_clear_pointer (&o->created, g_free);
+  return TRUE;
+}
+
+gboolean
+ova_stream_output_is_stdout (const ova_stream_output *o)
+{
+  return o->path != NULL && strcmp (o->path, "-") == 0;
+}
+
+const char *
+ova_stream_output_remote_backup_id (const ova_stream_output *o)
+{
+  JsonObject *remote;
+  JsonNode *n;
+
+  if (!o->ssh || o->sink == NULL)
+    return NULL;
+  remote = strm_sink_ssh_result_object (o->sink);
+  if (remote == NULL || !json_object_has_member (remote, "backup_id"))
+    return NULL;
+  n = json_object_get_member (remote, "backup_id");
+  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING)
+    return NULL;
+  return json_node_get_string (n);
+}

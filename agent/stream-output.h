@@ -1,0 +1,47 @@
+/* ovagent: where a data-moving command writes its stream: --output FILE, - or a
+ * character device, or --target ssh://…; created files are removed on failure. */
+#ifndef OVA_STREAM_OUTPUT_H
+#define OVA_STREAM_OUTPUT_H
+
+#include <glib.h>
+
+#include "agent/command.h"
+#include "stream/stream.h"
+
+typedef struct ova_stream_output {
+  strm_sink *sink;
+  int fd;                /* --output FILE: ours to close; -1 otherwise */
+  char *created;         /* a file this run created: removed on failure */
+  char *path;            /* --output as given, or NULL */
+  gboolean ssh;          /* --target: the sink carries the remote result */
+} ova_stream_output;
+
+#define OVA_STREAM_OUTPUT_INIT { .fd = -1 }
+
+/* Check the pair the user gave: exactly one of output ("-" or a file name)
+ * and target (an ssh:// URL); no binary stream to a terminal. */
+gboolean ova_stream_output_check (const ova_ctx *ctx, const char *output,
+                                  const char *target, GError **error);
+
+/* Open the sink: the SSH target (runs `receive` there), standard output, or
+ * the file (created 0600 with O_EXCL; an existing device or FIFO is written
+ * as it is). The fd is what the cancel handler redirects. */
+gboolean ova_stream_output_open (const ova_ctx *ctx, ova_stream_output *o,
+                                 const char *output, const char *target,
+                                 GError **error);
+
+/* Close the sink (for SSH: wait for the remote result) and keep the file. */
+gboolean ova_stream_output_close (ova_stream_output *o, GError **error);
+
+/* Whether the stream goes to standard output (JSON results go to stderr
+ * then, or nowhere). */
+gboolean ova_stream_output_is_stdout (const ova_stream_output *o);
+
+/* The remote receive's "backup_id", or NULL (not SSH, or none reported). */
+const char *ova_stream_output_remote_backup_id (const ova_stream_output *o);
+
+/* Free the sink, close the fd, remove a created file not yet kept. */
+void ova_stream_output_clear (ova_stream_output *o);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (ova_stream_output, ova_stream_output_clear)
+
+#endif
