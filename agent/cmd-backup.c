@@ -1,0 +1,2 @@
+/* placeholder */
+typedef int ova_placeholder_cmd_backup;

@@ -1,0 +1,4 @@
+/* placeholder */
+#ifndef VIRT_STATE_H
+#define VIRT_STATE_H
+#endif
