@@ -19,9 +19,19 @@
 #include "repo/repo.h"
 
 static void
+add_string_or_null (JsonBuilder *b, const char *name, const char *value)
+{
+  json_builder_set_member_name (b, name);
+  if (value)
+    json_builder_add_string_value (b, value);
+  else
+    json_builder_add_null_value (b);
+}
+
+static void
 print_result (const ova_ctx *ctx, const repo_receive_result *res)
 {
-  const char *kind = res->kind == REPO_KIND_FULL ? "full" : "incremental";
+  const char *kind = repo_kind_name (res->kind);
 
   if (ctx->json) {
     g_autoptr(JsonBuilder) b = json_builder_new ();
@@ -41,6 +51,21 @@ print_result (const ova_ctx *ctx, const repo_receive_result *res)
     for (guint i = 0; i < res->volumes->len; i++)
       json_builder_add_string_value (b, g_ptr_array_index (res->volumes, i));
     json_builder_end_array (b);
+    if (res->disks != NULL) {
+      json_builder_set_member_name (b, "disks");
+      json_builder_begin_array (b);
+      for (guint i = 0; i < res->disks->len; i++) {
+        const repo_receive_disk *d = g_ptr_array_index (res->disks, i);
+
+        json_builder_begin_object (b);
+        add_string_or_null (b, "disk", d->disk);
+        add_string_or_null (b, "backup_id", d->backup_id);
+        add_string_or_null (b, "kind", repo_kind_name (d->kind));
+        add_string_or_null (b, "parent", d->parent);
+        json_builder_end_object (b);
+      }
+      json_builder_end_array (b);
+    }
     json_builder_set_member_name (b, "bytes_received");
     json_builder_add_int_value (b, res->bytes_received);
     json_builder_set_member_name (b, "data_bytes");
@@ -50,6 +75,19 @@ print_result (const ova_ctx *ctx, const repo_receive_result *res)
     json_builder_end_object (b);
     root = json_builder_get_root (b);
     ova_print_json (root);
+  }
+  else if (res->disks != NULL) {
+    g_autofree char *received = ova_format_size (res->bytes_received);
+
+    for (guint i = 0; i < res->disks->len; i++) {
+      const repo_receive_disk *d = g_ptr_array_index (res->disks, i);
+
+      printf ("backup %s of disk %s committed: %s%s%s\n", d->backup_id, d->disk,
+              repo_kind_name (d->kind), d->parent ? ", backed by " : "",
+              d->parent ? d->parent : "");
+    }
+    printf ("%u disk%s, %s received in %.1f s\n", res->disks->len,
+            res->disks->len == 1 ? "" : "s", received, res->seconds);
   }
   else {
     g_autofree char *received = ova_format_size (res->bytes_received);
@@ -94,6 +132,8 @@ cmd_receive (ova_ctx *ctx, int argc, char **argv, GError **error)
   r = repo_open (repo_dir, TRUE, REPO_LOCK_EXCLUSIVE, error);
   if (r == NULL)
     return FALSE;
+  if (ctx->cfg != NULL)
+    repo_set_run_dir (r, ctx->cfg->env.run_dir);
   ok = repo_receive (r, STDIN_FILENO, &ova_cancelled, &res, error);
   if (ok)
     print_result (ctx, &res);

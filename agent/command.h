@@ -62,5 +62,7 @@ gboolean cmd_receive (ova_ctx *ctx, int argc, char **argv, GError **error);
 gboolean cmd_verify (ova_ctx *ctx, int argc, char **argv, GError **error);
 gboolean cmd_restore (ova_ctx *ctx, int argc, char **argv, GError **error);
 gboolean cmd_import (ova_ctx *ctx, int argc, char **argv, GError **error);
+gboolean cmd_backup (ova_ctx *ctx, int argc, char **argv, GError **error);
+gboolean cmd_checkpoints (ova_ctx *ctx, int argc, char **argv, GError **error);
 
 #endif

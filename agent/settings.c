@@ -38,6 +38,7 @@ static const struct config_key {
   { "ssh_key", KEY_PATH },
   { "ssh_known_hosts", KEY_PATH },
   { "remote_command", KEY_COMMAND },
+  { "scratch_dir", KEY_PATH },
 };
 
 static const struct config_key *
@@ -81,6 +82,8 @@ config_string_field (ova_config *cfg, const char *name)
     return &cfg->ssh_known_hosts;
   if (strcmp (name, "remote_command") == 0)
     return &cfg->remote_command;
+  if (strcmp (name, "scratch_dir") == 0)
+    return &cfg->scratch_dir;
   g_assert_not_reached ();
 }
 
@@ -302,6 +305,7 @@ ova_config_load (const char *path, GError **error)
   cfg->ssh_key = NULL;
   cfg->ssh_known_hosts = NULL;
   cfg->remote_command = g_strdup ("ovagent");
+  cfg->scratch_dir = NULL;
 
   /* A file named by the user must exist; only the default may be absent. */
   if (path == NULL) {
@@ -316,6 +320,9 @@ ova_config_load (const char *path, GError **error)
     return NULL;
   if (!config_load_env (cfg, error))
     return NULL;
+  /* Follows state_dir unless set on its own. */
+  if (cfg->scratch_dir == NULL)
+    cfg->scratch_dir = g_build_filename (cfg->env.state_dir, "scratch", NULL);
   return g_steal_pointer (&cfg);
 }
 
@@ -334,5 +341,6 @@ ova_config_free (ova_config *cfg)
   g_free (cfg->ssh_key);
   g_free (cfg->ssh_known_hosts);
   g_free (cfg->remote_command);
+  g_free (cfg->scratch_dir);
   g_free (cfg);
 }

@@ -19,6 +19,9 @@ typedef struct ova_config {
   char *ssh_known_hosts; /* ssh_known_hosts; NULL = ~/.ssh/known_hosts */
   char *remote_command;  /* remote_command: the program --target runs on the
                           * target host; default "ovagent" */
+  char *scratch_dir;     /* scratch_dir: where a running VM's backup keeps
+                          * the old content of rewritten clusters; default
+                          * <state_dir>/scratch */
 } ova_config;
 
 /* Load configuration. path NULL means the default file, which may be
@@ -27,8 +30,8 @@ typedef struct ova_config {
  * Environment variables OVAGENT_DATA_CENTER, OVAGENT_LVM_DEVICES
  * (comma-separated), OVAGENT_LVM_COMMAND, OVAGENT_RUN_DIR,
  * OVAGENT_STATE_DIR, OVAGENT_LIBVIRT_URI, OVAGENT_LOG_LEVEL,
- * OVAGENT_SYSLOG, OVAGENT_SSH_KEY, OVAGENT_SSH_KNOWN_HOSTS and
- * OVAGENT_REMOTE_COMMAND override the file. */
+ * OVAGENT_SYSLOG, OVAGENT_SSH_KEY, OVAGENT_SSH_KNOWN_HOSTS,
+ * OVAGENT_REMOTE_COMMAND and OVAGENT_SCRATCH_DIR override the file. */
 ova_config *ova_config_load (const char *path, GError **error);
 void ova_config_free (ova_config *cfg);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (ova_config, ova_config_free)

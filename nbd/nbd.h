@@ -66,6 +66,9 @@ typedef struct nbdr_reader nbdr_reader;
 nbdr_reader *nbdr_reader_open (const char *uri, const char *context,
                                const nbdr_read_opts *opts, GError **error);
 guint64 nbdr_reader_size (const nbdr_reader *r);
+/* Bytes the send read from the export (data extents, including blocks that
+ * turned out to be zeros); valid once nbdr_reader_send returned. */
+guint64 nbdr_reader_bytes_read (const nbdr_reader *r);
 /* BEGIN(uuid, size), frames covering [0, size) in offset order, END.
  * Extents are asked per work range; holes (clean bitmap ranges) become
  * HOLE frames, zero extents ZERO frames, data is read asynchronously with

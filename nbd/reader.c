@@ -48,6 +48,7 @@ struct nbdr_reader {
   gboolean have_status;   /* the server serves the context */
   gboolean used;
   guint64 size;
+  guint64 bytes_read;     /* data read from the export by send */
   guint requests;
   guint request_size;
   guint nconns;
@@ -408,6 +409,7 @@ produce (run *p, GError **error)
                                len, p->next, r->uri);
         return FALSE;
       }
+      r->bytes_read += len;
     }
     p->next += len;
     e->offset += len;
@@ -705,6 +707,12 @@ guint64
 nbdr_reader_size (const nbdr_reader *r)
 {
   return r->size;
+}
+
+guint64
+nbdr_reader_bytes_read (const nbdr_reader *r)
+{
+  return r->bytes_read;
 }
 
 void

@@ -87,7 +87,9 @@ make_private_dir (const char *run_dir, GError **error)
                  run_dir ? run_dir : "");
     return NULL;
   }
-  if (g_mkdir_with_parents (run_dir, 0700) < 0) {
+  /* 0711: libvirt's QEMU reaches its backup sockets under run_dir too;
+   * this server's own directory below is 0700. */
+  if (g_mkdir_with_parents (run_dir, 0711) < 0) {
     int saved = errno;
 
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,

@@ -47,6 +47,9 @@ repo_backup_free (repo_backup *b)
   g_free (b->domain);
   g_free (b->since);
   g_free (b->parent);
+  g_free (b->checkpoint);
+  g_free (b->from_checkpoint);
+  g_free (b->vm);
   if (b->volumes)
     g_ptr_array_unref (b->volumes);
   if (b->meta)
@@ -122,6 +125,20 @@ repo_backup_id_new (GDateTime *now)
   g_autofree char *stamp = g_date_time_format (utc, "%Y%m%dT%H%M%SZ");
 
   return g_strdup_printf ("%s-%06x", stamp, g_random_int () & 0xffffff);
+}
+
+const char *
+repo_kind_name (repo_kind kind)
+{
+  switch (kind) {
+  case REPO_KIND_FULL:
+    return "full";
+  case REPO_KIND_INCREMENTAL:
+    return "incremental";
+  case REPO_KIND_DIFFERENTIAL:
+    return "differential";
+  }
+  g_return_val_if_reached ("full");
 }
 
 const char *
@@ -310,6 +327,107 @@ parse_volume (JsonNode *node, const repo_backup *b, guint i,
   return g_steal_pointer (&v);
 }
 
+/* The kind, checkpoints and parent of a changed-block backup: a full has
+ * neither from_checkpoint nor parent; an incremental is backed by the
+ * backup just before it, a differential by an earlier one, and that
+ * backup created from_checkpoint. Checkpoints are unique in a disk's
+ * manifest, so the parent is never ambiguous. */
+static gboolean
+parse_cbt_kind (repo_backup *b, const repo_manifest *m, const char *kind,
+                const char *since, const char *parent_id, const char *checkpoint,
+                const char *from_cp, const char *vm, const repo_backup **parent_out,
+                const char *what, const char *where, GError **error)
+{
+  const repo_backup *parent = NULL;
+  const repo_backup *other;
+
+  if (!check_uuid (checkpoint, "checkpoint", what, where, error) ||
+      (from_cp && !check_uuid (from_cp, "from_checkpoint", what, where, error)) ||
+      (vm && !check_uuid (vm, "vm", what, where, error)))
+    return FALSE;
+  b->checkpoint = g_ascii_strdown (checkpoint, -1);
+  b->from_checkpoint = from_cp ? g_ascii_strdown (from_cp, -1) : NULL;
+  b->vm = vm ? g_ascii_strdown (vm, -1) : NULL;
+  if (since != NULL) {
+    bad (error, what, "%s: a changed-block backup has no since", where);
+    return FALSE;
+  }
+  other = repo_manifest_find_checkpoint (m, b->checkpoint);
+  if (other != NULL) {
+    bad (error, what, "%s: checkpoint %s was already created by backup %s",
+         where, b->checkpoint, other->id);
+    return FALSE;
+  }
+
+  if (strcmp (kind, "full") == 0)
+    b->kind = REPO_KIND_FULL;
+  else if (strcmp (kind, "incremental") == 0)
+    b->kind = REPO_KIND_INCREMENTAL;
+  else if (strcmp (kind, "differential") == 0)
+    b->kind = REPO_KIND_DIFFERENTIAL;
+  else {
+    g_autofree char *q = ova_quote_untrusted (kind, QUOTE_MAX);
+
+    bad (error, what, "%s: kind %s is not full, incremental or differential", where, q);
+    return FALSE;
+  }
+  if (b->kind == REPO_KIND_FULL) {
+    if (from_cp != NULL || parent_id != NULL) {
+      bad (error, what, "%s: a full backup has no from_checkpoint or parent", where);
+      return FALSE;
+    }
+    *parent_out = NULL;
+    return TRUE;
+  }
+
+  if (from_cp == NULL || parent_id == NULL) {
+    bad (error, what, "%s: an %s backup needs from_checkpoint and parent", where, kind);
+    return FALSE;
+  }
+  parent = repo_manifest_find (m, parent_id);
+  if (parent == NULL) {
+    g_autofree char *q = ova_quote_untrusted (parent_id, QUOTE_MAX);
+
+    bad (error, what, "%s: parent %s is not an earlier backup", where, q);
+    return FALSE;
+  }
+  if (g_strcmp0 (parent->checkpoint, b->from_checkpoint) != 0) {
+    bad (error, what, "%s: from_checkpoint is %s but parent %s created %s%s",
+         where, b->from_checkpoint, parent->id,
+         parent->checkpoint ? "checkpoint " : "no checkpoint",
+         parent->checkpoint ? parent->checkpoint : "");
+    return FALSE;
+  }
+  if (b->kind == REPO_KIND_INCREMENTAL && parent != repo_manifest_latest (m)) {
+    bad (error, what, "%s: an incremental is backed by the backup just before it, "
+         "not by %s", where, parent->id);
+    return FALSE;
+  }
+  b->parent = g_strdup (parent->id);
+  *parent_out = parent;
+  return TRUE;
+}
+
+/* A changed-block backup holds the disk as one qcow2 named by the image. */
+static gboolean
+check_cbt_volume (const repo_backup *b, const repo_manifest *m,
+                  const char *what, const char *where, GError **error)
+{
+  const repo_volume *v = g_ptr_array_index (b->volumes, 0);
+
+  if (b->volumes->len != 1) {
+    bad (error, what, "%s: a changed-block backup has one volume, not %u",
+         where, b->volumes->len);
+    return FALSE;
+  }
+  if (strcmp (v->uuid, m->disk) != 0 || strcmp (v->format, "qcow2") != 0) {
+    bad (error, what, "%s: the volume of a changed-block backup is the disk %s "
+         "as qcow2, not %s (%s)", where, m->disk, v->uuid, v->format);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 static repo_backup *
 parse_backup (JsonNode *node, guint index, const repo_manifest *m,
               const char *what, GError **error)
@@ -318,6 +436,7 @@ parse_backup (JsonNode *node, guint index, const repo_manifest *m,
   g_autofree char *where = g_strdup_printf ("backup %u", index);
   g_autoptr(GDateTime) t = NULL;
   const char *id, *time, *host, *domain, *kind, *since, *parent_id;
+  const char *checkpoint, *from_cp, *vm;
   const repo_backup *parent = NULL;
   JsonNode *vols, *meta;
   JsonObject *o;
@@ -366,7 +485,20 @@ parse_backup (JsonNode *node, guint index, const repo_manifest *m,
   b->host = g_strdup (host);
   b->domain = domain ? g_ascii_strdown (domain, -1) : NULL;
 
-  if (strcmp (kind, "full") == 0) {
+  if (!get_string (o, "checkpoint", TRUE, &checkpoint, what, where, error) ||
+      !get_string (o, "from_checkpoint", TRUE, &from_cp, what, where, error) ||
+      !get_string (o, "vm", TRUE, &vm, what, where, error))
+    return NULL;
+  if (checkpoint != NULL) {
+    if (!parse_cbt_kind (b, m, kind, since, parent_id, checkpoint, from_cp, vm,
+                         &parent, what, where, error))
+      return NULL;
+  }
+  else if (from_cp != NULL || vm != NULL) {
+    bad (error, what, "%s: from_checkpoint or vm without a checkpoint", where);
+    return NULL;
+  }
+  else if (strcmp (kind, "full") == 0) {
     b->kind = REPO_KIND_FULL;
     if (since != NULL || parent_id != NULL) {
       bad (error, what, "%s: a full backup has no since or parent", where);
@@ -402,7 +534,8 @@ parse_backup (JsonNode *node, guint index, const repo_manifest *m,
   else {
     g_autofree char *q = ova_quote_untrusted (kind, QUOTE_MAX);
 
-    bad (error, what, "%s: kind %s is not full or incremental", where, q);
+    bad (error, what, "%s: kind %s is not full or incremental (a chain export "
+         "has no checkpoint)", where, q);
     return NULL;
   }
 
@@ -429,6 +562,8 @@ parse_backup (JsonNode *node, guint index, const repo_manifest *m,
     }
     g_ptr_array_add (b->volumes, v);
   }
+  if (repo_backup_is_cbt (b) && !check_cbt_volume (b, m, what, where, error))
+    return NULL;
 
   meta = json_object_get_member (o, "meta");
   if (meta != NULL && !JSON_NODE_HOLDS_NULL (meta)) {
@@ -536,9 +671,15 @@ build_backup (JsonBuilder *jb, const repo_backup *b)
   add_string_or_null (jb, "time", b->time);
   add_string_or_null (jb, "host", b->host);
   add_string_or_null (jb, "domain", b->domain);
-  add_string_or_null (jb, "kind", b->kind == REPO_KIND_FULL ? "full" : "incremental");
+  add_string_or_null (jb, "kind", repo_kind_name (b->kind));
   add_string_or_null (jb, "since", b->since);
   add_string_or_null (jb, "parent", b->parent);
+  /* Chain exports keep the members they always had. */
+  if (repo_backup_is_cbt (b)) {
+    add_string_or_null (jb, "checkpoint", b->checkpoint);
+    add_string_or_null (jb, "from_checkpoint", b->from_checkpoint);
+    add_string_or_null (jb, "vm", b->vm);
+  }
   json_builder_set_member_name (jb, "volumes");
   json_builder_begin_array (jb);
   for (guint i = 0; i < b->volumes->len; i++) {
@@ -731,6 +872,18 @@ repo_manifest_latest (const repo_manifest *m)
   if (m->backups->len == 0)
     return NULL;
   return g_ptr_array_index (m->backups, m->backups->len - 1);
+}
+
+const repo_backup *
+repo_manifest_find_checkpoint (const repo_manifest *m, const char *checkpoint)
+{
+  for (guint i = m->backups->len; i > 0; i--) {
+    const repo_backup *b = g_ptr_array_index (m->backups, i - 1);
+
+    if (b->checkpoint != NULL && g_ascii_strcasecmp (b->checkpoint, checkpoint) == 0)
+      return b;
+  }
+  return NULL;
 }
 
 const repo_volume *

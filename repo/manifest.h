@@ -27,7 +27,11 @@
 typedef enum {
   REPO_KIND_FULL = 0,
   REPO_KIND_INCREMENTAL,
+  REPO_KIND_DIFFERENTIAL,   /* changed-block backups only */
 } repo_kind;
+
+/* "full", "incremental", "differential". */
+const char *repo_kind_name (repo_kind kind);
 
 typedef struct repo_volume {
   char *uuid;
@@ -46,8 +50,15 @@ typedef struct repo_backup {
   char *host;            /* the sending host (from the stream), may be NULL */
   char *domain;          /* storage domain UUID (from the stream), may be NULL */
   repo_kind kind;
-  char *since;           /* incremental: the volume the first one is backed by */
-  char *parent;          /* incremental: the backup holding `since` */
+  char *since;           /* chain incremental: the volume the first one is backed by */
+  char *parent;          /* chain incremental: the backup holding `since`;
+                          * changed-block backup: the backup it is backed by */
+  /* Changed-block (CBT) backups only, all NULL for a chain export: the
+   * checkpoint the backup created, the one it continues from (NULL for a
+   * full) and the VM. Its one volume is the disk itself (uuid = image). */
+  char *checkpoint;
+  char *from_checkpoint;
+  char *vm;
   GPtrArray *volumes;    /* repo_volume*, base first */
   JsonNode *meta;        /* the stream's META object, kept as received */
 } repo_backup;
@@ -56,6 +67,9 @@ typedef struct repo_manifest {
   char *disk;            /* image UUID, lower case */
   GPtrArray *backups;    /* repo_backup*, in commit order */
 } repo_manifest;
+
+/* A changed-block backup (it has a checkpoint), not a chain export. */
+#define repo_backup_is_cbt(b) ((b)->checkpoint != NULL)
 
 void repo_volume_free (repo_volume *v);
 void repo_backup_free (repo_backup *b);
@@ -83,7 +97,8 @@ char *repo_expected_backing (const repo_backup *b, guint i,
 /* Parse and check a manifest. Everything is checked before any path is
  * built from it: ids, UUIDs, file names (exactly "ID/VOL.ext"), backing
  * strings (exactly what the chain implies), digests, the chain of
- * incrementals. what names the source in messages. OVA_ERROR_INTEGRITY if
+ * incrementals, and for changed-block backups the checkpoints and the
+ * backup each one is backed by. what names the source in messages. OVA_ERROR_INTEGRITY if
  * anything is off. */
 repo_manifest *repo_manifest_parse (const char *disk, const char *text, gsize len,
                                     const char *what, GError **error);
@@ -103,6 +118,9 @@ gboolean repo_fsync_dir (const char *dir, GError **error);
 
 const repo_backup *repo_manifest_find (const repo_manifest *m, const char *id);
 const repo_backup *repo_manifest_latest (const repo_manifest *m);
+/* The newest backup that created checkpoint, or NULL. */
+const repo_backup *repo_manifest_find_checkpoint (const repo_manifest *m,
+                                                  const char *checkpoint);
 /* The last volume of the latest backup: what an incremental must continue
  * from; NULL for an empty manifest. */
 const repo_volume *repo_manifest_latest_volume (const repo_manifest *m);

@@ -1,2 +1,804 @@
-/* placeholder */
-typedef int ova_placeholder_receive_backup;
+/* ovagent: receiving a changed-block ("backup" mode) stream: each disk a qcow2
+ * backed by its parent backup, written through qemu-nbd; all disks or none. */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <json-glib/json-glib.h>
+
+#include "error.h"
+#include "log.h"
+#include "util.h"
+#include "nbd/nbd.h"
+#include "repo/repo.h"
+#include "stream/stream.h"
+
+#define QUOTE_MAX 80
+
+/* Free-text fields of the stream kept in the manifest. */
+#define TEXT_FIELD_MAX 255
+
+/* The largest disk a stream may announce (64 TiB), and the unit of its size. */
+#define DISK_SIZE_MAX ((guint64) 64 << 40)
+#define SECTOR 512
+
+/* One disk of the stream and where it goes. */
+typedef struct bk_disk {
+  char *disk;              /* image UUID, lower case */
+  char *domain;            /* storage domain UUID, or NULL */
+  repo_kind kind;
+  char *from_checkpoint;   /* NULL for a full */
+  guint64 size;            /* virtual size */
+
+  char *disk_dir;
+  repo_manifest *m;        /* as loaded; the new entry is added at the commit */
+  const repo_backup *parent;  /* in m; NULL for a full */
+  char *backing;           /* "../PARENT_ID/IMG.qcow2", or NULL */
+  gboolean had_manifest;   /* manifest.json existed before this run */
+  gboolean made_disk_dir;  /* disk_dir did not exist before this run */
+
+  char *incoming;          /* disk_dir/.incoming-ID */
+  char *final;             /* disk_dir/ID */
+  char *path;              /* the qcow2 under incoming */
+  gboolean created;        /* incoming exists and is ours */
+  gboolean renamed;        /* it is now final */
+  gboolean committed;      /* the manifest names it */
+  repo_volume *vol;        /* what the manifest gets, once checked */
+} bk_disk;
+
+static void
+bk_disk_free (bk_disk *d)
+{
+  if (d == NULL)
+    return;
+  g_free (d->disk);
+  g_free (d->domain);
+  g_free (d->from_checkpoint);
+  g_free (d->disk_dir);
+  repo_manifest_free (d->m);
+  g_free (d->backing);
+  g_free (d->incoming);
+  g_free (d->final);
+  g_free (d->path);
+  repo_volume_free (d->vol);
+  g_free (d);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (bk_disk, bk_disk_free)
+
+typedef struct bk {
+  repo *r;
+  volatile sig_atomic_t *cancel;
+  JsonNode *meta;          /* not owned */
+  char *host;
+  char *vm;
+  char *checkpoint;
+  GPtrArray *disks;        /* bk_disk*, in stream order */
+  char *backup_id;
+  char *sock_dir;
+
+  guint next;              /* index of the next disk to begin */
+  bk_disk *cur;            /* the disk being written, or NULL */
+  guint64 pos;             /* where its next frame starts */
+  nbdr_server *srv;
+  nbdr_dest *dest;
+} bk;
+
+static void
+bk_close_dest (bk *b)
+{
+  g_clear_pointer (&b->dest, nbdr_dest_free);
+  g_clear_pointer (&b->srv, nbdr_server_stop);
+  b->cur = NULL;
+}
+
+static void
+bk_free (bk *b)
+{
+  if (b == NULL)
+    return;
+  bk_close_dest (b);
+  g_free (b->host);
+  g_free (b->vm);
+  g_free (b->checkpoint);
+  if (b->disks)
+    g_ptr_array_unref (b->disks);
+  g_free (b->backup_id);
+  g_free (b->sock_dir);
+  g_free (b);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (bk, bk_free)
+
+/* ---- META ---- */
+
+static bk_disk *
+parse_disk (JsonNode *node, guint i, GError **error)
+{
+  g_autofree char *where = g_strdup_printf ("volume %u: ", i);
+  g_autofree char *disk = NULL;
+  g_autoptr(bk_disk) d = NULL;
+  const char *kind, *format;
+  guint64 capacity;
+  JsonObject *o;
+  gboolean ok;
+
+  if (!JSON_NODE_HOLDS_OBJECT (node)) {
+    repo_rx_meta_error (error, "volume %u is not an object", i);
+    return NULL;
+  }
+  o = json_node_get_object (node);
+  d = g_new0 (bk_disk, 1);
+  if (!repo_rx_member_uuid (o, "uuid", FALSE, &d->disk, where, error) ||
+      !repo_rx_member_uuid (o, "disk", FALSE, &disk, where, error) ||
+      !repo_rx_member_uuid (o, "domain", TRUE, &d->domain, where, error) ||
+      !repo_rx_member_uuid (o, "from_checkpoint", TRUE, &d->from_checkpoint, where, error))
+    return NULL;
+  /* The stream volume is the disk: the repository files it by that name. */
+  if (strcmp (d->disk, disk) != 0) {
+    repo_rx_meta_error (error, "volume %s is for disk %s; in a backup stream "
+                        "a volume is named by its disk", d->disk, disk);
+    return NULL;
+  }
+  kind = repo_rx_member_string (o, "kind", &ok);
+  if (g_strcmp0 (kind, "full") == 0)
+    d->kind = REPO_KIND_FULL;
+  else if (g_strcmp0 (kind, "incremental") == 0)
+    d->kind = REPO_KIND_INCREMENTAL;
+  else if (g_strcmp0 (kind, "differential") == 0)
+    d->kind = REPO_KIND_DIFFERENTIAL;
+  else {
+    g_autofree char *q = kind ? ova_quote_untrusted (kind, QUOTE_MAX) : g_strdup ("none");
+
+    repo_rx_meta_error (error, "disk %s: kind %s is not full, incremental or "
+                        "differential", d->disk, q);
+    return NULL;
+  }
+  if ((d->kind == REPO_KIND_FULL) != (d->from_checkpoint == NULL)) {
+    repo_rx_meta_error (error, "disk %s: a %s backup %s a from_checkpoint", d->disk,
+                        repo_kind_name (d->kind),
+                        d->kind == REPO_KIND_FULL ? "cannot have" : "needs");
+    return NULL;
+  }
+  format = repo_rx_member_string (o, "format", &ok);
+  if (g_strcmp0 (format, "guest") != 0) {
+    g_autofree char *q = format ? ova_quote_untrusted (format, QUOTE_MAX) : g_strdup ("none");
+
+    repo_rx_meta_error (error, "disk %s: format %s is not \"guest\"", d->disk, q);
+    return NULL;
+  }
+  if (!repo_rx_member_size (o, "size", &d->size) || d->size == 0 ||
+      d->size % SECTOR != 0 || d->size > DISK_SIZE_MAX) {
+    repo_rx_meta_error (error, "disk %s: size must be a multiple of %d bytes "
+                        "from %d bytes to 64 TiB", d->disk, SECTOR, SECTOR);
+    return NULL;
+  }
+  if (json_object_has_member (o, "capacity") &&
+      (!repo_rx_member_size (o, "capacity", &capacity) || capacity != d->size)) {
+    repo_rx_meta_error (error, "disk %s: capacity differs from its size %" G_GUINT64_FORMAT,
+                        d->disk, d->size);
+    return NULL;
+  }
+  return g_steal_pointer (&d);
+}
+
+static gboolean
+parse_meta (bk *b, GError **error)
+{
+  JsonObject *o = json_node_get_object (b->meta);
+  g_autofree char *job = NULL;
+  JsonNode *vm, *vols, *xml;
+  const char *host;
+  gboolean ok;
+  guint n;
+
+  vm = json_object_get_member (o, "vm");
+  if (vm == NULL || !JSON_NODE_HOLDS_OBJECT (vm)) {
+    repo_rx_meta_error (error, "\"vm\" must be an object");
+    return FALSE;
+  }
+  if (!repo_rx_member_uuid (json_node_get_object (vm), "uuid", FALSE, &b->vm, "vm: ", error) ||
+      !repo_rx_member_uuid (o, "job", FALSE, &job, "", error) ||
+      !repo_rx_member_uuid (o, "checkpoint", FALSE, &b->checkpoint, "", error))
+    return FALSE;
+  xml = json_object_get_member (o, "checkpoint_xml");
+  if (xml != NULL && !JSON_NODE_HOLDS_NULL (xml) &&
+      (!JSON_NODE_HOLDS_VALUE (xml) || json_node_get_value_type (xml) != G_TYPE_STRING)) {
+    repo_rx_meta_error (error, "\"checkpoint_xml\" must be a string or null");
+    return FALSE;
+  }
+  host = repo_rx_member_string (o, "host", &ok);
+  if (host && strlen (host) <= TEXT_FIELD_MAX && g_utf8_validate (host, -1, NULL))
+    b->host = g_strdup (host);
+
+  vols = json_object_get_member (o, "volumes");
+  if (vols == NULL || !JSON_NODE_HOLDS_ARRAY (vols) ||
+      (n = json_array_get_length (json_node_get_array (vols))) == 0 ||
+      n > STRM_MAX_VOLUMES) {
+    repo_rx_meta_error (error, "\"volumes\" must be an array of 1 to %d disks",
+                        STRM_MAX_VOLUMES);
+    return FALSE;
+  }
+  b->disks = g_ptr_array_new_with_free_func ((GDestroyNotify) bk_disk_free);
+  for (guint i = 0; i < n; i++) {
+    bk_disk *d = parse_disk (json_array_get_element (json_node_get_array (vols), i),
+                             i, error);
+
+    if (d == NULL)
+      return FALSE;
+    g_ptr_array_add (b->disks, d);
+    for (guint j = 0; j < i; j++) {
+      const bk_disk *other = g_ptr_array_index (b->disks, j);
+
+      if (strcmp (other->disk, d->disk) == 0) {
+        repo_rx_meta_error (error, "disk %s is listed twice", d->disk);
+        return FALSE;
+      }
+    }
+    if (d->from_checkpoint && strcmp (d->from_checkpoint, b->checkpoint) == 0) {
+      repo_rx_meta_error (error, "disk %s continues from checkpoint %s, the one "
+                          "this backup creates", d->disk, b->checkpoint);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+/* ---- before the first write ---- */
+
+/* The backup a disk's new one is backed by: none for a full; the latest
+ * for an incremental, which must have created from_checkpoint; for a
+ * differential the newest one that created from_checkpoint. */
+static gboolean
+find_parent (bk_disk *d, const char *checkpoint, GError **error)
+{
+  const repo_backup *latest = repo_manifest_latest (d->m);
+  const repo_backup *again = repo_manifest_find_checkpoint (d->m, checkpoint);
+  const repo_volume *top;
+
+  /* Checkpoints name backups: one created twice would make the parent of
+   * a later differential ambiguous. */
+  if (again != NULL) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "the stream creates checkpoint %s, but backup %s of disk %s "
+                 "already created it", checkpoint, again->id, d->disk);
+    return FALSE;
+  }
+
+  switch (d->kind) {
+  case REPO_KIND_FULL:
+    return TRUE;
+  case REPO_KIND_INCREMENTAL:
+    if (latest == NULL) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "the stream continues from checkpoint %s but the repository has "
+                   "no backup of disk %s; take a full backup", d->from_checkpoint, d->disk);
+      return FALSE;
+    }
+    if (g_strcmp0 (latest->checkpoint, d->from_checkpoint) != 0) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "the stream continues from checkpoint %s but the repository's "
+                   "latest backup of disk %s is %s (%s%s); take a full backup",
+                   d->from_checkpoint, d->disk, latest->id,
+                   latest->checkpoint ? "checkpoint " : "a chain export, no checkpoint",
+                   latest->checkpoint ? latest->checkpoint : "");
+      return FALSE;
+    }
+    d->parent = latest;
+    break;
+  case REPO_KIND_DIFFERENTIAL:
+    d->parent = repo_manifest_find_checkpoint (d->m, d->from_checkpoint);
+    if (d->parent == NULL) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "the stream is a differential from checkpoint %s but no backup of "
+                   "disk %s in the repository created it; take a full backup",
+                   d->from_checkpoint, d->disk);
+      return FALSE;
+    }
+    break;
+  default:
+    g_assert_not_reached ();
+  }
+  /* A backup that created a checkpoint is a changed-block one: one qcow2
+   * named by the disk (the manifest checks say so). */
+  top = g_ptr_array_index (d->parent->volumes, d->parent->volumes->len - 1);
+  d->backing = g_strconcat ("../", top->file, NULL);
+  return TRUE;
+}
+
+static gboolean
+id_is_free (const bk *b, const char *id)
+{
+  for (guint i = 0; i < b->disks->len; i++) {
+    const bk_disk *d = g_ptr_array_index (b->disks, i);
+    g_autofree char *dir = g_build_filename (d->disk_dir, id, NULL);
+
+    if (repo_manifest_find (d->m, id) != NULL || g_file_test (dir, G_FILE_TEST_EXISTS))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+/* Check every disk against its manifest, then make the directories. */
+static gboolean
+prepare (bk *b, GDateTime *now, GError **error)
+{
+  for (guint i = 0; i < b->disks->len; i++) {
+    bk_disk *d = g_ptr_array_index (b->disks, i);
+    g_autofree char *mpath = NULL;
+
+    d->disk_dir = repo_disk_dir (b->r, d->disk);
+    mpath = g_build_filename (d->disk_dir, REPO_MANIFEST_NAME, NULL);
+    d->m = repo_manifest_load (d->disk_dir, d->disk, TRUE, error);
+    if (d->m == NULL || !find_parent (d, b->checkpoint, error))
+      return FALSE;
+    d->had_manifest = g_file_test (mpath, G_FILE_TEST_EXISTS);
+  }
+  for (guint i = 0; i < b->disks->len; i++) {
+    bk_disk *d = g_ptr_array_index (b->disks, i);
+
+    if (ova_is_directory (d->disk_dir)) {
+      if (!repo_rx_remove_leftovers (d->disk_dir, d->m, error))
+        return FALSE;
+    }
+    else if (repo_rx_make_dir (d->disk_dir, error))
+      d->made_disk_dir = TRUE;
+    else
+      return FALSE;
+  }
+  for (;;) {
+    g_autofree char *id = repo_backup_id_new (now);
+
+    if (!id_is_free (b, id))
+      continue;
+    b->backup_id = g_steal_pointer (&id);
+    break;
+  }
+  for (guint i = 0; i < b->disks->len; i++) {
+    bk_disk *d = g_ptr_array_index (b->disks, i);
+    g_autofree char *inc = g_strconcat (REPO_INCOMING_PREFIX, b->backup_id, NULL);
+    g_autofree char *base = repo_volume_basename (d->disk, "qcow2");
+
+    d->incoming = g_build_filename (d->disk_dir, inc, NULL);
+    d->final = g_build_filename (d->disk_dir, b->backup_id, NULL);
+    d->path = g_build_filename (d->incoming, base, NULL);
+    if (!repo_rx_make_dir (d->incoming, error))
+      return FALSE;
+    d->created = TRUE;
+  }
+  return TRUE;
+}
+
+/* qemu-nbd sockets: the configured run_dir where we may write, else the
+ * temporary directory (a backup server need not have run_dir). */
+static char *
+socket_dir (const repo *r)
+{
+  if (r->run_dir != NULL && g_path_is_absolute (r->run_dir) &&
+      ova_is_directory (r->run_dir) && access (r->run_dir, W_OK | X_OK) == 0)
+    return g_strdup (r->run_dir);
+  return g_strdup (g_get_tmp_dir ());
+}
+
+/* ---- writing ---- */
+
+/* A write error: with the context a full file system needs. */
+static void
+prefix_write_error (const bk *b, guint64 offset, GError **error)
+{
+  struct statvfs sv;
+  g_autofree char *avail = NULL;
+
+  if (error == NULL || *error == NULL)
+    return;
+  if (!g_error_matches (*error, OVA_ERROR, OVA_ERROR_NO_SPACE)) {
+    g_prefix_error (error, "disk %s at offset %" G_GUINT64_FORMAT ": ",
+                    b->cur ? b->cur->disk : "?", offset);
+    return;
+  }
+  avail = statvfs (b->r->dir, &sv) == 0
+    ? ova_format_size ((guint64) sv.f_bavail * sv.f_frsize) : g_strdup ("unknown");
+  g_prefix_error (error, "no space left on the file system of %s while writing disk "
+                  "%s at offset %" G_GUINT64_FORMAT " (%s free); nothing was "
+                  "committed: ", b->r->dir, b->cur ? b->cur->disk : "?", offset, avail);
+}
+
+static gboolean
+create_image (const bk *b, const bk_disk *d, GError **error)
+{
+  g_autofree char *size = g_strdup_printf ("%" G_GUINT64_FORMAT, d->size);
+  g_autoptr(GError) err = NULL;
+  const char *argv[16];
+  int n = 0;
+
+  argv[n++] = "qemu-img";
+  argv[n++] = "create";
+  argv[n++] = "-q";
+  argv[n++] = "-f";
+  argv[n++] = "qcow2";
+  argv[n++] = "-o";
+  argv[n++] = "compat=1.1";
+  if (d->backing) {
+    /* Relative to the new file's directory, as it will be once renamed:
+     * .incoming-ID and ID are siblings of the parent's directory. */
+    argv[n++] = "-b";
+    argv[n++] = d->backing;
+    argv[n++] = "-F";
+    argv[n++] = "qcow2";
+  }
+  argv[n++] = d->path;
+  argv[n++] = size;
+  argv[n] = NULL;
+  g_assert ((size_t) n < G_N_ELEMENTS (argv));
+  if (ova_run (argv, NULL, NULL, &err))
+    return TRUE;
+  {
+    struct statvfs sv;
+    gboolean full = strstr (err->message, g_strerror (ENOSPC)) != NULL ||
+      (statvfs (d->incoming, &sv) == 0 && sv.f_bavail == 0);
+
+    g_set_error (error, OVA_ERROR, full ? OVA_ERROR_NO_SPACE : OVA_ERROR_INTERNAL,
+                 "cannot create %s for disk %s%s%s in %s: %s", d->path, d->disk,
+                 d->backing ? " backed by " : "", d->backing ? d->backing : "",
+                 b->r->dir, err->message);
+  }
+  return FALSE;
+}
+
+static gboolean
+begin_disk (bk *b, const strm_frame *f, GError **error)
+{
+  bk_disk *d;
+
+  if (b->cur != NULL || b->next >= b->disks->len) {
+    repo_rx_meta_error (error, "the stream begins a disk the metadata does not "
+                        "announce at that place");
+    return FALSE;
+  }
+  d = g_ptr_array_index (b->disks, b->next);
+  if (f->uuid == NULL || g_ascii_strcasecmp (f->uuid, d->disk) != 0 || f->size != d->size) {
+    g_autofree char *q = ova_quote_untrusted (f->uuid ? f->uuid : "", QUOTE_MAX);
+
+    repo_rx_meta_error (error, "disk %u begins as %s of %" G_GUINT64_FORMAT " bytes, "
+                        "but the metadata announces %s of %" G_GUINT64_FORMAT " bytes",
+                        b->next, q, f->size, d->disk, d->size);
+    return FALSE;
+  }
+  b->next++;
+  if (!create_image (b, d, error))
+    return FALSE;
+  b->cur = d;
+  b->pos = 0;
+  b->srv = nbdr_server_start (d->path, "qcow2", TRUE, NULL, b->sock_dir, error);
+  if (b->srv == NULL)
+    return FALSE;
+  b->dest = nbdr_dest_open (nbdr_server_uri (b->srv), error);
+  if (b->dest == NULL)
+    return FALSE;
+  if (nbdr_dest_size (b->dest) != d->size) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "%s opens as %" G_GUINT64_FORMAT " bytes, not the %" G_GUINT64_FORMAT
+                 " of disk %s", d->path, nbdr_dest_size (b->dest), d->size, d->disk);
+    return FALSE;
+  }
+  ova_debug ("receiving %s backup of disk %s (%" G_GUINT64_FORMAT " bytes) into %s%s%s",
+             repo_kind_name (d->kind), d->disk, d->size, d->path,
+             d->backing ? " backed by " : "", d->backing ? d->backing : "");
+  return TRUE;
+}
+
+/* Frames continue where the previous one ended (the decoder checks it
+ * too; here it costs nothing). */
+static gboolean
+check_frame (const bk *b, const strm_frame *f, GError **error)
+{
+  if (b->cur == NULL || f->offset != b->pos || f->length > b->cur->size - b->pos) {
+    repo_rx_meta_error (error, "a frame at offset %" G_GUINT64_FORMAT " of %"
+                        G_GUINT64_FORMAT " bytes does not continue the current disk",
+                        f->offset, f->length);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+write_frame (bk *b, const strm_frame *f, GError **error)
+{
+  gboolean ok = TRUE;
+
+  if (!check_frame (b, f, error))
+    return FALSE;
+  if (f->type == STRM_FRAME_DATA)
+    ok = nbdr_dest_pwrite (b->dest, f->data, f->length, f->offset, error);
+  else if (f->type == STRM_FRAME_ZERO && b->cur->kind != REPO_KIND_FULL)
+    /* Over a backing file, zeros must be written; a new full reads as
+     * zeros wherever nothing was written. A HOLE leaves what is below. */
+    ok = nbdr_dest_zero (b->dest, f->offset, f->length, error);
+  if (!ok) {
+    prefix_write_error (b, f->offset, error);
+    return FALSE;
+  }
+  b->pos += f->length;
+  return TRUE;
+}
+
+static gboolean
+end_disk (bk *b, GError **error)
+{
+  if (b->cur == NULL || b->pos != b->cur->size) {
+    repo_rx_meta_error (error, "disk %s ends at offset %" G_GUINT64_FORMAT " of its %"
+                        G_GUINT64_FORMAT " bytes", b->cur ? b->cur->disk : "?",
+                        b->pos, b->cur ? b->cur->size : 0);
+    return FALSE;
+  }
+  /* Flushed and the server gone before the next disk: each file is
+   * complete on its own, and one qemu-nbd runs at a time. */
+  if (!nbdr_dest_close (b->dest, error)) {
+    prefix_write_error (b, b->pos, error);
+    return FALSE;
+  }
+  bk_close_dest (b);
+  return TRUE;
+}
+
+static gboolean
+receive_frames (bk *b, strm_decoder *dec, GError **error)
+{
+  for (;;) {
+    strm_frame f;
+
+    if (repo_rx_interrupted (b->r, b->cancel, error) || !strm_decoder_next (dec, &f, error))
+      return FALSE;
+    switch (f.type) {
+    case STRM_FRAME_BEGIN:
+      if (!begin_disk (b, &f, error))
+        return FALSE;
+      break;
+    case STRM_FRAME_DATA:
+    case STRM_FRAME_ZERO:
+    case STRM_FRAME_HOLE:
+      if (!write_frame (b, &f, error))
+        return FALSE;
+      break;
+    case STRM_FRAME_END:
+      if (!end_disk (b, error))
+        return FALSE;
+      break;
+    case STRM_FRAME_STREAM_END:
+      if (!strm_decoder_complete (dec)) {
+        g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                     "the stream ended without a checked trailer");
+        return FALSE;
+      }
+      if (b->cur != NULL || b->next != b->disks->len) {
+        repo_rx_meta_error (error, "the stream ends after %u of the %u disks it announces",
+                            b->next, b->disks->len);
+        return FALSE;
+      }
+      {
+        g_autoptr(GError) err = NULL;
+
+        if (!strm_decoder_next (dec, &f, &err) && err != NULL) {
+          g_propagate_error (error, g_steal_pointer (&err));
+          return FALSE;
+        }
+      }
+      return TRUE;
+    default:
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "unexpected frame of type %u in a backup stream", f.type);
+      return FALSE;
+    }
+  }
+}
+
+/* ---- commit ---- */
+
+/* What qemu reads must be what the manifest will say; then the digest
+ * of the whole file (qemu chose its layout), and the file on disk. */
+static gboolean
+finish_disk (bk *b, bk_disk *d, GError **error)
+{
+  g_auto(repo_qcow2_info) info = { 0 };
+  g_autoptr(repo_volume) v = g_new0 (repo_volume, 1);
+  g_autofree char *base = repo_volume_basename (d->disk, "qcow2");
+  const char *want_fmt = d->backing ? "qcow2" : NULL;
+
+  if (!repo_qcow2_probe (d->path, &info, error))
+    return FALSE;
+  if (g_strcmp0 (info.backing, d->backing) != 0 ||
+      g_strcmp0 (info.backing_format, want_fmt) != 0 ||
+      info.virtual_size != d->size || info.data_file) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "%s is %" G_GUINT64_FORMAT " bytes backed by %s (%s)%s, expected %"
+                 G_GUINT64_FORMAT " bytes backed by %s (%s)", d->path, info.virtual_size,
+                 info.backing ? info.backing : "nothing",
+                 info.backing_format ? info.backing_format : "no format",
+                 info.data_file ? " with a data file" : "", d->size,
+                 d->backing ? d->backing : "nothing", want_fmt ? want_fmt : "no format");
+    return FALSE;
+  }
+  v->uuid = g_strdup (d->disk);
+  v->format = g_strdup ("qcow2");
+  v->file = g_build_filename (b->backup_id, base, NULL);
+  v->virtual_size = info.virtual_size;
+  v->backing = g_strdup (d->backing);
+  v->digest = repo_file_digest (d->path, &v->size, b->cancel, error);
+  if (v->digest == NULL || !repo_rx_fsync_path (d->path, error) ||
+      !repo_fsync_dir (d->incoming, error))
+    return FALSE;
+  d->vol = g_steal_pointer (&v);
+  return TRUE;
+}
+
+static repo_backup *
+new_entry (const bk *b, bk_disk *d, GDateTime *now)
+{
+  repo_backup *e = repo_backup_new ();
+
+  e->id = g_strdup (b->backup_id);
+  e->time = g_date_time_format (now, "%Y-%m-%dT%H:%M:%SZ");
+  e->host = g_strdup (b->host);
+  e->domain = g_strdup (d->domain);
+  e->kind = d->kind;
+  e->parent = d->parent ? g_strdup (d->parent->id) : NULL;
+  e->checkpoint = g_strdup (b->checkpoint);
+  e->from_checkpoint = g_strdup (d->from_checkpoint);
+  e->vm = g_strdup (b->vm);
+  e->meta = json_node_ref (b->meta);
+  g_ptr_array_add (e->volumes, g_steal_pointer (&d->vol));
+  return e;
+}
+
+static gboolean
+commit (bk *b, GDateTime *now, GError **error)
+{
+  for (guint i = 0; i < b->disks->len; i++) {
+    if (repo_rx_interrupted (b->r, b->cancel, error) ||
+        !finish_disk (b, g_ptr_array_index (b->disks, i), error))
+      return FALSE;
+  }
+  for (guint i = 0; i < b->disks->len; i++) {
+    bk_disk *d = g_ptr_array_index (b->disks, i);
+
+    if (repo_rx_interrupted (b->r, b->cancel, error))
+      return FALSE;
+    if (rename (d->incoming, d->final) < 0) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "cannot rename %s to %s: %s", d->incoming, d->final, g_strerror (errno));
+      return FALSE;
+    }
+    d->renamed = TRUE;
+    if (!repo_fsync_dir (d->disk_dir, error))
+      return FALSE;
+  }
+  if (repo_rx_interrupted (b->r, b->cancel, error))
+    return FALSE;
+  /* The manifests last: a failure puts back the ones already written. */
+  for (guint i = 0; i < b->disks->len; i++) {
+    bk_disk *d = g_ptr_array_index (b->disks, i);
+
+    g_ptr_array_add (d->m->backups, new_entry (b, d, now));
+    if (!repo_manifest_save (d->m, d->disk_dir, error)) {
+      g_ptr_array_remove_index (d->m->backups, d->m->backups->len - 1);
+      return FALSE;
+    }
+    d->committed = TRUE;
+  }
+  return TRUE;
+}
+
+/* The manifest as it was before this run. */
+static gboolean
+put_back_manifest (bk_disk *d, GError **error)
+{
+  g_autofree char *path = g_build_filename (d->disk_dir, REPO_MANIFEST_NAME, NULL);
+
+  g_ptr_array_remove_index (d->m->backups, d->m->backups->len - 1);
+  if (d->had_manifest)
+    return repo_manifest_save (d->m, d->disk_dir, error);
+  if (unlink (path) < 0 && errno != ENOENT) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot remove %s: %s", path, g_strerror (errno));
+    return FALSE;
+  }
+  return repo_fsync_dir (d->disk_dir, error);
+}
+
+/* Undo a failed run: no disk keeps anything of it. */
+static void
+undo (bk *b)
+{
+  bk_close_dest (b);
+  for (guint i = b->disks->len; i > 0; i--) {
+    bk_disk *d = g_ptr_array_index (b->disks, i - 1);
+    g_autoptr(GError) err = NULL;
+
+    if (d->committed) {
+      if (!put_back_manifest (d, &err)) {
+        ova_warn ("%s; backup %s of disk %s stays committed while the other disks "
+                  "of its stream are not", err->message, b->backup_id, d->disk);
+        continue;
+      }
+      d->committed = FALSE;
+    }
+    if (d->created) {
+      const char *dir = d->renamed ? d->final : d->incoming;
+      g_autofree char *name = g_path_get_basename (dir);
+
+      if (!repo_rx_remove_tree (d->disk_dir, name, &err))
+        ova_warn ("%s; the next receive removes it", err->message);
+      d->created = FALSE;
+    }
+    if (d->made_disk_dir && rmdir (d->disk_dir) < 0)
+      ova_warn ("cannot remove %s: %s", d->disk_dir, g_strerror (errno));
+    d->made_disk_dir = FALSE;
+  }
+}
+
+/* A signal also reaches qemu-nbd (same process group), whose death then
+ * fails the write: report the signal, not the write. */
+static gboolean
+fail (bk *b, GError **error)
+{
+  if (b->cancel != NULL && *b->cancel && error != NULL && *error != NULL) {
+    g_clear_error (error);
+    repo_rx_interrupted (b->r, b->cancel, error);
+  }
+  undo (b);
+  return FALSE;
+}
+
+gboolean
+repo_receive_backup (repo *r, strm_decoder *dec, JsonNode *meta, GDateTime *now,
+                     volatile sig_atomic_t *cancel, repo_receive_result *res,
+                     GError **error)
+{
+  g_autoptr(bk) b = g_new0 (bk, 1);
+  gint64 start = g_get_monotonic_time ();
+  const strm_totals *t;
+  const bk_disk *first;
+
+  b->r = r;
+  b->cancel = cancel;
+  b->meta = meta;
+  if (!parse_meta (b, error))
+    return FALSE;
+  ova_info ("receiving a changed-block backup of %u disk%s (checkpoint %s) into %s",
+            b->disks->len, b->disks->len == 1 ? "" : "s", b->checkpoint, r->dir);
+  b->sock_dir = socket_dir (r);
+
+  if (!prepare (b, now, error) || !receive_frames (b, dec, error))
+    return fail (b, error);
+  ova_debug ("stream received and checked in %.2f s", (g_get_monotonic_time () - start) / 1e6);
+  if (!commit (b, now, error))
+    return fail (b, error);
+  ova_debug ("committed in %.2f s", (g_get_monotonic_time () - start) / 1e6);
+
+  t = strm_decoder_totals (dec);
+  first = g_ptr_array_index (b->disks, 0);
+  res->backup_id = g_strdup (b->backup_id);
+  res->disk = g_strdup (first->disk);
+  res->kind = first->kind;
+  res->volumes = g_ptr_array_new_with_free_func (g_free);
+  res->disks = g_ptr_array_new_with_free_func ((GDestroyNotify) repo_receive_disk_free);
+  for (guint i = 0; i < b->disks->len; i++) {
+    const bk_disk *d = g_ptr_array_index (b->disks, i);
+    repo_receive_disk *rd = g_new0 (repo_receive_disk, 1);
+
+    rd->disk = g_strdup (d->disk);
+    rd->backup_id = g_strdup (b->backup_id);
+    rd->kind = d->kind;
+    rd->parent = d->parent ? g_strdup (d->parent->id) : NULL;
+    g_ptr_array_add (res->disks, rd);
+    g_ptr_array_add (res->volumes, g_strdup (d->disk));
+  }
+  res->bytes_received = t->bytes_sent;
+  res->data_bytes = t->data_bytes;
+  res->seconds = (g_get_monotonic_time () - start) / 1e6;
+  return TRUE;
+}

@@ -1,5 +1,5 @@
-/* ovagent: receiving a chain stream into the repository: checks before the
- * first write, files under .incoming-ID, commit after the trailer, undo on error. */
+/* ovagent: receiving a stream into the repository: META, the steps all modes share,
+ * and chain exports (checks first, files under .incoming-ID, commit after the trailer). */
 #include <config.h>
 
 #include <dirent.h>
@@ -65,6 +65,7 @@ typedef struct rx {
   guint64 bytes_in;
 
   JsonNode *meta;
+  gboolean backup_mode;  /* a "backup" stream: receive-backup.c reads on */
   char *disk;
   char *since;
   char *host;
@@ -120,21 +121,39 @@ rx_free (rx *x)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (rx, rx_free)
 
 void
+repo_receive_disk_free (repo_receive_disk *d)
+{
+  if (d == NULL)
+    return;
+  g_free (d->disk);
+  g_free (d->backup_id);
+  g_free (d->parent);
+  g_free (d);
+}
+
+void
 repo_receive_result_clear (repo_receive_result *res)
 {
   g_clear_pointer (&res->backup_id, g_free);
   g_clear_pointer (&res->disk, g_free);
   g_clear_pointer (&res->volumes, g_ptr_array_unref);
+  g_clear_pointer (&res->disks, g_ptr_array_unref);
+}
+
+gboolean
+repo_rx_interrupted (const repo *r, volatile sig_atomic_t *cancel, GError **error)
+{
+  if (cancel == NULL || !*cancel)
+    return FALSE;
+  g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+               "receive interrupted by a signal; nothing was committed to %s", r->dir);
+  return TRUE;
 }
 
 static gboolean
 interrupted (const rx *x, GError **error)
 {
-  if (x->cancel == NULL || !*x->cancel)
-    return FALSE;
-  g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-               "receive interrupted by a signal; nothing was committed to %s", x->r->dir);
-  return TRUE;
+  return repo_rx_interrupted (x->r, x->cancel, error);
 }
 
 /* The decoder's input: plain reads, so that a signal (installed without
@@ -216,9 +235,8 @@ remove_at (int parent_fd, const char *name, const char *shown, int depth, GError
   return TRUE;
 }
 
-/* Remove name (a file or a directory tree) inside dir. */
-static gboolean
-remove_tree (const char *dir, const char *name, GError **error)
+gboolean
+repo_rx_remove_tree (const char *dir, const char *name, GError **error)
 {
   g_autofree char *shown = g_build_filename (dir, name, NULL);
   int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -239,8 +257,8 @@ remove_tree (const char *dir, const char *name, GError **error)
  * window between its rename and the manifest's). One run leaves at most
  * one such dir; more means something else happened, and nothing is
  * removed. Runs under the exclusive lock only. */
-static gboolean
-remove_leftovers (const char *disk_dir, const repo_manifest *m, GError **error)
+gboolean
+repo_rx_remove_leftovers (const char *disk_dir, const repo_manifest *m, GError **error)
 {
   g_autoptr(GPtrArray) names = NULL;
   g_autoptr(GPtrArray) orphans = g_ptr_array_new ();
@@ -258,11 +276,11 @@ remove_leftovers (const char *disk_dir, const repo_manifest *m, GError **error)
     if (g_str_has_prefix (name, REPO_INCOMING_PREFIX) &&
         repo_backup_id_is_valid (name + strlen (REPO_INCOMING_PREFIX))) {
       ova_warn ("removing %s/%s, left by a receive that did not finish", disk_dir, name);
-      if (!remove_tree (disk_dir, name, error))
+      if (!repo_rx_remove_tree (disk_dir, name, error))
         return FALSE;
     }
     else if (strcmp (name, REPO_MANIFEST_NAME ".tmp") == 0) {
-      if (!remove_tree (disk_dir, name, error))
+      if (!repo_rx_remove_tree (disk_dir, name, error))
         return FALSE;
     }
     else if (repo_backup_id_is_valid (name) && repo_manifest_find (m, name) == NULL)
@@ -285,7 +303,7 @@ remove_leftovers (const char *disk_dir, const repo_manifest *m, GError **error)
 
     ova_warn ("removing %s/%s: the manifest does not list it (left by a receive "
               "interrupted before its commit)", disk_dir, name);
-    if (!remove_tree (disk_dir, name, error))
+    if (!repo_rx_remove_tree (disk_dir, name, error))
       return FALSE;
   }
   return TRUE;
@@ -303,7 +321,7 @@ rx_undo (rx *x)
     close (x->cur_fd);
     x->cur_fd = -1;
   }
-  if (x->created && name && !remove_tree (x->disk_dir, name, &err))
+  if (x->created && name && !repo_rx_remove_tree (x->disk_dir, name, &err))
     ova_warn ("%s; the next receive removes it", err->message);
   x->created = FALSE;
   /* A first backup of a disk that failed leaves no trace of the disk. */
@@ -314,8 +332,8 @@ rx_undo (rx *x)
 
 /* ---- META ---- */
 
-static const char *
-member_string (JsonObject *o, const char *name, gboolean *ok)
+const char *
+repo_rx_member_string (JsonObject *o, const char *name, gboolean *ok)
 {
   JsonNode *n = json_object_get_member (o, name);
 
@@ -329,8 +347,8 @@ member_string (JsonObject *o, const char *name, gboolean *ok)
   return json_node_get_string (n);
 }
 
-static gboolean
-member_size (JsonObject *o, const char *name, guint64 *out)
+gboolean
+repo_rx_member_size (JsonObject *o, const char *name, guint64 *out)
 {
   JsonNode *n = json_object_get_member (o, name);
 
@@ -341,8 +359,8 @@ member_size (JsonObject *o, const char *name, guint64 *out)
   return TRUE;
 }
 
-static void G_GNUC_PRINTF (2, 3)
-meta_error (GError **error, const char *fmt, ...)
+void
+repo_rx_meta_error (GError **error, const char *fmt, ...)
 {
   g_autofree char *msg = NULL;
   va_list ap;
@@ -355,12 +373,12 @@ meta_error (GError **error, const char *fmt, ...)
 }
 
 /* A UUID member: required unless nullable; blank counts as null. */
-static gboolean
-member_uuid (JsonObject *o, const char *name, gboolean nullable, char **out,
+gboolean
+repo_rx_member_uuid (JsonObject *o, const char *name, gboolean nullable, char **out,
              const char *where, GError **error)
 {
   gboolean ok;
-  const char *s = member_string (o, name, &ok);
+  const char *s = repo_rx_member_string (o, name, &ok);
 
   *out = NULL;
   if (ok && s == NULL && nullable)
@@ -370,7 +388,7 @@ member_uuid (JsonObject *o, const char *name, gboolean nullable, char **out,
   if (!ok || s == NULL || !ova_uuid_is_valid (s) || ova_uuid_is_blank (s)) {
     g_autofree char *q = s ? ova_quote_untrusted (s, QUOTE_MAX) : g_strdup ("none");
 
-    meta_error (error, "%s\"%s\" must be a UUID%s, not %s", where, name,
+    repo_rx_meta_error (error, "%s\"%s\" must be a UUID%s, not %s", where, name,
                 nullable ? " or null" : "", q);
     return FALSE;
   }
@@ -389,15 +407,15 @@ parse_meta_volume (JsonNode *node, guint i, const char *prev, GError **error)
   gboolean ok;
 
   if (!JSON_NODE_HOLDS_OBJECT (node)) {
-    meta_error (error, "volume %u is not an object", i);
+    repo_rx_meta_error (error, "volume %u is not an object", i);
     return NULL;
   }
   o = json_node_get_object (node);
   v = g_new0 (rx_volume, 1);
-  if (!member_uuid (o, "uuid", FALSE, &v->uuid, where, error) ||
-      !member_uuid (o, "parent", TRUE, &parent, where, error))
+  if (!repo_rx_member_uuid (o, "uuid", FALSE, &v->uuid, where, error) ||
+      !repo_rx_member_uuid (o, "parent", TRUE, &parent, where, error))
     return NULL;
-  format = member_string (o, "format", &ok);
+  format = repo_rx_member_string (o, "format", &ok);
   if (g_strcmp0 (format, "cow") == 0)
     v->format = g_strdup ("qcow2");
   else if (g_strcmp0 (format, "raw") == 0)
@@ -405,18 +423,19 @@ parse_meta_volume (JsonNode *node, guint i, const char *prev, GError **error)
   else {
     g_autofree char *q = format ? ova_quote_untrusted (format, QUOTE_MAX) : g_strdup ("none");
 
-    meta_error (error, "volume %s: format %s is not cow or raw", v->uuid, q);
+    repo_rx_meta_error (error, "volume %s: format %s is not cow or raw", v->uuid, q);
     return NULL;
   }
-  if (!member_size (o, "size", &v->size) || !member_size (o, "capacity", &v->capacity)) {
-    meta_error (error, "volume %s: size and capacity must be non-negative integers",
+  if (!repo_rx_member_size (o, "size", &v->size) ||
+      !repo_rx_member_size (o, "capacity", &v->capacity)) {
+    repo_rx_meta_error (error, "volume %s: size and capacity must be non-negative integers",
                 v->uuid);
     return NULL;
   }
   /* Each volume is backed by the one before it; the first by `since`
    * (or by nothing, for a full chain). */
   if (g_strcmp0 (parent, prev) != 0) {
-    meta_error (error, "volume %s has parent %s, but the volume before it in the "
+    repo_rx_meta_error (error, "volume %s has parent %s, but the volume before it in the "
                 "stream is %s", v->uuid, parent ? parent : "none", prev ? prev : "none");
     return NULL;
   }
@@ -436,49 +455,56 @@ parse_meta (rx *x, const char *json, GError **error)
   guint n;
 
   if (!json_parser_load_from_data (parser, json, -1, &err)) {
-    meta_error (error, "not JSON: %s", err->message);
+    repo_rx_meta_error (error, "not JSON: %s", err->message);
     return FALSE;
   }
   root = json_parser_get_root (parser);
   if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
-    meta_error (error, "not a JSON object");
+    repo_rx_meta_error (error, "not a JSON object");
     return FALSE;
   }
   o = json_node_get_object (root);
-  format = member_string (o, "format", &ok);
+  format = repo_rx_member_string (o, "format", &ok);
   if (g_strcmp0 (format, "ovagent-stream") != 0) {
-    meta_error (error, "\"format\" is not \"ovagent-stream\"");
+    repo_rx_meta_error (error, "\"format\" is not \"ovagent-stream\"");
     return FALSE;
   }
-  if (!member_size (o, "version", &version) || version != STRM_VERSION) {
+  if (!repo_rx_member_size (o, "version", &version) || version != STRM_VERSION) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
                  "stream metadata version %" G_GUINT64_FORMAT " is not supported "
                  "(this ovagent reads version %d)", version, STRM_VERSION);
     return FALSE;
   }
-  mode = member_string (o, "mode", &ok);
+  mode = repo_rx_member_string (o, "mode", &ok);
   if (g_strcmp0 (mode, "restore") == 0) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
                  "this is a restore stream; use ovagent import to write it to a volume");
     return FALSE;
   }
+  if (g_strcmp0 (mode, "backup") == 0) {
+    /* Read on by receive-backup.c. */
+    x->meta = json_node_copy (root);
+    x->backup_mode = TRUE;
+    return TRUE;
+  }
   if (g_strcmp0 (mode, "chain") != 0) {
     g_autofree char *q = mode ? ova_quote_untrusted (mode, QUOTE_MAX) : g_strdup ("none");
 
     g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
-                 "stream mode %s cannot be received (only chain exports can)", q);
+                 "stream mode %s cannot be received (only chain exports and "
+                 "changed-block backups can)", q);
     return FALSE;
   }
-  if (!member_uuid (o, "disk", FALSE, &x->disk, "", error) ||
-      !member_uuid (o, "since", TRUE, &x->since, "", error))
+  if (!repo_rx_member_uuid (o, "disk", FALSE, &x->disk, "", error) ||
+      !repo_rx_member_uuid (o, "since", TRUE, &x->since, "", error))
     return FALSE;
 
-  host = member_string (o, "host", &ok);
+  host = repo_rx_member_string (o, "host", &ok);
   if (host && strlen (host) <= TEXT_FIELD_MAX && g_utf8_validate (host, -1, NULL))
     x->host = g_strdup (host);
   domain = json_object_get_member (o, "domain");
   if (domain && JSON_NODE_HOLDS_OBJECT (domain) &&
-      !member_uuid (json_node_get_object (domain), "uuid", TRUE, &x->domain,
+      !repo_rx_member_uuid (json_node_get_object (domain), "uuid", TRUE, &x->domain,
                     "domain: ", error))
     return FALSE;
 
@@ -486,7 +512,7 @@ parse_meta (rx *x, const char *json, GError **error)
   if (vols == NULL || !JSON_NODE_HOLDS_ARRAY (vols) ||
       (n = json_array_get_length (json_node_get_array (vols))) == 0 ||
       n > STRM_MAX_VOLUMES) {
-    meta_error (error, "\"volumes\" must be an array of 1 to %d volumes", STRM_MAX_VOLUMES);
+    repo_rx_meta_error (error, "\"volumes\" must be an array of 1 to %d volumes", STRM_MAX_VOLUMES);
     return FALSE;
   }
   x->vols = g_ptr_array_new_with_free_func ((GDestroyNotify) rx_volume_free);
@@ -502,7 +528,7 @@ parse_meta (rx *x, const char *json, GError **error)
       const rx_volume *other = g_ptr_array_index (x->vols, j);
 
       if (strcmp (other->uuid, v->uuid) == 0) {
-        meta_error (error, "volume %s is listed twice", v->uuid);
+        repo_rx_meta_error (error, "volume %s is listed twice", v->uuid);
         return FALSE;
       }
     }
@@ -514,7 +540,7 @@ parse_meta (rx *x, const char *json, GError **error)
       return FALSE;
     }
     if (x->total_size > G_MAXUINT64 - v->size) {
-      meta_error (error, "the volume sizes add up to more than 2^64 bytes");
+      repo_rx_meta_error (error, "the volume sizes add up to more than 2^64 bytes");
       return FALSE;
     }
     x->total_size += v->size;
@@ -556,7 +582,7 @@ begin_volume (rx *x, const strm_frame *f, GError **error)
   g_autofree char *base = NULL;
 
   if (x->cur_fd >= 0 || x->next >= x->vols->len) {
-    meta_error (error, "the stream begins a volume %s the metadata does not "
+    repo_rx_meta_error (error, "the stream begins a volume %s the metadata does not "
                 "announce at that place", f->uuid ? f->uuid : "");
     return FALSE;
   }
@@ -564,7 +590,7 @@ begin_volume (rx *x, const strm_frame *f, GError **error)
   if (f->uuid == NULL || g_ascii_strcasecmp (f->uuid, v->uuid) != 0 || f->size != v->size) {
     g_autofree char *q = ova_quote_untrusted (f->uuid ? f->uuid : "", QUOTE_MAX);
 
-    meta_error (error, "volume %u begins as %s of %" G_GUINT64_FORMAT " bytes, but "
+    repo_rx_meta_error (error, "volume %u begins as %s of %" G_GUINT64_FORMAT " bytes, but "
                 "the metadata announces %s of %" G_GUINT64_FORMAT " bytes",
                 x->next, q, f->size, v->uuid, v->size);
     return FALSE;
@@ -596,12 +622,12 @@ static gboolean
 check_frame (rx *x, const strm_frame *f, GError **error)
 {
   if (x->cur_fd < 0 || f->offset > x->cur->size || f->length > x->cur->size - f->offset) {
-    meta_error (error, "a frame at offset %" G_GUINT64_FORMAT " is outside "
+    repo_rx_meta_error (error, "a frame at offset %" G_GUINT64_FORMAT " is outside "
                 "the current volume", f->offset);
     return FALSE;
   }
   if (f->offset != repo_digest_length (x->cur->digest)) {
-    meta_error (error, "volume %s: a frame at offset %" G_GUINT64_FORMAT " does not "
+    repo_rx_meta_error (error, "volume %s: a frame at offset %" G_GUINT64_FORMAT " does not "
                 "follow the previous one, which ended at %" G_GUINT64_FORMAT,
                 x->cur->uuid, f->offset, repo_digest_length (x->cur->digest));
     return FALSE;
@@ -682,11 +708,11 @@ static gboolean
 end_volume (rx *x, const strm_frame *f, GError **error)
 {
   if (x->cur_fd < 0 || (f->uuid && g_ascii_strcasecmp (f->uuid, x->cur->uuid) != 0)) {
-    meta_error (error, "a volume ends that did not begin");
+    repo_rx_meta_error (error, "a volume ends that did not begin");
     return FALSE;
   }
   if (repo_digest_length (x->cur->digest) != x->cur->size) {
-    meta_error (error, "volume %s ends at offset %" G_GUINT64_FORMAT " of its %"
+    repo_rx_meta_error (error, "volume %s ends at offset %" G_GUINT64_FORMAT " of its %"
                 G_GUINT64_FORMAT " bytes", x->cur->uuid,
                 repo_digest_length (x->cur->digest), x->cur->size);
     return FALSE;
@@ -742,7 +768,7 @@ receive_frames (rx *x, strm_decoder *dec, GError **error)
         return FALSE;
       }
       if (x->cur_fd >= 0 || x->next != x->vols->len) {
-        meta_error (error, "the stream ends after %u of the %u volumes it announces",
+        repo_rx_meta_error (error, "the stream ends after %u of the %u volumes it announces",
                     x->next, x->vols->len);
         return FALSE;
       }
@@ -767,8 +793,8 @@ receive_frames (rx *x, strm_decoder *dec, GError **error)
 
 /* ---- commit ---- */
 
-static gboolean
-fsync_path (const char *path, GError **error)
+gboolean
+repo_rx_fsync_path (const char *path, GError **error)
 {
   int fd = open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   int e;
@@ -1043,7 +1069,7 @@ finish_volume (rx *x, guint i, const repo_backup *b, const repo_backup *parent,
   else
     rv->digest = repo_digest_finish (v->digest, head, head_len);
   rv->size = size;
-  if (!fsync_path (v->path, error))
+  if (!repo_rx_fsync_path (v->path, error))
     return NULL;
   return g_steal_pointer (&rv);
 }
@@ -1101,8 +1127,8 @@ commit (rx *x, repo_manifest *m, GDateTime *now, GError **error)
 
 /* ---- the run ---- */
 
-static gboolean
-make_dir (const char *path, GError **error)
+gboolean
+repo_rx_make_dir (const char *path, GError **error)
 {
   if (mkdir (path, 0700) == 0)
     return TRUE;
@@ -1139,10 +1165,10 @@ prepare (rx *x, repo_manifest **m_out, GDateTime *now, GError **error)
     return FALSE;
   }
   if (ova_is_directory (x->disk_dir)) {
-    if (!remove_leftovers (x->disk_dir, m, error))
+    if (!repo_rx_remove_leftovers (x->disk_dir, m, error))
       return FALSE;
   }
-  else if (make_dir (x->disk_dir, error))
+  else if (repo_rx_make_dir (x->disk_dir, error))
     x->made_disk_dir = TRUE;
   else
     return FALSE;
@@ -1199,6 +1225,8 @@ repo_receive (repo *r, int fd, volatile sig_atomic_t *cancel,
   }
   if (!parse_meta (x, (const char *) f.data, error))
     return FALSE;
+  if (x->backup_mode)
+    return repo_receive_backup (r, dec, x->meta, now, cancel, res, error);
   ova_info ("receiving %s backup of disk %s (%u volumes) into %s",
             x->since ? "an incremental" : "a full", x->disk, x->vols->len, r->dir);
 
@@ -1223,6 +1251,7 @@ repo_receive (repo *r, int fd, volatile sig_atomic_t *cancel,
   res->volumes = g_ptr_array_new_with_free_func (g_free);
   for (guint i = 0; i < x->vols->len; i++)
     g_ptr_array_add (res->volumes, g_strdup (((rx_volume *) g_ptr_array_index (x->vols, i))->uuid));
+  res->disks = NULL;
   res->bytes_received = x->bytes_in;
   res->data_bytes = x->data_bytes;
   res->seconds = (g_get_monotonic_time () - start) / 1e6;

@@ -273,7 +273,15 @@ repo_close (repo *r)
   if (r->lock_fd >= 0)
     close (r->lock_fd);   /* releases the flock */
   g_free (r->dir);
+  g_free (r->run_dir);
   g_free (r);
+}
+
+void
+repo_set_run_dir (repo *r, const char *run_dir)
+{
+  g_free (r->run_dir);
+  r->run_dir = g_strdup (run_dir);
 }
 
 char *

@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 
 #include "repo/manifest.h"
 
@@ -25,6 +26,7 @@ typedef struct repo {
   char *dir;                /* absolute, canonical */
   int lock_fd;
   repo_lock_mode lock;
+  char *run_dir;            /* for qemu-nbd sockets (repo_set_run_dir) */
 } repo;
 
 /* Open the repository at dir and take its lock (without waiting: a held
@@ -36,6 +38,11 @@ repo *repo_open (const char *dir, gboolean create, repo_lock_mode lock,
                  GError **error);
 void repo_close (repo *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (repo, repo_close)
+
+/* Where receive puts the sockets of the qemu-nbd it runs to write
+ * changed-block backups: run_dir if it is a writable directory, else the
+ * temporary directory (also when never set). */
+void repo_set_run_dir (repo *r, const char *run_dir);
 
 /* R/disks/IMG for a checked (lower-case) image UUID. */
 char *repo_disk_dir (const repo *r, const char *disk);
@@ -85,11 +92,21 @@ gboolean repo_qcow2_probe (const char *path, repo_qcow2_info *info, GError **err
 
 /* ---- receive ---- */
 
+/* One disk of a changed-block ("backup" mode) stream, as committed. */
+typedef struct repo_receive_disk {
+  char *disk;
+  char *backup_id;
+  repo_kind kind;
+  char *parent;             /* the backup it is backed by, or NULL */
+} repo_receive_disk;
+void repo_receive_disk_free (repo_receive_disk *d);
+
 typedef struct repo_receive_result {
   char *backup_id;
-  char *disk;
-  repo_kind kind;
-  GPtrArray *volumes;       /* char* UUIDs, base first */
+  char *disk;               /* a backup stream: its first disk */
+  repo_kind kind;           /* a backup stream: its first disk's */
+  GPtrArray *volumes;       /* char* UUIDs, base first (a backup stream: the disks) */
+  GPtrArray *disks;         /* repo_receive_disk*, for a backup stream; else NULL */
   guint64 bytes_received;
   guint64 data_bytes;
   double seconds;
@@ -97,11 +114,42 @@ typedef struct repo_receive_result {
 void repo_receive_result_clear (repo_receive_result *res);
 
 /* Read a stream from fd and commit it as a new backup (the repository must
- * be open with REPO_LOCK_EXCLUSIVE). On any failure nothing is committed
- * and nothing new is left behind. *cancel (may be NULL) set by a signal
- * handler stops the run at the next frame or read. */
+ * be open with REPO_LOCK_EXCLUSIVE): a chain export (mode "chain") as one
+ * backup of its disk, a changed-block backup (mode "backup") as one backup
+ * of each of its disks, all under one id. On any failure nothing is
+ * committed and nothing new is left behind. *cancel (may be NULL) set by a
+ * signal handler stops the run at the next frame or read. */
 gboolean repo_receive (repo *r, int fd, volatile sig_atomic_t *cancel,
                        repo_receive_result *res, GError **error);
+
+/* -- shared by receive.c and receive-backup.c, not for other callers -- */
+
+struct strm_decoder;
+
+/* The rest of a "backup" stream after its META (root: the parsed object). */
+gboolean repo_receive_backup (repo *r, struct strm_decoder *dec, JsonNode *meta,
+                              GDateTime *now, volatile sig_atomic_t *cancel,
+                              repo_receive_result *res, GError **error);
+/* OVA_ERROR_INTERNAL "interrupted" if *cancel (may be NULL) is set. */
+gboolean repo_rx_interrupted (const repo *r, volatile sig_atomic_t *cancel,
+                              GError **error);
+/* Leftovers of interrupted runs in a disk directory (under the exclusive
+ * lock): .incoming-ID, manifest.json.tmp, one unlisted backup directory. */
+gboolean repo_rx_remove_leftovers (const char *disk_dir, const repo_manifest *m,
+                                   GError **error);
+/* Remove name (a file or a backup directory) inside dir. */
+gboolean repo_rx_remove_tree (const char *dir, const char *name, GError **error);
+/* mkdir 0700; ENOSPC/EDQUOT are OVA_ERROR_NO_SPACE. */
+gboolean repo_rx_make_dir (const char *path, GError **error);
+gboolean repo_rx_fsync_path (const char *path, GError **error);
+/* META members: a string (NULL if missing or null; *ok FALSE if another
+ * type), a non-negative integer, a UUID (lower-cased; blank counts as
+ * null when nullable). Errors are OVA_ERROR_INTEGRITY about the metadata. */
+const char *repo_rx_member_string (JsonObject *o, const char *name, gboolean *ok);
+gboolean repo_rx_member_size (JsonObject *o, const char *name, guint64 *out);
+gboolean repo_rx_member_uuid (JsonObject *o, const char *name, gboolean nullable,
+                              char **out, const char *where, GError **error);
+void repo_rx_meta_error (GError **error, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
 
 /* ---- verify ---- */
 

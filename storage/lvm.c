@@ -387,7 +387,9 @@ write_record (const stor_env *env, const char *vg, const char *lv,
     return FALSE;
   }
   dir = activations_dir (env);
-  if (g_mkdir_with_parents (dir, 0700) < 0) {
+  /* state_dir itself stays searchable: QEMU reaches the default
+   * scratch_dir under it. The records are private. */
+  if (g_mkdir_with_parents (dir, 0711) < 0 || chmod (dir, 0700) < 0) {
     err = errno;
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
                  "cannot create %s for activation records (config key "

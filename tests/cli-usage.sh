@@ -50,16 +50,16 @@ grep -q "no command given" "$TESTDIR/err" || fail "no error without a command"
 # Help, in every spelling.
 expect_exit 0 ovagent --help
 grep -q '^Commands:' "$TESTDIR/out" || fail "--help lists no commands"
-for cmd in list info export-chain receive verify restore import version help; do
+for cmd in list info export-chain backup checkpoints receive verify restore import version help; do
     grep -q "^  $cmd " "$TESTDIR/out" || fail "--help does not list $cmd"
 done
 # Commands of later releases are not listed before they exist.
-for cmd in backup checkpoints serve; do
+for cmd in serve; do
     grep -q "^  $cmd " "$TESTDIR/out" && fail "--help lists $cmd, which does not exist yet"
 done
 expect_exit 0 ovagent help
 grep -q '^Commands:' "$TESTDIR/out" || fail "'help' lists no commands"
-for cmd in list info version help; do
+for cmd in list info backup checkpoints version help; do
     expect_exit 0 ovagent "$cmd" --help
     grep -q "Usage:" "$TESTDIR/out" || fail "$cmd --help: no usage"
     grep -q "Example" "$TESTDIR/out" || fail "$cmd --help: no examples"
@@ -75,7 +75,7 @@ usage_error "did you mean 'version'" versoin
 usage_error "unknown command 'frobnicate'" frobnicate
 usage_error "unknown command 'lsit'" help lsit
 # Commands of later releases are not pretended.
-for cmd in backup checkpoints serve; do
+for cmd in serve; do
     usage_error "unknown command '$cmd'" "$cmd"
 done
 
@@ -99,6 +99,9 @@ usage_error "unexpected argument 'extra'" info "$IMG" extra
 usage_error "--domain needs a storage domain UUID.*not 'bad'" list --domain bad
 usage_error "unexpected argument 'extra'" list extra
 usage_error "unexpected argument 'extra'" version extra
+usage_error "missing VM.*usage: ovagent checkpoints VM" checkpoints
+usage_error "unexpected argument 'extra' after VM" checkpoints vm1 extra
+usage_error "--delete: invalid checkpoint name" checkpoints vm1 --delete ../x
 
 # --json turns any error into one JSON object on stdout, wherever it is.
 for args in "--json lsit" "lsit --json" "list --bogus --json" "info not-a-uuid --json" "--json info"; do

@@ -62,3 +62,139 @@ expect_exit () {
         fail "exit code $rc, expected $want"
     fi
 }
+
+# ---- changed-block backups (backup-*.sh) --------------------------------
+
+BK_UUID_RE='^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+
+bk_uuid () {
+    cat /proc/sys/kernel/random/uuid
+}
+
+# bk_show FILE...: the files, for a failure message.
+bk_show () {
+    local f
+    for f in "$@"; do
+        echo "--- $f" >&2
+        cat "$f" >&2 2>/dev/null || echo "(missing)" >&2
+    done
+}
+
+# bk_check WHAT FILE JQ-ARGS...: jq -e JQ-ARGS on FILE or fail with WHAT.
+bk_check () {
+    local what=$1 file=$2
+    shift 2
+    jq -e "$@" "$file" >/dev/null 2>&1 || {
+        bk_show "$file"
+        fail "$what"
+    }
+}
+
+# bk_env: the agent's directories inside TESTDIR (run_dir, state_dir,
+# scratch_dir) and libvirt at qemu:///system, exported.
+bk_env () {
+    export OVAGENT_RUN_DIR=$TESTDIR/run
+    export OVAGENT_STATE_DIR=$TESTDIR/state
+    export OVAGENT_SCRATCH_DIR=$TESTDIR/scratch
+    export OVAGENT_LIBVIRT_URI=${OVAGENT_LIBVIRT_URI:-qemu:///system}
+    export OVAGENT_LVM_DEVICES=${OVAGENT_LVM_DEVICES:-}
+    mkdir -p "$OVAGENT_RUN_DIR" "$OVAGENT_STATE_DIR"
+}
+
+# bk_backup NAME REPO VM ARGS...: `backup VM ARGS --output - --json` piped
+# into `receive --repo REPO --json`. Leaves BK_RC_SEND and BK_RC_RECV, the
+# sender's stderr in $TESTDIR/NAME.err and its JSON result (the last line
+# of that stderr) in $TESTDIR/NAME.json, the receiver's result and stderr
+# in $TESTDIR/NAME.recv.json and .recv.err. Never fails by itself.
+bk_backup () {
+    local name=$1 repo=$2 vm=$3 rcs
+    shift 3
+    set +e
+    ovagent backup "$vm" "$@" --output - --json 2>"$TESTDIR/$name.err" |
+        ovagent receive --repo "$repo" --json >"$TESTDIR/$name.recv.json" 2>"$TESTDIR/$name.recv.err"
+    rcs=("${PIPESTATUS[@]}")
+    set -e
+    BK_RC_SEND=${rcs[0]} BK_RC_RECV=${rcs[1]}
+    tail -n 1 "$TESTDIR/$name.err" >"$TESTDIR/$name.json"
+}
+
+# bk_backup_ok NAME REPO VM ARGS...: the same; both sides must succeed and
+# agree on the backup id. BK_ID is the repository backup id.
+bk_backup_ok () {
+    local name=$1
+    bk_backup "$@"
+    if [ "$BK_RC_SEND" -ne 0 ] || [ "$BK_RC_RECV" -ne 0 ]; then
+        bk_show "$TESTDIR/$name.err" "$TESTDIR/$name.recv.json" "$TESTDIR/$name.recv.err"
+        fail "$name: backup exited $BK_RC_SEND, receive $BK_RC_RECV"
+    fi
+    bk_check "$name: the sender's result (last stderr line) is not ok" "$TESTDIR/$name.json" \
+        '.result == "ok"'
+    bk_check "$name: the receiver's result is not ok" "$TESTDIR/$name.recv.json" \
+        '.result == "ok" and (.backup_id | type == "string")'
+    BK_ID=$(jq -r .backup_id "$TESTDIR/$name.recv.json")
+}
+
+# bk_no_job VM: libvirt runs no job on VM.
+bk_no_job () {
+    local info
+    info=$(virsh -q -c "$OVAGENT_LIBVIRT_URI" domjobinfo "$1") || fail "domjobinfo $1 failed"
+    grep -Eq '^Job type: +None' <<<"$info" || {
+        echo "$info" >&2
+        fail "$1 still has a job"
+    }
+}
+
+# bk_no_leftovers WHAT: no scratch file, no socket in run_dir, no qemu-nbd
+# serving from run_dir.
+bk_no_leftovers () {
+    local what=$1 left
+    if [ -d "$OVAGENT_SCRATCH_DIR" ]; then
+        left=$(find "$OVAGENT_SCRATCH_DIR" -mindepth 1 | head -5)
+        [ -z "$left" ] || fail "$what: left in the scratch directory: $left"
+    fi
+    left=$(find "$OVAGENT_RUN_DIR" -type s | head -5)
+    [ -z "$left" ] || fail "$what: sockets left in run_dir: $left"
+    left=$(pgrep -a qemu-nbd | grep -F -- "$OVAGENT_RUN_DIR" || true)
+    [ -z "$left" ] || fail "$what: qemu-nbd still running: $left"
+}
+
+# bk_checkpoints VM: libvirt's checkpoints of VM, parents first, one line.
+bk_checkpoints () {
+    virsh -q -c "$OVAGENT_LIBVIRT_URI" checkpoint-list "$1" --name --topological |
+        sed '/^$/d' | tr '\n' ' ' | sed 's/ $//'
+}
+
+# bk_query_bitmaps VM: the dirty bitmaps QEMU holds, "TARGET:NAME" sorted.
+bk_query_bitmaps () {
+    virsh -c "$OVAGENT_LIBVIRT_URI" qemu-monitor-command "$1" '{"execute":"query-named-block-nodes","arguments":{"flat":true}}' |
+        jq -r '.return[] | select(.drv == "qcow2") | .node_name as $n
+               | (.["dirty-bitmaps"] // [])[] | .name' | sort -u | tr '\n' ' ' | sed 's/ $//'
+}
+
+# bk_image_bitmaps IMAGE: the bitmaps of IMAGE alone, "NAME[flag,flag]" by name.
+bk_image_bitmaps () {
+    qemu-img info -U --output=json -f qcow2 "$1" |
+        jq -r '[(."format-specific".data.bitmaps // [])[]
+                | "\(.name)[\(.flags | sort | join(","))]"] | sort | join(" ")'
+}
+
+# bk_restore_compare WHAT REPO IMG ID EXPECTED: restore backup ID of IMG to
+# a raw file and compare it with the raw file EXPECTED.
+bk_restore_compare () {
+    local what=$1 repo=$2 img=$3 id=$4 want=$5 dst=$TESTDIR/restored.raw
+    rm -f "$dst"
+    expect_exit 0 ovagent restore --repo "$repo" "$img" --backup "$id" --to "$dst" --json
+    bk_check "$what: restore did not report backup $id" "$TESTDIR/out" \
+        --arg id "$id" '.result == "ok" and .backup_id == $id'
+    qemu-img compare -f raw -F raw "$dst" "$want" >"$TESTDIR/compare.out" 2>&1 || {
+        bk_show "$TESTDIR/compare.out"
+        fail "$what: the restored disk $img (backup $id) differs from its content at that point"
+    }
+    rm -f "$dst"
+}
+
+# bk_fresh: a stream file name nothing exists at (--output never overwrites).
+bk_fresh () {
+    rm -f "$TESTDIR/x.strm"
+    echo "$TESTDIR/x.strm"
+}

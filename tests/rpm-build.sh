@@ -81,8 +81,8 @@ fi
 # The modes and flags that matter to an operator.
 rpm -qp --qf '[%{FILEMODES:perms} %{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpm" \
     2>/dev/null > "$TESTDIR/modes"
-grep -q '^drwx------ .* /var/lib/ovagent$' "$TESTDIR/modes" ||
-    fail "/var/lib/ovagent is not mode 0700: $(grep /var/lib/ovagent "$TESTDIR/modes")"
+grep -q '^drwx--x--x .* /var/lib/ovagent$' "$TESTDIR/modes" ||
+    fail "/var/lib/ovagent is not mode 0711 (QEMU reaches the scratch directory in it): $(grep /var/lib/ovagent "$TESTDIR/modes")"
 grep -q '^-rwxr-xr-x .* /usr/bin/ovagent$' "$TESTDIR/modes" ||
     fail "/usr/bin/ovagent is not mode 0755"
 grep -q '^-rw-r--r-- cn /etc/ovagent/ovagent.conf$' "$TESTDIR/modes" ||
@@ -94,7 +94,7 @@ extract=$TESTDIR/extract
 mkdir -p "$extract"
 rpm2archive - < "$rpm" | tar -xzf - -C "$extract" ||
     fail "cannot unpack $rpm"
-grep -qx 'd /run/ovagent 0700 root root -' "$extract/usr/lib/tmpfiles.d/ovagent.conf" ||
+grep -qx 'd /run/ovagent 0711 root root -' "$extract/usr/lib/tmpfiles.d/ovagent.conf" ||
     fail "tmpfiles entry for /run/ovagent is wrong"
 "$extract/usr/bin/ovagent" version > "$TESTDIR/version" 2>&1 ||
     fail "the packaged binary does not run: $(cat "$TESTDIR/version")"

@@ -636,12 +636,20 @@ static gboolean
 make_qemu_dir (const char *path, uid_t uid, gid_t gid, GError **error)
 {
   g_autofree char *parent = g_path_get_dirname (path);
+  struct stat st;
 
-  if (g_mkdir_with_parents (parent, 0755) < 0) {
+  if (g_mkdir_with_parents (parent, 0711) < 0) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot create %s: %s",
                  parent, g_strerror (errno));
     return FALSE;
   }
+  /* The configured run_dir or scratch_dir: QEMU must be able to search it
+   * to reach its own directory inside; nothing in it is readable by
+   * others (files 0600, directories 0700 or QEMU's 0770). */
+  if (stat (parent, &st) == 0 && st.st_uid == geteuid () &&
+      (st.st_mode & (S_IXGRP | S_IXOTH)) != (S_IXGRP | S_IXOTH) &&
+      chmod (parent, (st.st_mode & 07777) | S_IXGRP | S_IXOTH) < 0)
+    ova_warn ("cannot make %s searchable for QEMU: %s", parent, g_strerror (errno));
   if (mkdir (path, 0700) < 0) {
     g_set_error (error, OVA_ERROR, errno == EEXIST ? OVA_ERROR_BUSY : OVA_ERROR_INTERNAL,
                  "cannot create %s: %s", path, g_strerror (errno));
@@ -688,7 +696,7 @@ check_scratch_space (const char *scratch_dir, guint64 need, GError **error)
   struct statvfs sv;
   guint64 avail;
 
-  if (g_mkdir_with_parents (scratch_dir, 0755) < 0) {
+  if (g_mkdir_with_parents (scratch_dir, 0711) < 0) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot create %s: %s",
                  scratch_dir, g_strerror (errno));
     return FALSE;
@@ -1205,7 +1213,9 @@ write_private_file (const char *path, const char *contents, GError **error)
   g_autofree char *dir = g_path_get_dirname (path);
   g_autoptr (GError) err = NULL;
 
-  if (g_mkdir_with_parents (dir, 0700) < 0) {
+  /* state_dir and checkpoints/ stay searchable (the default scratch_dir is
+   * under state_dir and QEMU must reach it); the VM's directory is private. */
+  if (g_mkdir_with_parents (dir, 0711) < 0 || chmod (dir, 0700) < 0) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot create %s: %s",
                  dir, g_strerror (errno));
     return FALSE;
@@ -1616,4 +1626,207 @@ virt_bitmap_chain_problem (const char *top_path, const char *bitmap, gboolean ru
     return NULL;
   }
   return problem;
+}
+
+/* ------------------------------------------------------------------ */
+/* Bitmaps of a stopped domain's images */
+
+/* The image alone, never its backing chain (which may be inactive LVs or
+ * on another domain); a block device is opened as one. */
+static char *
+image_spec (const char *image)
+{
+  struct stat st;
+  gboolean is_block = stat (image, &st) == 0 && S_ISBLK (st.st_mode);
+
+  return stor_qemu_img_spec (image, is_block);
+}
+
+static gboolean
+valid_bitmap_name (const char *bitmap, GError **error)
+{
+  if (bitmap == NULL || *bitmap == '\0' || strlen (bitmap) > CHECKPOINT_NAME_MAX) {
+    g_autofree char *q = ova_quote_untrusted (bitmap ? bitmap : "", 64);
+
+    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE, "invalid bitmap name %s", q);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+image_bitmap_op (const char *image, const char *op, const char *bitmap,
+                 const char *merge_from, GError **error)
+{
+  g_autofree char *spec = image_spec (image);
+  g_autoptr (GError) err = NULL;
+  const char *argv[8];
+  int n = 0;
+
+  if (!valid_bitmap_name (bitmap, error) ||
+      (merge_from && !valid_bitmap_name (merge_from, error)))
+    return FALSE;
+  argv[n++] = "qemu-img";
+  argv[n++] = "bitmap";
+  argv[n++] = op;
+  if (merge_from)
+    argv[n++] = merge_from;
+  argv[n++] = spec;
+  argv[n++] = bitmap;
+  argv[n] = NULL;
+  if (!ova_run (argv, NULL, NULL, &err)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "%s: cannot %s bitmap %s%s%s: %s", image, op + 2, bitmap,
+                 merge_from ? " from " : "", merge_from ? merge_from : "",
+                 err->message);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean
+virt_image_bitmap_add (const char *image, const char *bitmap, GError **error)
+{
+  return image_bitmap_op (image, "--add", bitmap, NULL, error);
+}
+
+gboolean
+virt_image_bitmap_disable (const char *image, const char *bitmap, GError **error)
+{
+  return image_bitmap_op (image, "--disable", bitmap, NULL, error);
+}
+
+gboolean
+virt_image_bitmap_enable (const char *image, const char *bitmap, GError **error)
+{
+  return image_bitmap_op (image, "--enable", bitmap, NULL, error);
+}
+
+gboolean
+virt_image_bitmap_merge (const char *image, const char *from, const char *into,
+                         GError **error)
+{
+  return image_bitmap_op (image, "--merge", into, from, error);
+}
+
+gboolean
+virt_image_bitmap_remove (const char *image, const char *bitmap, GError **error)
+{
+  g_autoptr (GPtrArray) bitmaps = NULL;
+  gboolean found = FALSE;
+
+  if (!valid_bitmap_name (bitmap, error))
+    return FALSE;
+  bitmaps = virt_image_bitmaps (image, error);
+  if (bitmaps == NULL)
+    return FALSE;
+  for (guint i = 0; i < bitmaps->len && !found; i++) {
+    const virt_image_bitmap *b = g_ptr_array_index (bitmaps, i);
+
+    found = strcmp (b->name, bitmap) == 0;
+  }
+  if (!found)
+    return TRUE;
+  return image_bitmap_op (image, "--remove", bitmap, NULL, error);
+}
+
+void
+virt_image_bitmap_free (virt_image_bitmap *b)
+{
+  if (b == NULL)
+    return;
+  g_free (b->name);
+  g_free (b);
+}
+
+/* qemu-img info of one image: {"format-specific":{"data":{"bitmaps":[...]}}}. */
+GPtrArray *
+virt_image_bitmaps (const char *image, GError **error)
+{
+  g_autofree char *spec = image_spec (image);
+  const char *argv[] = { "qemu-img", "info", "-U", "--output=json", spec, NULL };
+  g_autofree char *out = NULL;
+  g_autoptr (GError) err = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GPtrArray) result =
+    g_ptr_array_new_with_free_func ((GDestroyNotify) virt_image_bitmap_free);
+  JsonNode *root;
+  JsonNode *fs;
+  JsonNode *data = NULL;
+  JsonNode *bms = NULL;
+  JsonArray *arr;
+
+  if (!ova_run (argv, &out, NULL, &err)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "%s: cannot read the bitmaps: %s", image, err->message);
+    return NULL;
+  }
+  if (strlen (out) > CHAIN_JSON_MAX ||
+      !json_parser_load_from_data (parser, out, -1, &err) ||
+      (root = json_parser_get_root (parser)) == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "%s: cannot parse qemu-img info output: %s", image,
+                 err ? err->message : "not a JSON object");
+    return NULL;
+  }
+  fs = json_object_get_member (json_node_get_object (root), "format-specific");
+  if (fs && JSON_NODE_HOLDS_OBJECT (fs))
+    data = json_object_get_member (json_node_get_object (fs), "data");
+  if (data && JSON_NODE_HOLDS_OBJECT (data))
+    bms = json_object_get_member (json_node_get_object (data), "bitmaps");
+  if (bms == NULL || !JSON_NODE_HOLDS_ARRAY (bms))
+    return g_steal_pointer (&result);
+  arr = json_node_get_array (bms);
+  for (guint i = 0; i < json_array_get_length (arr); i++) {
+    JsonNode *n = json_array_get_element (arr, i);
+    JsonObject *o = JSON_NODE_HOLDS_OBJECT (n) ? json_node_get_object (n) : NULL;
+    const char *name = json_str (o, "name");
+    virt_image_bitmap *b;
+
+    if (name == NULL || *name == '\0' || strlen (name) > CHECKPOINT_NAME_MAX) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "%s: qemu-img info lists a bitmap without a valid name", image);
+      return NULL;
+    }
+    b = g_new0 (virt_image_bitmap, 1);
+    b->name = g_strdup (name);
+    b->autoflag = has_flag (o, "auto");
+    b->enabled = b->autoflag;
+    b->in_use = has_flag (o, "in-use");
+    g_ptr_array_add (result, b);
+  }
+  return g_steal_pointer (&result);
+}
+
+char *
+virt_checkpoint_redefine_xml (const char *name, const char *parent, gint64 created,
+                              const char *const *targets)
+{
+  GString *s = g_string_new ("<domaincheckpoint>\n");
+
+  markup_append (s, "  <name>%s</name>\n", name);
+  if (parent)
+    markup_append (s, "  <parent>\n    <name>%s</name>\n  </parent>\n", parent);
+  g_string_append_printf (s, "  <creationTime>%" G_GINT64_FORMAT "</creationTime>\n",
+                          created);
+  if (targets && targets[0]) {
+    g_string_append (s, "  <disks>\n");
+    for (gsize i = 0; targets[i]; i++)
+      markup_append (s, "    <disk name='%s' checkpoint='bitmap' bitmap='%s'/>\n",
+                     targets[i], name);
+    g_string_append (s, "  </disks>\n");
+  }
+  g_string_append (s, "</domaincheckpoint>\n");
+  return g_string_free (s, FALSE);
+}
+
+gboolean
+virt_checkpoint_save_xml (const char *state_dir, const char *vm_uuid,
+                          const char *name, const char *xml, GError **error)
+{
+  g_autofree char *path = virt_checkpoint_saved_path (state_dir, vm_uuid, name, error);
+
+  if (path == NULL)
+    return FALSE;
+  return write_private_file (path, xml, error);
 }

@@ -142,4 +142,37 @@ char *virt_bitmap_chain_problem (const char *top_path, const char *bitmap,
 char *virt_bitmap_chain_problem_json (const char *json, const char *bitmap,
                                       gboolean running, GError **error);
 
+/* ------------------------------------------------------------------ */
+/* Bitmaps in the qcow2 images of a stopped domain, where its checkpoints
+ * live while no QEMU holds them. */
+
+/* qemu-img bitmap on an image no process has open (-f qcow2, never the chain). */
+gboolean virt_image_bitmap_add (const char *image, const char *bitmap, GError **error);
+gboolean virt_image_bitmap_disable (const char *image, const char *bitmap, GError **error);
+gboolean virt_image_bitmap_enable (const char *image, const char *bitmap, GError **error);
+/* Absent bitmap: TRUE, nothing done. */
+gboolean virt_image_bitmap_remove (const char *image, const char *bitmap, GError **error);
+/* Merge from into into (both in image), as libvirt does when it deletes a checkpoint. */
+gboolean virt_image_bitmap_merge (const char *image, const char *from, const char *into,
+                                  GError **error);
+
+/* The bitmaps of the image alone: (virt_image_bitmap*) name + enabled/in_use/auto flags. */
+typedef struct virt_image_bitmap {
+  char *name;
+  gboolean enabled, in_use, autoflag;
+} virt_image_bitmap;
+
+void virt_image_bitmap_free (virt_image_bitmap *b);
+/* The array frees its elements. */
+GPtrArray *virt_image_bitmaps (const char *image, GError **error);
+
+/* The checkpoint XML a stopped-VM backup leaves for a later redefine: name, parent (or
+ * NULL), creation time (seconds), and the disks (target dev → bitmap = name). */
+char *virt_checkpoint_redefine_xml (const char *name, const char *parent, gint64 created,
+                                    const char *const *targets);
+
+/* Write xml as the saved XML of name (same path and mode as virt_checkpoint_save). */
+gboolean virt_checkpoint_save_xml (const char *state_dir, const char *vm_uuid,
+                                   const char *name, const char *xml, GError **error);
+
 #endif

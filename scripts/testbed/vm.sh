@@ -2,8 +2,13 @@
 # Test-bed VMs: tiny transient libvirt domains without a guest OS whose disks
 # are volumes of a test storage domain, and guest-like writes into those disks.
 #
-#   vm.sh create ROOT NAME DISK [DISK...]   start domain NAME; disks become vda, vdb, ...
+#   vm.sh create [--uuid UUID] ROOT NAME DISK [DISK...]
+#                                           start domain NAME; disks become vda, vdb, ...;
+#                                           prints its UUID (UUID: the same one again
+#                                           on a restart, as VDSM keeps a VM's UUID)
 #   vm.sh destroy ROOT NAME                 stop it (no error when it is not running)
+#   vm.sh kill ROOT NAME                    SIGKILL its QEMU (a host crash as the disks
+#                                           see it) and wait until libvirt forgot it
 #   vm.sh write NAME DISKINDEX 'CMD'        run qemu-io CMD (e.g. "write -P 0x55 0 64k")
 #                                           on disk DISKINDEX (0 = vda) inside QEMU
 #
@@ -26,8 +31,8 @@ die () {
 }
 
 usage () {
-    echo "usage: vm.sh create ROOT NAME DISK [DISK...] | destroy ROOT NAME |" \
-         "write NAME DISKINDEX 'qemu-io command'" >&2
+    echo "usage: vm.sh create [--uuid UUID] ROOT NAME DISK [DISK...] | destroy ROOT NAME |" \
+         "kill ROOT NAME | write NAME DISKINDEX 'qemu-io command'" >&2
     exit 2
 }
 
@@ -148,8 +153,8 @@ write_xml () {
 }
 
 cmd_create () {
-    local root=$1 name=$2; shift 2
-    local disks=() disk file uuid pid i
+    local uuid=$1 root=$2 name=$3; shift 3
+    local disks=() disk file pid i
     check_name "$name"
     [ $# -ge 1 ] || usage
     [ $# -le ${#DISK_LETTERS} ] || die "too many disks"
@@ -187,7 +192,7 @@ cmd_create () {
         done < "$root/vm-$name.chain"
     done
     rm -f "$root/vm-$name.chain"
-    uuid=$(cat /proc/sys/kernel/random/uuid)
+    [ -n "$uuid" ] || uuid=$(cat /proc/sys/kernel/random/uuid)
     write_xml "$root" "$name" "$uuid" "${disks[@]}"
     virsh_ create "$root/vm-$name.xml" >/dev/null
 
@@ -233,6 +238,33 @@ cmd_destroy () {
     restore_modes "$root" "$name"
 }
 
+# The domain dies the way a crashed host's would: no flush, no clean close,
+# so qcow2 bitmaps stay flagged in-use. libvirt notices QEMU's end on its own.
+cmd_kill () {
+    local root=$1 name=$2 pid='' i
+    check_name "$name"
+    [ -d "$root" ] || die "no such directory: $root"
+    root=$(cd "$root" && pwd)
+    [ -e "$root/vm-$name.xml" ] || die "domain $name was not created from $root"
+    [ -e "$root/vm-$name.pid" ] && pid=$(head -c 32 "$root/vm-$name.pid" | tr -dc 0-9)
+    [ -n "$pid" ] || die "no QEMU pid recorded for $name"
+    # The recorded pid must still be this domain's QEMU, never a reused one.
+    if tb_pid_alive "$pid"; then
+        tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "guest=$name," ||
+            die "pid $pid is not the QEMU of $name"
+        kill -KILL "$pid"
+    fi
+    tb_wait_gone 10 "$pid" || die "QEMU of $name (pid $pid) did not exit after SIGKILL"
+    for (( i = 0; i < 100; i++ )); do
+        virsh_ domid "$name" >/dev/null 2>&1 || break
+        sleep 0.1
+    done
+    ! virsh_ domid "$name" >/dev/null 2>&1 || die "libvirt still lists $name after its QEMU died"
+    rm -f "$root/vm-$name.pid" "$root/vm-$name.xml"
+    restore_owners "$root" "$name"
+    restore_modes "$root" "$name"
+}
+
 cmd_write () {
     local name=$1 index=$2 cmd=$3 reply log size=0 out='' i
     check_name "$name"
@@ -270,13 +302,25 @@ cmd_write () {
 [ $# -ge 1 ] || usage
 case $1 in
     create)
-        [ $# -ge 4 ] || usage
         shift
-        cmd_create "$@"
+        uuid=''
+        if [ $# -ge 1 ] && [ "$1" = --uuid ]; then
+            [ $# -ge 2 ] || usage
+            [[ $2 =~ ^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$ ]] ||
+                die "invalid UUID: $2"
+            uuid=$2
+            shift 2
+        fi
+        [ $# -ge 3 ] || usage
+        cmd_create "$uuid" "$@"
         ;;
     destroy)
         [ $# -eq 3 ] || usage
         cmd_destroy "$2" "$3"
+        ;;
+    kill)
+        [ $# -eq 3 ] || usage
+        cmd_kill "$2" "$3"
         ;;
     write)
         [ $# -eq 4 ] || usage

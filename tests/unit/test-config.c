@@ -14,6 +14,7 @@ static const char *const env_vars[] = {
   "OVAGENT_LVM_COMMAND", "OVAGENT_RUN_DIR", "OVAGENT_STATE_DIR",
   "OVAGENT_LIBVIRT_URI", "OVAGENT_LOG_LEVEL", "OVAGENT_SYSLOG",
   "OVAGENT_SSH_KEY", "OVAGENT_SSH_KNOWN_HOSTS", "OVAGENT_REMOTE_COMMAND",
+  "OVAGENT_SCRATCH_DIR",
 };
 
 /* A private directory for config files; the environment starts clean. */
@@ -82,6 +83,7 @@ assert_defaults (const ova_config *cfg)
   g_assert_null (cfg->ssh_key);
   g_assert_null (cfg->ssh_known_hosts);
   g_assert_cmpstr (cfg->remote_command, ==, "ovagent");
+  g_assert_cmpstr (cfg->scratch_dir, ==, "/var/lib/ovagent/scratch");
 }
 
 static void
@@ -272,6 +274,7 @@ test_bad_values (fixture *f, gconstpointer data G_GNUC_UNUSED)
     { "ssh_known_hosts = ~/.ssh/known_hosts", "ssh_known_hosts", "~/.ssh/known_hosts" },
     { "remote_command = bin/ovagent", "remote_command", "bin/ovagent" },
     { "remote_command =", "remote_command", "" },
+    { "scratch_dir = scratch", "scratch_dir", "scratch" },
   };
 
   for (size_t i = 0; i < G_N_ELEMENTS (bad); i++) {
@@ -306,6 +309,46 @@ test_bad_env (fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_setenv (bad[i].var, bad[i].value, TRUE);
     expect_usage_error (f, needles);
     g_unsetenv (bad[i].var);
+  }
+}
+
+/* scratch_dir follows state_dir unless set itself, in the file or the
+ * environment. */
+static void
+test_scratch_dir (fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(ova_config) cfg = NULL;
+
+  write_conf (f, "[ovagent]\nstate_dir = /srv/state\n");
+  cfg = ova_config_load (f->conf, &err);
+  g_assert_no_error (err);
+  g_assert_cmpstr (cfg->scratch_dir, ==, "/srv/state/scratch");
+  g_clear_pointer (&cfg, ova_config_free);
+
+  g_setenv ("OVAGENT_STATE_DIR", "/srv/env-state", TRUE);
+  cfg = ova_config_load (f->conf, &err);
+  g_assert_no_error (err);
+  g_assert_cmpstr (cfg->scratch_dir, ==, "/srv/env-state/scratch");
+  g_clear_pointer (&cfg, ova_config_free);
+
+  write_conf (f, "[ovagent]\nstate_dir = /srv/state\nscratch_dir = /srv/fast\n");
+  cfg = ova_config_load (f->conf, &err);
+  g_assert_no_error (err);
+  g_assert_cmpstr (cfg->scratch_dir, ==, "/srv/fast");
+  g_clear_pointer (&cfg, ova_config_free);
+
+  g_setenv ("OVAGENT_SCRATCH_DIR", "/srv/env-scratch", TRUE);
+  cfg = ova_config_load (f->conf, &err);
+  g_assert_no_error (err);
+  g_assert_cmpstr (cfg->scratch_dir, ==, "/srv/env-scratch");
+  g_clear_pointer (&cfg, ova_config_free);
+
+  g_setenv ("OVAGENT_SCRATCH_DIR", "tmp", TRUE);
+  {
+    const char *const needles[] = { "OVAGENT_SCRATCH_DIR", "tmp", NULL };
+
+    expect_usage_error (f, needles);
   }
 }
 
@@ -368,6 +411,7 @@ main (int argc, char **argv)
   ADD ("bad-key", test_bad_key);
   ADD ("bad-values", test_bad_values);
   ADD ("bad-env", test_bad_env);
+  ADD ("scratch-dir", test_scratch_dir);
   ADD ("malformed-file", test_malformed_file);
   ADD ("missing-explicit", test_missing_explicit);
   ADD ("config-env-file", test_config_env_file);

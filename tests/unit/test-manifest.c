@@ -1,6 +1,6 @@
 /* ovagent: unit tests of the repository manifest: round trips, backup ids,
- * the latest-volume lookup, manifests edited into something unsafe, and the
- * block digest of repository files. */
+ * the latest-volume lookup, manifests edited into something unsafe (chain and
+ * changed-block entries), and the block digest of repository files. */
 #include <config.h>
 
 #include <errno.h>
@@ -486,6 +486,150 @@ test_digest_file (void)
   g_assert_cmpint (g_rmdir (dir), ==, 0);
 }
 
+/* ---- changed-block backups ---- */
+
+#define VM "66666666-7777-4888-8999-aaaaaaaaaaaa"
+#define CP1 "c0000001-0000-4000-8000-000000000001"
+#define CP2 "c0000002-0000-4000-8000-000000000002"
+#define CP3 "c0000003-0000-4000-8000-000000000003"
+#define ID3 "20261124T031000Z-0c0ffe"
+
+/* A full, an incremental on it and a differential backed by the full, as
+ * receive writes them for `ovagent backup`. */
+static const char good_cbt[] =
+  "{\"format\":\"ovagent-manifest\",\"version\":1,\"disk\":\"" DISK "\",\"backups\":["
+  "{\"id\":\"" ID1 "\",\"time\":\"2026-11-22T03:10:00Z\",\"host\":\"node1\","
+  "\"domain\":\"" SD "\",\"kind\":\"full\",\"since\":null,\"parent\":null,"
+  "\"checkpoint\":\"" CP1 "\",\"from_checkpoint\":null,\"vm\":\"" VM "\","
+  "\"volumes\":[{\"uuid\":\"" DISK "\",\"file\":\"" ID1 "/" DISK ".qcow2\","
+  "\"format\":\"qcow2\",\"size\":1000,\"virtual_size\":1073741824,"
+  "\"digest\":\"" DIGEST "\",\"backing\":null}],\"meta\":{\"mode\":\"backup\"}},"
+  "{\"id\":\"" ID2 "\",\"time\":\"2026-11-23T03:10:00Z\",\"host\":\"node1\","
+  "\"domain\":\"" SD "\",\"kind\":\"incremental\",\"since\":null,\"parent\":\"" ID1 "\","
+  "\"checkpoint\":\"" CP2 "\",\"from_checkpoint\":\"" CP1 "\",\"vm\":\"" VM "\","
+  "\"volumes\":[{\"uuid\":\"" DISK "\",\"file\":\"" ID2 "/" DISK ".qcow2\","
+  "\"format\":\"qcow2\",\"size\":2000,\"virtual_size\":1073741824,"
+  "\"digest\":\"" DIGEST "\",\"backing\":\"../" ID1 "/" DISK ".qcow2\"}],\"meta\":null},"
+  "{\"id\":\"" ID3 "\",\"time\":\"2026-11-24T03:10:00Z\",\"host\":null,"
+  "\"domain\":null,\"kind\":\"differential\",\"since\":null,\"parent\":\"" ID1 "\","
+  "\"checkpoint\":\"" CP3 "\",\"from_checkpoint\":\"" CP1 "\",\"vm\":null,"
+  "\"volumes\":[{\"uuid\":\"" DISK "\",\"file\":\"" ID3 "/" DISK ".qcow2\","
+  "\"format\":\"qcow2\",\"size\":3000,\"virtual_size\":1073741824,"
+  "\"digest\":\"" DIGEST "\",\"backing\":\"../" ID1 "/" DISK ".qcow2\"}],\"meta\":null}]}";
+
+static void
+test_cbt (void)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(repo_manifest) m = parse (good_cbt, &err);
+  g_autoptr(repo_manifest) m2 = NULL;
+  g_autoptr(repo_manifest) chain = NULL;
+  g_autofree char *json = NULL;
+  g_autofree char *json2 = NULL;
+  g_autofree char *chain_json = NULL;
+  const repo_backup *b;
+
+  g_assert_no_error (err);
+  g_assert_cmpuint (m->backups->len, ==, 3);
+  b = g_ptr_array_index (m->backups, 0);
+  g_assert_true (repo_backup_is_cbt (b));
+  g_assert_cmpint (b->kind, ==, REPO_KIND_FULL);
+  g_assert_cmpstr (b->checkpoint, ==, CP1);
+  g_assert_null (b->from_checkpoint);
+  g_assert_cmpstr (b->vm, ==, VM);
+  b = g_ptr_array_index (m->backups, 1);
+  g_assert_cmpint (b->kind, ==, REPO_KIND_INCREMENTAL);
+  g_assert_cmpstr (b->parent, ==, ID1);
+  g_assert_null (b->since);
+  b = g_ptr_array_index (m->backups, 2);
+  g_assert_cmpint (b->kind, ==, REPO_KIND_DIFFERENTIAL);
+  g_assert_cmpstr (b->parent, ==, ID1);
+  g_assert_cmpstr (b->from_checkpoint, ==, CP1);
+  g_assert_null (b->vm);
+  g_assert_cmpstr (repo_kind_name (b->kind), ==, "differential");
+
+  g_assert_true (repo_manifest_find_checkpoint (m, CP1) == g_ptr_array_index (m->backups, 0));
+  g_assert_true (repo_manifest_find_checkpoint (m, CP3) == g_ptr_array_index (m->backups, 2));
+  g_assert_null (repo_manifest_find_checkpoint (m, "c00000ff-0000-4000-8000-0000000000ff"));
+
+  json = repo_manifest_to_json (m);
+  g_assert_nonnull (strstr (json, "\"from_checkpoint\""));
+  m2 = parse (json, &err);
+  g_assert_no_error (err);
+  json2 = repo_manifest_to_json (m2);
+  g_assert_cmpstr (json, ==, json2);
+
+  /* Chain exports keep their members and gain none. */
+  chain = parse (good, &err);
+  g_assert_no_error (err);
+  g_assert_false (repo_backup_is_cbt ((repo_backup *) g_ptr_array_index (chain->backups, 0)));
+  chain_json = repo_manifest_to_json (chain);
+  g_assert_null (strstr (chain_json, "checkpoint"));
+  g_assert_null (strstr (chain_json, "\"vm\""));
+}
+
+static void
+test_cbt_malformed (void)
+{
+  static const struct { const char *what, *from, *to; } cases[] = {
+    { "kind of neither", "\"kind\":\"differential\"", "\"kind\":\"snapshot\"" },
+    { "full with from_checkpoint",
+      "\"checkpoint\":\"" CP1 "\",\"from_checkpoint\":null",
+      "\"checkpoint\":\"" CP1 "\",\"from_checkpoint\":\"" CP2 "\"" },
+    { "full with a parent", "\"kind\":\"full\",\"since\":null,\"parent\":null",
+      "\"kind\":\"full\",\"since\":null,\"parent\":\"" ID1 "\"" },
+    { "full with since", "\"kind\":\"full\",\"since\":null",
+      "\"kind\":\"full\",\"since\":\"" TOP "\"" },
+    { "incremental without parent", "\"kind\":\"incremental\",\"since\":null,\"parent\":\"" ID1 "\"",
+      "\"kind\":\"incremental\",\"since\":null,\"parent\":null" },
+    { "incremental without from_checkpoint", "\"checkpoint\":\"" CP2 "\",\"from_checkpoint\":\"" CP1 "\"",
+      "\"checkpoint\":\"" CP2 "\",\"from_checkpoint\":null" },
+    { "incremental from another checkpoint",
+      "\"checkpoint\":\"" CP2 "\",\"from_checkpoint\":\"" CP1 "\"",
+      "\"checkpoint\":\"" CP2 "\",\"from_checkpoint\":\"" CP3 "\"" },
+    { "incremental not on the latest", "\"kind\":\"differential\"", "\"kind\":\"incremental\"" },
+    { "differential from an unknown checkpoint",
+      "\"checkpoint\":\"" CP3 "\",\"from_checkpoint\":\"" CP1 "\"",
+      "\"checkpoint\":\"" CP3 "\",\"from_checkpoint\":\"c00000ff-0000-4000-8000-0000000000ff\"" },
+    { "parent unknown", "\"kind\":\"differential\",\"since\":null,\"parent\":\"" ID1 "\"",
+      "\"kind\":\"differential\",\"since\":null,\"parent\":\"20200101T000000Z-000000\"" },
+    { "checkpoint created twice", "\"checkpoint\":\"" CP3 "\"", "\"checkpoint\":\"" CP2 "\"" },
+    { "checkpoint not a UUID", "\"checkpoint\":\"" CP1 "\"", "\"checkpoint\":\"../x\"" },
+    { "vm not a UUID", "\"vm\":\"" VM "\"", "\"vm\":\"vm1\"" },
+    { "from_checkpoint without checkpoint",
+      "\"checkpoint\":\"" CP3 "\",\"from_checkpoint\"", "\"checkpoint\":null,\"from_checkpoint\"" },
+    { "volume not the disk", "\"uuid\":\"" DISK "\",\"file\":\"" ID1 "/" DISK ".qcow2\"",
+      "\"uuid\":\"" TOP "\",\"file\":\"" ID1 "/" TOP ".qcow2\"" },
+    { "raw volume", "\"file\":\"" ID1 "/" DISK ".qcow2\",\"format\":\"qcow2\"",
+      "\"file\":\"" ID1 "/" DISK ".raw\",\"format\":\"raw\"" },
+    { "two volumes", "\"backing\":null}]",
+      "\"backing\":null},{\"uuid\":\"" TOP "\",\"file\":\"" ID1 "/" TOP ".qcow2\","
+      "\"format\":\"qcow2\",\"size\":1,\"virtual_size\":1,\"digest\":\"" DIGEST "\","
+      "\"backing\":\"" DISK ".qcow2\"}]" },
+    { "differential backed by the incremental",
+      "\"digest\":\"" DIGEST "\",\"backing\":\"../" ID1 "/" DISK ".qcow2\"}],\"meta\":null}]}",
+      "\"digest\":\"" DIGEST "\",\"backing\":\"../" ID2 "/" DISK ".qcow2\"}],\"meta\":null}]}" },
+    { "incremental without backing",
+      "\"backing\":\"../" ID1 "/" DISK ".qcow2\"}],\"meta\":null},",
+      "\"backing\":null}],\"meta\":null}," },
+    { "full with backing", "\"backing\":null}]", "\"backing\":\"x.qcow2\"}]" },
+  };
+
+  for (size_t i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autoptr(GString) s = g_string_new (good_cbt);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(repo_manifest) m = NULL;
+
+    if (g_string_replace (s, cases[i].from, cases[i].to, 1) != 1)
+      g_error ("case '%s': '%s' is not in the manifest", cases[i].what, cases[i].from);
+    m = parse (s->str, &err);
+    if (m != NULL)
+      g_error ("case '%s': accepted", cases[i].what);
+    g_assert_error (err, OVA_ERROR, OVA_ERROR_INTEGRITY);
+    g_test_message ("%s: %s", cases[i].what, err->message);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -497,6 +641,8 @@ main (int argc, char **argv)
   g_test_add_func ("/manifest/bytes", test_bytes);
   g_test_add_func ("/manifest/load-save", test_load_save);
   g_test_add_func ("/manifest/expected-backing", test_expected_backing);
+  g_test_add_func ("/manifest/cbt", test_cbt);
+  g_test_add_func ("/manifest/cbt-malformed", test_cbt_malformed);
   g_test_add_func ("/digest/stream", test_digest_stream);
   g_test_add_func ("/digest/file", test_digest_file);
   return g_test_run ();
