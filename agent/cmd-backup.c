@@ -1543,7 +1543,7 @@ backup_stopped (run *r, ova_stream_output *out, strm_encoder *enc, GError **erro
       check_cancel (error);
       return FALSE;
     }
-    d->srv = nbdr_server_start (d->path, "qcow2", FALSE, d->from ? bitmaps : NULL,
+    d->srv = nbdr_server_start (d->path, "qcow2", 0, d->from ? bitmaps : NULL,
                                 r->env->run_dir, error);
     if (d->srv == NULL)
       return FALSE;

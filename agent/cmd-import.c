@@ -582,7 +582,7 @@ run_import (const ova_ctx *ctx, const import_opts *o, import_target *t,
   else if (!prepare_file (o->to, o->format, &m, t, error))
     return FALSE;
 
-  t->srv = nbdr_server_start (t->image, t->format, TRUE, NULL,
+  t->srv = nbdr_server_start (t->image, t->format, NBDR_SERVER_WRITABLE, NULL,
                               ctx->cfg->env.run_dir, error);
   if (t->srv == NULL)
     return FALSE;

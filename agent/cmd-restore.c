@@ -255,7 +255,7 @@ restore_to_stream (const ova_ctx *ctx, const char *disk, const char *top,
     return FALSE;
   }
 
-  srv = nbdr_server_start (top, top_format, FALSE, NULL, ctx->cfg->env.run_dir, error);
+  srv = nbdr_server_start (top, top_format, 0, NULL, ctx->cfg->env.run_dir, error);
   if (srv == NULL)
     return FALSE;
   reader = nbdr_reader_open (nbdr_server_uri (srv), NULL, NULL, error);

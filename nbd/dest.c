@@ -1,7 +1,8 @@
 /* ovagent: a writable NBD export as a copy destination (libnbd): writes split
- * at the server's limit, zeroing that may leave holes, a flush at close. */
+ * at the server's limit and kept in flight, zeroing that may leave holes, a flush at close. */
 #include <config.h>
 
+#include <errno.h>
 #include <string.h>
 
 #include <libnbd.h>
@@ -15,6 +16,19 @@
 #define MAX_ZERO_REQUEST ((guint64) 1024 * 1024 * 1024)
 /* Zeros written as data when the server cannot zero. */
 #define ZERO_BUFFER_SIZE (4u * 1024 * 1024)
+/* Requests in flight: the caller's next frame is decoded while the server
+ * writes the previous ones. Memory: SLOTS copies of one request. */
+#define SLOTS 8
+
+typedef struct dest_slot {
+  struct nbdr_dest *d;
+  guint8 *buf;            /* a copy of the caller's bytes; NULL for zeroing */
+  size_t cap;
+  gboolean busy;
+  guint64 offset;
+  guint64 len;
+  gboolean zero;
+} dest_slot;
 
 struct nbdr_dest {
   struct nbd_handle *h;   /* NULL once closed */
@@ -24,6 +38,12 @@ struct nbdr_dest {
   gboolean can_zero;
   gboolean can_flush;
   guint8 *zeros;          /* ZERO_BUFFER_SIZE zero bytes, when needed */
+  dest_slot slots[SLOTS];
+  /* The first request the server failed, reported by the next call. */
+  int failed_errno;
+  guint64 failed_offset;
+  guint64 failed_len;
+  gboolean failed_zero;
 };
 
 nbdr_dest *
@@ -57,6 +77,8 @@ nbdr_dest_open (const char *uri, GError **error)
   d->can_zero = can_zero > 0;
   d->can_flush = can_flush > 0;
   d->max_request = nbdr_max_request (d->h);
+  for (size_t i = 0; i < SLOTS; i++)
+    d->slots[i].d = d;
   ova_debug ("opened %s for writing: %" G_GUINT64_FORMAT " bytes, requests up to %u"
              " bytes%s", uri, d->size, d->max_request,
              d->can_zero ? "" : ", zeros written as data");
@@ -86,6 +108,110 @@ check_range (const nbdr_dest *d, guint64 offset, guint64 len, GError **error)
   return TRUE;
 }
 
+static int
+request_done (void *user_data, int *err)
+{
+  dest_slot *slot = user_data;
+  nbdr_dest *d = slot->d;
+
+  if (*err != 0 && d->failed_errno == 0) {
+    d->failed_errno = *err;
+    d->failed_offset = slot->offset;
+    d->failed_len = slot->len;
+    d->failed_zero = slot->zero;
+  }
+  slot->busy = FALSE;
+  /* Retire the command: nothing else looks at it. */
+  return 1;
+}
+
+static gboolean
+check_failed (const nbdr_dest *d, GError **error)
+{
+  if (d->failed_errno == 0)
+    return TRUE;
+  g_set_error (error, OVA_ERROR,
+               d->failed_errno == ENOSPC || d->failed_errno == EDQUOT ?
+               OVA_ERROR_NO_SPACE : OVA_ERROR_INTERNAL,
+               "cannot %s %" G_GUINT64_FORMAT " bytes at %" G_GUINT64_FORMAT
+               " of %s: %s", d->failed_zero ? "zero" : "write",
+               d->failed_len, d->failed_offset, d->uri,
+               g_strerror (d->failed_errno));
+  return FALSE;
+}
+
+/* A slot no request uses, waiting for one to complete if need be. */
+static dest_slot *
+free_slot (nbdr_dest *d, GError **error)
+{
+  for (;;) {
+    if (!check_failed (d, error))
+      return NULL;
+    for (size_t i = 0; i < SLOTS; i++)
+      if (!d->slots[i].busy)
+        return &d->slots[i];
+    if (nbd_poll (d->h, -1) < 0) {
+      nbdr_set_libnbd_error (error, "lost the connection to %s while writing", d->uri);
+      return NULL;
+    }
+  }
+}
+
+/* Wait until the server answered every request. */
+static gboolean
+drain (nbdr_dest *d, GError **error)
+{
+  while (nbd_aio_in_flight (d->h) > 0) {
+    if (nbd_poll (d->h, -1) < 0) {
+      nbdr_set_libnbd_error (error, "lost the connection to %s while writing", d->uri);
+      return FALSE;
+    }
+  }
+  return check_failed (d, error);
+}
+
+static gboolean
+start_request (nbdr_dest *d, const void *buf, guint64 n, guint64 offset,
+               gboolean zero, GError **error)
+{
+  dest_slot *slot = free_slot (d, error);
+  nbd_completion_callback cb;
+  int64_t cookie;
+
+  if (slot == NULL)
+    return FALSE;
+  cb.callback = request_done;
+  cb.user_data = slot;
+  cb.free = NULL;
+  slot->offset = offset;
+  slot->len = n;
+  slot->zero = zero;
+  if (zero && d->can_zero) {
+    /* No NO_HOLE flag: the target stays sparse where the server can punch. */
+    cookie = nbd_aio_zero (d->h, n, offset, cb, 0);
+  }
+  else if (zero) {
+    cookie = nbd_aio_pwrite (d->h, d->zeros, n, offset, cb, 0);
+  }
+  else {
+    if (slot->cap < n) {
+      g_free (slot->buf);
+      slot->buf = g_malloc (n);
+      slot->cap = n;
+    }
+    memcpy (slot->buf, buf, n);
+    cookie = nbd_aio_pwrite (d->h, slot->buf, n, offset, cb, 0);
+  }
+  if (cookie < 0) {
+    nbdr_set_libnbd_error (error, "cannot %s %" G_GUINT64_FORMAT " bytes at %"
+                           G_GUINT64_FORMAT " of %s", zero ? "zero" : "write",
+                           n, offset, d->uri);
+    return FALSE;
+  }
+  slot->busy = TRUE;
+  return TRUE;
+}
+
 gboolean
 nbdr_dest_pwrite (nbdr_dest *d, const void *buf, size_t len, guint64 offset,
                   GError **error)
@@ -97,11 +223,8 @@ nbdr_dest_pwrite (nbdr_dest *d, const void *buf, size_t len, guint64 offset,
   while (len > 0) {
     size_t n = MIN (len, (size_t) d->max_request);
 
-    if (nbd_pwrite (d->h, p, n, offset, 0) < 0) {
-      nbdr_set_libnbd_error (error, "cannot write %zu bytes at %" G_GUINT64_FORMAT
-                             " of %s", n, offset, d->uri);
+    if (!start_request (d, p, n, offset, FALSE, error))
       return FALSE;
-    }
     p += n;
     offset += n;
     len -= n;
@@ -117,23 +240,11 @@ nbdr_dest_zero (nbdr_dest *d, guint64 offset, guint64 len, GError **error)
   if (!d->can_zero && d->zeros == NULL)
     d->zeros = g_malloc0 (ZERO_BUFFER_SIZE);
   while (len > 0) {
-    guint64 n;
-    int r;
+    guint64 n = d->can_zero ? MIN (len, MAX_ZERO_REQUEST)
+      : MIN (len, (guint64) MIN (ZERO_BUFFER_SIZE, d->max_request));
 
-    /* No NO_HOLE flag: the target stays sparse where the server can punch. */
-    if (d->can_zero) {
-      n = MIN (len, MAX_ZERO_REQUEST);
-      r = nbd_zero (d->h, n, offset, 0);
-    }
-    else {
-      n = MIN (len, (guint64) MIN (ZERO_BUFFER_SIZE, d->max_request));
-      r = nbd_pwrite (d->h, d->zeros, n, offset, 0);
-    }
-    if (r < 0) {
-      nbdr_set_libnbd_error (error, "cannot zero %" G_GUINT64_FORMAT " bytes at %"
-                             G_GUINT64_FORMAT " of %s", n, offset, d->uri);
+    if (!start_request (d, NULL, n, offset, TRUE, error))
       return FALSE;
-    }
     offset += n;
     len -= n;
   }
@@ -143,11 +254,12 @@ nbdr_dest_zero (nbdr_dest *d, guint64 offset, guint64 len, GError **error)
 gboolean
 nbdr_dest_close (nbdr_dest *d, GError **error)
 {
-  gboolean ok = TRUE;
+  gboolean ok;
 
   if (d->h == NULL)
     return TRUE;
-  if (d->can_flush && nbd_flush (d->h, 0) < 0) {
+  ok = drain (d, error);
+  if (ok && d->can_flush && nbd_flush (d->h, 0) < 0) {
     nbdr_set_libnbd_error (error, "cannot flush %s", d->uri);
     ok = FALSE;
   }
@@ -165,8 +277,12 @@ nbdr_dest_free (nbdr_dest *d)
 {
   if (d == NULL)
     return;
+  /* Requests still in flight are abandoned with the handle; their
+   * buffers are freed only after it. */
   if (d->h != NULL)
     nbd_close (d->h);
+  for (size_t i = 0; i < SLOTS; i++)
+    g_free (d->slots[i].buf);
   g_free (d->zeros);
   g_free (d->uri);
   g_free (d);

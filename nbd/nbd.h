@@ -13,13 +13,23 @@ struct strm_encoder;   /* stream/stream.h */
 
 typedef struct nbdr_server nbdr_server;
 
+/* How nbdr_server_start serves the image. */
+enum {
+  NBDR_SERVER_WRITABLE = 1 << 0, /* read-write; zeroed ranges become holes */
+  NBDR_SERVER_CACHED = 1 << 1,   /* through the page cache even where O_DIRECT
+                                  * works, and no zero detection: for files the
+                                  * caller fsyncs itself and whose writer sends
+                                  * zeros as zero requests (the repository) */
+};
+
 /* Start `qemu-nbd` on image (format "qcow2" or "raw") with a socket in a
- * private directory under run_dir; read-only unless writable; bitmaps:
- * NULL-terminated names to export (-B), may be NULL. Returns once the
- * socket accepts connections. The process is killed by nbdr_server_stop
- * and, should we die, by PR_SET_PDEATHSIG. */
+ * private directory under run_dir; flags NBDR_SERVER_*, 0 for read-only
+ * with O_DIRECT where the file system has it; bitmaps: NULL-terminated
+ * names to export (-B), may be NULL. Returns once the socket accepts
+ * connections. The process is killed by nbdr_server_stop and, should we
+ * die, by PR_SET_PDEATHSIG. */
 nbdr_server *nbdr_server_start (const char *image, const char *format,
-                                gboolean writable, const char *const *bitmaps,
+                                unsigned flags, const char *const *bitmaps,
                                 const char *run_dir, GError **error);
 const char *nbdr_server_uri (const nbdr_server *srv);   /* nbd+unix:///?socket=... */
 /* Stop the process, wait for it, remove the socket and its directory. */
@@ -38,7 +48,9 @@ guint64 nbdr_dest_size (const nbdr_dest *d);
 gboolean nbdr_dest_pwrite (nbdr_dest *d, const void *buf, size_t len,
                            guint64 offset, GError **error);
 gboolean nbdr_dest_zero (nbdr_dest *d, guint64 offset, guint64 len, GError **error);
-/* Flush and disconnect; FALSE if the flush failed. */
+/* Writes and zeroing are asynchronous (the bytes are copied, up to 8
+ * requests stay in flight): a failure is reported by a later call or by
+ * close. Flush and disconnect; FALSE if anything failed. */
 gboolean nbdr_dest_close (nbdr_dest *d, GError **error);
 void nbdr_dest_free (nbdr_dest *d);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (nbdr_dest, nbdr_dest_free)

@@ -170,11 +170,13 @@ describe_status (int status)
 }
 
 static GPtrArray *
-build_argv (const nbdr_server *srv, const char *format, gboolean writable,
+build_argv (const nbdr_server *srv, const char *format, unsigned flags,
             const char *const *bitmaps)
 {
   GPtrArray *argv = g_ptr_array_new_with_free_func (g_free);
-  gboolean direct = supports_direct_io (srv->image, writable);
+  gboolean writable = (flags & NBDR_SERVER_WRITABLE) != 0;
+  gboolean direct = !(flags & NBDR_SERVER_CACHED) &&
+    supports_direct_io (srv->image, writable);
 
   g_ptr_array_add (argv, g_strdup ("qemu-nbd"));
   g_ptr_array_add (argv, g_strdup_printf ("--format=%s", format));
@@ -183,11 +185,13 @@ build_argv (const nbdr_server *srv, const char *format, gboolean writable,
   g_ptr_array_add (argv, g_strdup ("--shared=" SHARED_CONNECTIONS));
   g_ptr_array_add (argv, g_strdup (direct ? "--cache=none" : "--cache=writeback"));
   g_ptr_array_add (argv, g_strdup ("--aio=threads"));
-  if (writable) {
+  if (writable && !(flags & NBDR_SERVER_CACHED)) {
     /* Zeroed ranges become holes: restored volumes stay sparse. */
     g_ptr_array_add (argv, g_strdup ("--discard=unmap"));
     g_ptr_array_add (argv, g_strdup ("--detect-zeroes=unmap"));
   }
+  else if (writable)
+    g_ptr_array_add (argv, g_strdup ("--discard=unmap"));
   else
     g_ptr_array_add (argv, g_strdup ("--read-only"));
   for (size_t i = 0; bitmaps != NULL && bitmaps[i] != NULL; i++)
@@ -269,9 +273,10 @@ wait_ready (nbdr_server *srv, GError **error)
 
 nbdr_server *
 nbdr_server_start (const char *image, const char *format,
-                   gboolean writable, const char *const *bitmaps,
+                   unsigned flags, const char *const *bitmaps,
                    const char *run_dir, GError **error)
 {
+  gboolean writable = (flags & NBDR_SERVER_WRITABLE) != 0;
   g_autoptr(nbdr_server) srv = g_new0 (nbdr_server, 1);
   g_autoptr(GPtrArray) argv = NULL;
   g_autoptr(GError) err = NULL;
@@ -306,7 +311,7 @@ nbdr_server_start (const char *image, const char *format,
     return NULL;
   }
 
-  argv = build_argv (srv, format, writable, bitmaps);
+  argv = build_argv (srv, format, flags, bitmaps);
   if (ova_log_threshold () >= LOG_DEBUG) {
     g_autofree char *line = g_strjoinv (" ", (char **) argv->pdata);
 

@@ -473,7 +473,11 @@ begin_disk (bk *b, const strm_frame *f, GError **error)
     return FALSE;
   b->cur = d;
   b->pos = 0;
-  b->srv = nbdr_server_start (d->path, "qcow2", TRUE, NULL, b->sock_dir, error);
+  /* The commit fsyncs the file: no O_DIRECT, and the sender already
+   * sends zeros as ZERO frames. */
+  b->srv = nbdr_server_start (d->path, "qcow2",
+                              NBDR_SERVER_WRITABLE | NBDR_SERVER_CACHED, NULL,
+                              b->sock_dir, error);
   if (b->srv == NULL)
     return FALSE;
   b->dest = nbdr_dest_open (nbdr_server_uri (b->srv), error);

@@ -273,7 +273,7 @@ check_full (fixture *f, const nbdr_read_opts *opts)
     return;
   img = make_mixed (f);
   want = convert_raw (f, img);
-  srv = nbdr_server_start (img, "qcow2", FALSE, NULL, f->dir, &error);
+  srv = nbdr_server_start (img, "qcow2", 0, NULL, f->dir, &error);
   g_assert_no_error (error);
   g_assert_true (encode_export (f, nbdr_server_uri (srv), NULL, opts, &ps, NULL,
                                 &stream, &error));
@@ -355,7 +355,7 @@ test_dirty_bitmap (fixture *f, gconstpointer data G_GNUC_UNUSED)
   }
   qemu_io (img, dirty);
   want = convert_raw (f, img);
-  srv = nbdr_server_start (img, "qcow2", FALSE, bitmaps, f->dir, &error);
+  srv = nbdr_server_start (img, "qcow2", 0, bitmaps, f->dir, &error);
   g_assert_no_error (error);
   g_assert_true (encode_export (f, nbdr_server_uri (srv), "qemu:dirty-bitmap:b0",
                                 &opts, &ps, NULL, &stream, &error));
@@ -404,7 +404,7 @@ test_missing_bitmap (fixture *f, gconstpointer data G_GNUC_UNUSED)
   if (!have_qemu ())
     return;
   img = make_qcow2 (f, "plain.qcow2", 4 * MiB);
-  srv = nbdr_server_start (img, "qcow2", FALSE, NULL, f->dir, &error);
+  srv = nbdr_server_start (img, "qcow2", 0, NULL, f->dir, &error);
   g_assert_no_error (error);
   r = nbdr_reader_open (nbdr_server_uri (srv), "qemu:dirty-bitmap:nope", NULL, &error);
   g_assert_null (r);
@@ -438,7 +438,7 @@ test_cancel (fixture *f, gconstpointer data G_GNUC_UNUSED)
   if (!have_qemu ())
     return;
   img = make_full (f, 64 * MiB);
-  srv = nbdr_server_start (img, "qcow2", FALSE, NULL, f->dir, &error);
+  srv = nbdr_server_start (img, "qcow2", 0, NULL, f->dir, &error);
   g_assert_no_error (error);
   g_assert_false (encode_export (f, nbdr_server_uri (srv), NULL, &opts, &ps,
                                  &cancel, &stream, &error));
@@ -469,7 +469,7 @@ test_cancel_before (fixture *f, gconstpointer data G_GNUC_UNUSED)
   if (!have_qemu ())
     return;
   img = make_full (f, 8 * MiB);
-  srv = nbdr_server_start (img, "qcow2", FALSE, NULL, f->dir, &error);
+  srv = nbdr_server_start (img, "qcow2", 0, NULL, f->dir, &error);
   g_assert_no_error (error);
   g_assert_false (encode_export (f, nbdr_server_uri (srv), NULL, NULL, &ps,
                                  &cancel, &stream, &error));
