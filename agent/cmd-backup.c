@@ -1754,6 +1754,9 @@ cmd_backup (ova_ctx *ctx, int argc, char **argv, GError **error)
 {
   if (!ova_command_parse (ctx, entries, &argc, &argv, error))
     return FALSE;
+  /* Even a usage error must not go into the stream. */
+  if (opts.output != NULL && strcmp (opts.output, "-") == 0)
+    ova_output_stdout_is_stream ();
   if (!check_options (ctx, argc, argv, error))
     return FALSE;
   ova_cancel_install ();

@@ -311,6 +311,9 @@ cmd_restore (ova_ctx *ctx, int argc, char **argv, GError **error)
 
   if (!ova_command_parse (ctx, entries, &argc, &argv, error))
     return FALSE;
+  /* Even a usage error must not go into the stream. */
+  if (o.output != NULL)
+    ova_output_stdout_is_stream ();
   if (!check_options (ctx, &o, argc, argv, error))
     return FALSE;
   disk = g_ascii_strdown (argv[1], -1);

@@ -69,6 +69,14 @@ ova_print_json (JsonNode *node)
   fflush (stdout);
 }
 
+static gboolean stdout_is_stream;
+
+void
+ova_output_stdout_is_stream (void)
+{
+  stdout_is_stream = TRUE;
+}
+
 void
 ova_print_json_error (const GError *err)
 {
@@ -84,6 +92,16 @@ ova_print_json_error (const GError *err)
   json_builder_add_string_value (b, err->message);
   json_builder_end_object (b);
   root = json_builder_get_root (b);
+  if (stdout_is_stream) {
+    g_autoptr(JsonGenerator) gen = json_generator_new ();
+    g_autofree char *text = NULL;
+
+    json_generator_set_root (gen, root);
+    text = json_generator_to_data (gen, NULL);
+    fprintf (stderr, "%s\n", text);
+    fflush (stderr);
+    return;
+  }
   ova_print_json (root);
 }
 

@@ -25,7 +25,12 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (ova_volume_info, ova_volume_info_free)
  * followed by a newline. */
 void ova_print_json (JsonNode *node);
 
-/* {"result":"error","code":...,"message":...} on stdout. */
+/* Standard output carries a data stream (--output -): from now on a JSON
+ * error goes to stderr, as its last line. */
+void ova_output_stdout_is_stream (void);
+
+/* {"result":"error","code":...,"message":...} on stdout, or as one line
+ * on stderr once stdout carries a stream. */
 void ova_print_json_error (const GError *err);
 
 /* `list`: {"domains":[...]} or the table. */
