@@ -104,7 +104,8 @@ ova_read_file_direct (const char *path, gsize max_len,
                       char **contents, gsize *len, GError **error)
 {
   gboolean direct;
-  struct stat st;
+  struct stat st = { 0 };
+  gsize cap;
   char *buf;
   gssize r;
   int fd;
@@ -114,7 +115,9 @@ ova_read_file_direct (const char *path, gsize max_len,
     set_open_error (error, path, errno);
     return FALSE;
   }
-  if (fstat (fd, &st) == 0 && S_ISREG (st.st_mode) && (guint64) st.st_size > max_len) {
+  if (fstat (fd, &st) < 0)
+    st.st_mode = 0;
+  if (S_ISREG (st.st_mode) && (guint64) st.st_size > max_len) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
                  "%s is %lld bytes, larger than the %zu bytes allowed",
                  path, (long long) st.st_size, max_len);
@@ -122,15 +125,27 @@ ova_read_file_direct (const char *path, gsize max_len,
     return FALSE;
   }
 
-  buf = alloc_aligned (max_len);
-  r = read_at (fd, direct, 0, buf, max_len + 1);
-  if (r < 0) {
-    int err = errno;
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "cannot read %s: %s", path, g_strerror (err));
+  /* A buffer for the file's size (not for the most it may hold: a
+   * manifest's limit is 64 MiB), and once more for the limit should the
+   * file have grown past it meanwhile. */
+  cap = max_len;
+  if (S_ISREG (st.st_mode))
+    cap = MIN (max_len, ((gsize) st.st_size + DIRECT_ALIGN) & ~(gsize) (DIRECT_ALIGN - 1));
+  for (;;) {
+    buf = alloc_aligned (cap);
+    r = read_at (fd, direct, 0, buf, cap + 1);
+    if (r < 0) {
+      int err = errno;
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "cannot read %s: %s", path, g_strerror (err));
+      free (buf);
+      close (fd);
+      return FALSE;
+    }
+    if ((gsize) r <= cap || cap == max_len)
+      break;
     free (buf);
-    close (fd);
-    return FALSE;
+    cap = max_len;
   }
   close (fd);
   if ((gsize) r > max_len) {
