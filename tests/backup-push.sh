@@ -132,6 +132,7 @@ bk_check "remote refusal: state.json pending or moved on" "$STATE" \
 
 # The next incremental (compressed) continues from the last committed checkpoint.
 push p3 incremental "$CP2" --incremental --compress
+# shellcheck disable=SC2034  # ID1..ID3 are read through ${!id_var}
 ID3=$ID
 bk_check "p3: the remote incremental is not backed by the previous one" "$TESTDIR/p3.json" \
     --arg p "$ID2" 'all(.remote.disks[]; .parent == $p)'

@@ -30,7 +30,7 @@ D=$NFS_DIR
 
 # Disk A: a base and a snapshot (the VM writes into the snapshot); disk B:
 # one volume. Both qcow2 compat 1.1, as a V5 domain creates them.
-read -r IMG_A VOL_A0 < <(snapshot.sh disk "$D" 128M)
+read -r IMG_A _ < <(snapshot.sh disk "$D" 128M)
 snapshot.sh write "$D" "$IMG_A" 0x11 0 4M
 VOL_A1=$(snapshot.sh create "$D" "$IMG_A")
 snapshot.sh write "$D" "$IMG_A" 0x12 2M 2M
@@ -90,7 +90,7 @@ CPS=()
 # backup of both disks, checkpoint and job state; sets IDS[STEP], CPS[STEP].
 after_backup () {
     local step=$1 kind=$2 from=$3 res=$TESTDIR/b$1.json recv=$TESTDIR/b$1.recv.json
-    local fromj=null cp parent=null
+    local fromj=null cp
     [ "$from" = - ] || fromj="\"$from\""
     bk_check "step $step: the result is not a $kind of vda, vdb from $fromj" "$res" \
         --arg vm "$VM_UUID" --arg name "$VM" --arg a "$IMG_A" --arg b "$IMG_B" \
@@ -259,11 +259,20 @@ for step in 1 2 3 4 5; do
     grep -qF "${CPS[step]}" "$TESTDIR/out" || fail "checkpoints (text) does not list ${CPS[step]}"
 done
 
-# The images keep all five bitmaps once QEMU stored them, none in use.
+# Retention: the oldest checkpoint deleted (libvirt merges its bitmap into
+# the next one); an unknown one is not found.
+expect_exit 0 ovagent checkpoints "$VM" --delete "${CPS[1]}" --json
+[ "$(bk_checkpoints "$VM")" = "${CPS[2]} ${CPS[3]} ${CPS[4]} ${CPS[5]}" ] ||
+    fail "after --delete ${CPS[1]}: checkpoints [$(bk_checkpoints "$VM")]"
+[ ! -e "$OVAGENT_STATE_DIR/checkpoints/$VM_UUID/${CPS[1]}.xml" ] ||
+    fail "the saved XML of the deleted checkpoint ${CPS[1]} is left"
+expect_exit 3 ovagent checkpoints "$VM" --delete "$(bk_uuid)"
+
+# The images keep the other four bitmaps once QEMU stored them, none in use.
 vm.sh destroy "$LV" "$VM"
 for i in 0 1; do
     names=$(bk_image_bitmaps "${TOPS[i]}")
-    want=$(printf '%s[auto]\n' "${CPS[1]}" "${CPS[2]}" "${CPS[3]}" "${CPS[4]}" "${CPS[5]}")
+    want=$(printf '%s[auto]\n' "${CPS[2]}" "${CPS[3]}" "${CPS[4]}" "${CPS[5]}")
     want=$(sort <<<"$want" | tr '\n' ' ')
     [ "$names " = "$want" ] || fail "${IMGS[i]} after the last backup: bitmaps [$names], expected [$want]"
     qemu-img check -q -f qcow2 "${TOPS[i]}" || fail "qemu-img check ${TOPS[i]} fails"

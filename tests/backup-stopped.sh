@@ -18,8 +18,6 @@ requires_core losetup
 requires_root
 command -v ovagent >/dev/null || fail "ovagent not built"
 
-MiB=$((1024 * 1024))
-
 FD=$TESTDIR/fd
 cleanup_add filedomain.sh down "$FD"
 filedomain.sh up "$FD" >/dev/null
@@ -119,8 +117,8 @@ bk_check "s1: data_bytes is not the allocated data (4 MiB, 3 MiB)" "$TESTDIR/s1.
     '[.disks[].data_bytes] == [4194304, 3145728] and [.disks[].volume] == [$a, $b]
      and all(.disks[]; .domain == $sd)'
 for img in "$IMG_A" "$IMG_B"; do
-    [ "$(top_bitmaps file "$img")" = "$CP1[auto]" ] ||
-        fail "s1: the top volume of $img has bitmaps [$(top_bitmaps file "$img")], expected $CP1[auto]"
+    [ "$(top_bitmaps file "$img")" = "${CP1}[auto]" ] ||
+        fail "s1: the top volume of $img has bitmaps [$(top_bitmaps file "$img")], expected ${CP1}[auto]"
 done
 [ -z "$(bk_image_bitmaps "$D/images/$IMG_A/$VOL_A0")" ] ||
     fail "s1: a bitmap was added to the base volume of $IMG_A: $(bk_image_bitmaps "$D/images/$IMG_A/$VOL_A0")"
@@ -147,9 +145,10 @@ bk_check "s2: not exactly the dirty blocks (vda 2 MiB + 64 KiB, vdb 192 KiB)" "$
 # keeps recording is not the point: only the newest is read from).
 for img in "$IMG_A" "$IMG_B"; do
     got=$(top_bitmaps file "$img")
-    [[ " $got " == *" $CP2[auto] "* && " $got " == *" $CP1["* && $got != *in-use* ]] &&
-        [ "$(wc -w <<<"$got")" -eq 2 ] ||
+    if ! [[ " $got " == *" ${CP2}[auto] "* && " $got " == *" ${CP1}["* && $got != *in-use* ]] ||
+        [ "$(wc -w <<<"$got")" -ne 2 ]; then
         fail "s2: bitmaps of $img [$got], expected $CP1 and $CP2 (enabled)"
+    fi
 done
 source_at p2-a "$D" "$IMG_A"
 source_at p2-b "$D" "$IMG_B"
@@ -200,6 +199,27 @@ for img in "$IMG_A" "$IMG_B"; do
     qemu-img check -q -f qcow2 "$D/images/$img/$leaf" || fail "qemu-img check of $img's leaf fails"
 done
 
+# Deleting the newest checkpoint of a stopped VM: its bitmap is merged into
+# the previous one and removed, its saved XML goes, the disks forget it and
+# their next --auto is full.
+expect_exit 3 ovagent checkpoints "$VM_UUID" --delete "$(bk_uuid)"
+expect_exit 0 ovagent checkpoints "$VM_UUID" --delete "$CP3" --json
+for img in "$IMG_A" "$IMG_B"; do
+    got=$(top_bitmaps file "$img" | sed 's/\[[^]]*\]//g')
+    [ "$got" = "$(printf '%s\n' "$CP1" "$CP2" | sort | tr '\n' ' ' | sed 's/ $//')" ] ||
+        fail "after --delete $CP3: bitmaps of $img [$got], expected [$CP1 $CP2]"
+done
+[ ! -e "$OVAGENT_STATE_DIR/checkpoints/$VM_UUID/$CP3.xml" ] || fail "the saved XML of $CP3 is left"
+bk_check "after --delete $CP3: the disks still trust it" "$(state_json)" --arg cp "$CP3" \
+    'all(.disks[]; .checkpoint != $cp)'
+snapshot.sh write "$D" "$IMG_B" 0x61 5M 64k
+bk_backup_ok s4 "$R" "$VM_UUID" --disk "$IMG_A" --disk "$IMG_B" --auto
+check_result s4 full - "$IMG_A" "$IMG_B"
+source_at p4-a "$D" "$IMG_A"
+source_at p4-b "$D" "$IMG_B"
+bk_restore_compare "s4" "$R" "$IMG_A" "$BK_ID" "$TESTDIR/p4-a.raw"
+bk_restore_compare "s4" "$R" "$IMG_B" "$BK_ID" "$TESTDIR/p4-b.raw"
+
 # ---- a block domain: LVs activated for the backup only --------------------
 read -r IMG_C _ < <(snapshot.sh disk "$BSD" 256M --block-env "$BENV")
 snapshot.sh write "$BSD" "$IMG_C" 0x71 0 2M --block-env "$BENV"
@@ -222,8 +242,8 @@ bk_check "b1: not the block volume, or not its 3 MiB of data" "$TESTDIR/b1.json"
     --arg sd "$BSD" --arg v "$VOL_C1" \
     '.disks[0].domain == $sd and .disks[0].volume == $v and .disks[0].data_bytes == 3145728'
 no_active_lvs b1
-[ "$(top_bitmaps block "$IMG_C")" = "$CPB1[auto]" ] ||
-    fail "b1: the top LV has bitmaps [$(top_bitmaps block "$IMG_C")], expected $CPB1[auto]"
+[ "$(top_bitmaps block "$IMG_C")" = "${CPB1}[auto]" ] ||
+    fail "b1: the top LV has bitmaps [$(top_bitmaps block "$IMG_C")], expected ${CPB1}[auto]"
 source_at pb1 "$BSD" "$IMG_C" --block-env "$BENV"
 
 snapshot.sh write "$BSD" "$IMG_C" 0x73 5M 64k 200M 64k --block-env "$BENV"
@@ -238,8 +258,8 @@ bk_restore_compare "block full" "$R" "$IMG_C" "$IDB1" "$TESTDIR/pb1.raw"
 bk_restore_compare "block incremental" "$R" "$IMG_C" "$IDB2" "$TESTDIR/pb2.raw"
 
 expect_exit 0 ovagent verify --repo "$R" --json
-bk_check "verify: not ok over 3 disks and 8 backups" "$TESTDIR/out" \
-    '.result == "ok" and .disks == 3 and .backups == 8'
+bk_check "verify: not ok over 3 disks and 10 backups" "$TESTDIR/out" \
+    '.result == "ok" and .disks == 3 and .backups == 10'
 bk_no_leftovers "the end"
 
 echo "PASS: backup of a stopped VM through qemu-nbd, file and block domains"

@@ -65,8 +65,6 @@ expect_exit () {
 
 # ---- changed-block backups (backup-*.sh) --------------------------------
 
-BK_UUID_RE='^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
-
 bk_uuid () {
     cat /proc/sys/kernel/random/uuid
 }
