@@ -46,3 +46,11 @@ ova_cancel_redirect (int fd)
 {
   redirect_fd = fd;
 }
+
+void
+ova_cancel_explain (GError **error)
+{
+  if (ova_cancelled && error != NULL && *error != NULL &&
+      !g_str_has_prefix ((*error)->message, "interrupted"))
+    g_prefix_error (error, "interrupted by a signal: ");
+}

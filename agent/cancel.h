@@ -20,4 +20,9 @@ void ova_cancel_install (void);
  * it rejects. */
 void ova_cancel_redirect (int fd);
 
+/* After a command failed: when a signal came, say so before the error (a
+ * failure it caused, EINTR or a cut pipe, reads oddly alone), unless the
+ * message already begins with "interrupted". */
+void ova_cancel_explain (GError **error);
+
 #endif

@@ -15,6 +15,7 @@
 #include <libvirt/virterror.h>
 
 #include "error.h"
+#include "json.h"
 #include "log.h"
 #include "util.h"
 #include "agent/cancel.h"
@@ -32,8 +33,6 @@
 #include "virt/state.h"
 #include "virt/vmusage.h"
 
-#define DEFAULT_COMPRESS_LEVEL 3
-#define MAX_COMPRESS_LEVEL 19
 /* The stream and the receiver take disks up to this size. */
 #define MAX_DISK_SIZE ((guint64) 64 << 40)
 /* A domain XML <serial> longer than this is no UUID anyway. */
@@ -52,30 +51,10 @@ static struct {
   gboolean differential;
   gboolean autom;
   char *from;
-  char *output;
-  char *target;
-  int compress;          /* 0: none */
   char *scratch_dir;
   int requests;          /* 0: the reader's default */
   int connections;
 } opts;
-
-static gboolean
-opt_compress (const char *name, const char *value,
-              gpointer data G_GNUC_UNUSED, GError **error)
-{
-  guint64 level = DEFAULT_COMPRESS_LEVEL;
-
-  if (value != NULL &&
-      !g_ascii_string_to_unsigned (value, 10, 1, MAX_COMPRESS_LEVEL, &level, NULL)) {
-    g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                 "%s takes a zstd level from 1 to %d, not '%s'",
-                 name, MAX_COMPRESS_LEVEL, value);
-    return FALSE;
-  }
-  opts.compress = (int) level;
-  return TRUE;
-}
 
 static const GOptionEntry entries[] = {
   { "disk", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opts.disks,
@@ -91,14 +70,7 @@ static const GOptionEntry entries[] = {
     "Per disk: incremental when its last checkpoint is valid, else full", NULL },
   { "from", 0, 0, G_OPTION_ARG_STRING, &opts.from,
     "The checkpoint an incremental or differential backup starts from", "CP" },
-  { "output", 'o', 0, G_OPTION_ARG_FILENAME, &opts.output,
-    "Write the stream to FILE (created, never overwritten), or to standard "
-    "output with -", "FILE|-" },
-  { "target", 0, 0, G_OPTION_ARG_STRING, &opts.target,
-    "Push the stream over SSH and run 'ovagent receive --repo PATH' there",
-    "ssh://[USER@]HOST[:PORT]/PATH" },
-  { "compress", 0, G_OPTION_FLAG_OPTIONAL_ARG, G_OPTION_ARG_CALLBACK, opt_compress,
-    "Compress data frames with zstd (default level 3)", "LEVEL" },
+  OVA_STREAM_OPTION_ENTRIES,
   { "scratch-dir", 0, 0, G_OPTION_ARG_FILENAME, &opts.scratch_dir,
     "Where a running VM's backup keeps the old content of rewritten clusters "
     "(config key scratch_dir)", "DIR" },
@@ -1077,23 +1049,6 @@ recover_pending (run *r, GError **error)
 
 /* ---- META and the result ---- */
 
-static void
-add_string_or_null (JsonBuilder *b, const char *name, const char *value)
-{
-  json_builder_set_member_name (b, name);
-  if (value != NULL)
-    json_builder_add_string_value (b, value);
-  else
-    json_builder_add_null_value (b);
-}
-
-static void
-add_int (JsonBuilder *b, const char *name, guint64 value)
-{
-  json_builder_set_member_name (b, name);
-  json_builder_add_int_value (b, (gint64) value);
-}
-
 static char *
 build_meta (const run *r)
 {
@@ -1103,30 +1058,29 @@ build_meta (const run *r)
   strm_meta_begin (b, "backup");
   json_builder_set_member_name (b, "vm");
   json_builder_begin_object (b);
-  add_string_or_null (b, "uuid", r->vm_uuid);
-  add_string_or_null (b, "name", r->vm_name);
-  json_builder_set_member_name (b, "running");
-  json_builder_add_boolean_value (b, r->running);
+  ova_json_add_string (b, "uuid", r->vm_uuid);
+  ova_json_add_string (b, "name", r->vm_name);
+  ova_json_add_bool (b, "running", r->running);
   json_builder_end_object (b);
-  add_string_or_null (b, "job", r->job);
-  add_string_or_null (b, "checkpoint", r->checkpoint);
-  add_string_or_null (b, "checkpoint_xml", r->checkpoint_xml);
+  ova_json_add_string (b, "job", r->job);
+  ova_json_add_string (b, "checkpoint", r->checkpoint);
+  ova_json_add_string (b, "checkpoint_xml", r->checkpoint_xml);
   json_builder_set_member_name (b, "volumes");
   json_builder_begin_array (b);
   for (guint i = 0; i < r->disks->len; i++) {
     const bdisk *d = r->disks->pdata[i];
 
     json_builder_begin_object (b);
-    add_string_or_null (b, "uuid", d->image);
-    add_string_or_null (b, "disk", d->image);
-    add_string_or_null (b, "target", d->target);
-    add_string_or_null (b, "domain", d->domain);
-    add_string_or_null (b, "volume", d->volume);
-    add_string_or_null (b, "kind", d->kind);
-    add_string_or_null (b, "from_checkpoint", d->from);
-    add_string_or_null (b, "format", "guest");
-    add_int (b, "size", d->size);
-    add_int (b, "capacity", d->size);
+    ova_json_add_string (b, "uuid", d->image);
+    ova_json_add_string (b, "disk", d->image);
+    ova_json_add_string (b, "target", d->target);
+    ova_json_add_string (b, "domain", d->domain);
+    ova_json_add_string (b, "volume", d->volume);
+    ova_json_add_string (b, "kind", d->kind);
+    ova_json_add_string (b, "from_checkpoint", d->from);
+    ova_json_add_string (b, "format", "guest");
+    ova_json_add_uint (b, "size", d->size);
+    ova_json_add_uint (b, "capacity", d->size);
     json_builder_end_object (b);
   }
   json_builder_end_array (b);
@@ -1145,34 +1099,32 @@ print_result (const run *r, const strm_totals *t, double seconds,
   if (r->ctx->json) {
     g_autoptr (JsonBuilder) b = json_builder_new ();
     g_autoptr (JsonNode) root = NULL;
-    JsonObject *remote = out->ssh ? strm_sink_ssh_result_object (out->sink) : NULL;
 
     json_builder_begin_object (b);
-    add_string_or_null (b, "result", "ok");
-    add_string_or_null (b, "vm", r->vm_uuid);
-    add_string_or_null (b, "name", r->vm_name);
-    json_builder_set_member_name (b, "running");
-    json_builder_add_boolean_value (b, r->running);
-    add_string_or_null (b, "job", r->job);
-    add_string_or_null (b, "checkpoint", r->checkpoint);
-    add_string_or_null (b, "backup_id", backup_id);
+    ova_json_add_string (b, "result", "ok");
+    ova_json_add_string (b, "vm", r->vm_uuid);
+    ova_json_add_string (b, "name", r->vm_name);
+    ova_json_add_bool (b, "running", r->running);
+    ova_json_add_string (b, "job", r->job);
+    ova_json_add_string (b, "checkpoint", r->checkpoint);
+    ova_json_add_string (b, "backup_id", backup_id);
     json_builder_set_member_name (b, "disks");
     json_builder_begin_array (b);
     for (guint i = 0; i < r->disks->len; i++) {
       const bdisk *d = r->disks->pdata[i];
 
       json_builder_begin_object (b);
-      add_string_or_null (b, "target", d->target);
-      add_string_or_null (b, "disk", d->image);
-      add_string_or_null (b, "domain", d->domain);
-      add_string_or_null (b, "volume", d->volume);
-      add_string_or_null (b, "kind", d->kind);
-      add_string_or_null (b, "from_checkpoint", d->from);
-      add_string_or_null (b, "reason", d->reason);
-      add_int (b, "virtual_size", d->size);
-      add_int (b, "data_bytes", d->data);
-      add_int (b, "zero_bytes", d->zero);
-      add_int (b, "hole_bytes", d->hole);
+      ova_json_add_string (b, "target", d->target);
+      ova_json_add_string (b, "disk", d->image);
+      ova_json_add_string (b, "domain", d->domain);
+      ova_json_add_string (b, "volume", d->volume);
+      ova_json_add_string (b, "kind", d->kind);
+      ova_json_add_string (b, "from_checkpoint", d->from);
+      ova_json_add_string (b, "reason", d->reason);
+      ova_json_add_uint (b, "virtual_size", d->size);
+      ova_json_add_uint (b, "data_bytes", d->data);
+      ova_json_add_uint (b, "zero_bytes", d->zero);
+      ova_json_add_uint (b, "hole_bytes", d->hole);
       json_builder_end_object (b);
     }
     json_builder_end_array (b);
@@ -1182,9 +1134,9 @@ print_result (const run *r, const strm_totals *t, double seconds,
       const skipped_disk *s = r->skipped->pdata[i];
 
       json_builder_begin_object (b);
-      add_string_or_null (b, "target", s->target);
-      add_string_or_null (b, "disk", s->image);
-      add_string_or_null (b, "reason", s->reason);
+      ova_json_add_string (b, "target", s->target);
+      ova_json_add_string (b, "disk", s->image);
+      ova_json_add_string (b, "reason", s->reason);
       json_builder_end_object (b);
     }
     json_builder_end_array (b);
@@ -1193,23 +1145,14 @@ print_result (const run *r, const strm_totals *t, double seconds,
     for (guint i = 0; r->redefined && i < r->redefined->len; i++)
       json_builder_add_string_value (b, r->redefined->pdata[i]);
     json_builder_end_array (b);
-    add_string_or_null (b, "recovered", r->recovered);
-    add_int (b, "bytes_read", r->bytes_read);
-    add_int (b, "bytes_sent", t->bytes_sent);
-    add_int (b, "data_bytes", t->data_bytes);
-    add_int (b, "zero_bytes", t->zero_bytes);
-    add_int (b, "hole_bytes", t->hole_bytes);
-    json_builder_set_member_name (b, "seconds");
-    json_builder_add_double_value (b, seconds);
-    json_builder_set_member_name (b, "remote");
-    if (remote != NULL) {
-      JsonNode *n = json_node_alloc ();
-
-      json_node_init_object (n, remote);
-      json_builder_add_value (b, n);
-    }
-    else
-      json_builder_add_null_value (b);
+    ova_json_add_string (b, "recovered", r->recovered);
+    ova_json_add_uint (b, "bytes_read", r->bytes_read);
+    ova_json_add_uint (b, "bytes_sent", t->bytes_sent);
+    ova_json_add_uint (b, "data_bytes", t->data_bytes);
+    ova_json_add_uint (b, "zero_bytes", t->zero_bytes);
+    ova_json_add_uint (b, "hole_bytes", t->hole_bytes);
+    ova_json_add_double (b, "seconds", seconds);
+    ova_stream_output_add_remote (b, out);
     json_builder_end_object (b);
     root = json_builder_get_root (b);
     if (to_stdout) {
@@ -1654,9 +1597,9 @@ backup (ova_ctx *ctx, const char *vm, GError **error)
 
   /* Nothing is changed before the output is open: a file that exists or a
    * target that cannot be reached leaves the VM alone. */
-  if (!ova_stream_output_open (ctx, &out, opts.output, opts.target, error))
+  if (!ova_stream_output_open (ctx, &out, ova_stream_opts.output, ova_stream_opts.target, error))
     goto out;
-  enc = strm_encoder_new (out.sink, opts.compress);
+  enc = strm_encoder_new (out.sink, ova_stream_opts.compress);
 
   r.job = g_uuid_string_random ();
   r.checkpoint = g_uuid_string_random ();
@@ -1744,7 +1687,7 @@ check_options (const ova_ctx *ctx, int argc, char **argv, GError **error)
     ova_usage_error (ctx, error, "--connections takes 1 to %d", NBDR_MAX_CONNECTIONS);
     return FALSE;
   }
-  if (!ova_stream_output_check (ctx, opts.output, opts.target, error))
+  if (!ova_stream_output_check (ctx, ova_stream_opts.output, ova_stream_opts.target, error))
     return FALSE;
   return TRUE;
 }
@@ -1752,18 +1695,13 @@ check_options (const ova_ctx *ctx, int argc, char **argv, GError **error)
 gboolean
 cmd_backup (ova_ctx *ctx, int argc, char **argv, GError **error)
 {
-  if (!ova_command_parse (ctx, entries, &argc, &argv, error))
+  if (!ova_stream_command_parse (ctx, entries, &argc, &argv, error))
     return FALSE;
-  /* Even a usage error must not go into the stream. */
-  if (opts.output != NULL && strcmp (opts.output, "-") == 0)
-    ova_output_stdout_is_stream ();
   if (!check_options (ctx, argc, argv, error))
     return FALSE;
   ova_cancel_install ();
   if (backup (ctx, argv[1], error))
     return TRUE;
-  if (ova_cancelled && error != NULL && *error != NULL &&
-      !g_str_has_prefix ((*error)->message, "interrupted"))
-    g_prefix_error (error, "interrupted by a signal: ");
+  ova_cancel_explain (error);
   return FALSE;
 }

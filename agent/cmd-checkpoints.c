@@ -13,6 +13,7 @@
 #include <libvirt/virterror.h>
 
 #include "error.h"
+#include "json.h"
 #include "log.h"
 #include "util.h"
 #include "agent/command.h"
@@ -546,26 +547,6 @@ load_view (const ova_config *cfg, virConnectPtr conn, const char *vm, GError **e
 /* ------------------------------------------------------------------ */
 /* Output */
 
-static void
-add_string_or_null (JsonBuilder *b, const char *member, const char *value)
-{
-  json_builder_set_member_name (b, member);
-  if (value)
-    json_builder_add_string_value (b, value);
-  else
-    json_builder_add_null_value (b);
-}
-
-static void
-add_strings (JsonBuilder *b, const char *member, GPtrArray *values)
-{
-  json_builder_set_member_name (b, member);
-  json_builder_begin_array (b);
-  for (guint i = 0; i < values->len; i++)
-    json_builder_add_string_value (b, g_ptr_array_index (values, i));
-  json_builder_end_array (b);
-}
-
 static char *
 format_time (gint64 t)
 {
@@ -587,10 +568,9 @@ json_pending (JsonBuilder *b, const virt_state *s)
     return;
   }
   json_builder_begin_object (b);
-  add_string_or_null (b, "job", job);
-  add_string_or_null (b, "checkpoint", cp);
-  json_builder_set_member_name (b, "running");
-  json_builder_add_boolean_value (b, running);
+  ova_json_add_string (b, "job", job);
+  ova_json_add_string (b, "checkpoint", cp);
+  ova_json_add_bool (b, "running", running);
   json_builder_set_member_name (b, "disks");
   json_builder_begin_array (b);
   for (gsize i = 0; images[i]; i++)
@@ -602,10 +582,9 @@ json_pending (JsonBuilder *b, const virt_state *s)
 static void
 json_view_members (JsonBuilder *b, const vm_view *v)
 {
-  add_string_or_null (b, "vm", v->uuid);
-  add_string_or_null (b, "name", v->name);
-  json_builder_set_member_name (b, "running");
-  json_builder_add_boolean_value (b, v->running);
+  ova_json_add_string (b, "vm", v->uuid);
+  ova_json_add_string (b, "name", v->name);
+  ova_json_add_bool (b, "running", v->running);
 }
 
 static void
@@ -623,27 +602,25 @@ print_json_view (const vm_view *v)
     g_autofree char *created = format_time (e->created);
 
     json_builder_begin_object (b);
-    add_string_or_null (b, "name", e->name);
-    add_string_or_null (b, "parent", e->parent);
-    add_string_or_null (b, "created", created);
-    json_builder_set_member_name (b, "known_to_libvirt");
-    json_builder_add_boolean_value (b, e->known);
-    json_builder_set_member_name (b, "saved");
-    json_builder_add_boolean_value (b, e->saved);
+    ova_json_add_string (b, "name", e->name);
+    ova_json_add_string (b, "parent", e->parent);
+    ova_json_add_string (b, "created", created);
+    ova_json_add_bool (b, "known_to_libvirt", e->known);
+    ova_json_add_bool (b, "saved", e->saved);
     json_builder_set_member_name (b, "disks");
     json_builder_begin_array (b);
     for (guint j = 0; j < e->disks->len; j++) {
       const cp_disk *d = g_ptr_array_index (e->disks, j);
 
       json_builder_begin_object (b);
-      add_string_or_null (b, "target", d->target);
-      add_string_or_null (b, "bitmap", d->bitmap);
+      ova_json_add_string (b, "target", d->target);
+      ova_json_add_string (b, "bitmap", d->bitmap);
       json_builder_end_object (b);
     }
     json_builder_end_array (b);
-    add_strings (b, "last_for", e->last_for);
+    ova_json_add_strings (b, "last_for", e->last_for);
     if (!v->running)
-      add_strings (b, "in_images", e->images);
+      ova_json_add_strings (b, "in_images", e->images);
     json_builder_end_object (b);
   }
   json_builder_end_array (b);
@@ -658,11 +635,11 @@ print_json_view (const vm_view *v)
       ? g_ptr_array_index (ie->img->volumes, ie->img->volumes->len - 1) : NULL;
 
     json_builder_begin_object (b);
-    add_string_or_null (b, "disk", ie->image);
-    add_string_or_null (b, "target", ie->target);
-    add_string_or_null (b, "checkpoint", ie->checkpoint);
-    add_string_or_null (b, "domain", ie->sd ? ie->sd->uuid : NULL);
-    add_string_or_null (b, "volume", top ? top->uuid : NULL);
+    ova_json_add_string (b, "disk", ie->image);
+    ova_json_add_string (b, "target", ie->target);
+    ova_json_add_string (b, "checkpoint", ie->checkpoint);
+    ova_json_add_string (b, "domain", ie->sd ? ie->sd->uuid : NULL);
+    ova_json_add_string (b, "volume", top ? top->uuid : NULL);
     json_builder_set_member_name (b, "bitmaps");
     if (ie->bitmaps == NULL) {
       json_builder_add_null_value (b);
@@ -672,16 +649,14 @@ print_json_view (const vm_view *v)
         const virt_image_bitmap *bm = g_ptr_array_index (ie->bitmaps, j);
 
         json_builder_begin_object (b);
-        add_string_or_null (b, "name", bm->name);
-        json_builder_set_member_name (b, "enabled");
-        json_builder_add_boolean_value (b, bm->enabled);
-        json_builder_set_member_name (b, "in_use");
-        json_builder_add_boolean_value (b, bm->in_use);
+        ova_json_add_string (b, "name", bm->name);
+        ova_json_add_bool (b, "enabled", bm->enabled);
+        ova_json_add_bool (b, "in_use", bm->in_use);
         json_builder_end_object (b);
       }
       json_builder_end_array (b);
     }
-    add_string_or_null (b, "problem", ie->problem);
+    ova_json_add_string (b, "problem", ie->problem);
     json_builder_end_object (b);
   }
   json_builder_end_array (b);
@@ -947,11 +922,10 @@ delete_checkpoint (ova_ctx *ctx, virConnectPtr conn, const char *vm, const char 
   parent = g_strdup (e->parent);
 
   json_builder_begin_object (b);
-  json_builder_set_member_name (b, "result");
-  json_builder_add_string_value (b, "ok");
+  ova_json_add_string (b, "result", "ok");
   json_view_members (b, v);
-  add_string_or_null (b, "deleted", name);
-  add_string_or_null (b, "parent", parent);
+  ova_json_add_string (b, "deleted", name);
+  ova_json_add_string (b, "parent", parent);
 
   if (v->running) {
     /* After a restart libvirt forgot what only our saved XML remembers:

@@ -12,6 +12,7 @@
 #include <json-glib/json-glib.h>
 
 #include "error.h"
+#include "json.h"
 #include "log.h"
 #include "util.h"
 #include "agent/cancel.h"
@@ -29,9 +30,6 @@
 #include "stream/stream.h"
 #include "virt/vmusage.h"
 
-#define DEFAULT_COMPRESS_LEVEL 3
-#define MAX_COMPRESS_LEVEL 19
-
 /* Volume problems that do not make the data wrong: the PU_ tag lags the
  * record after a merge until the SPM rewrites it, and a volume's CAP may
  * lag its qcow2 header after an extend. Anything else refuses the export. */
@@ -42,41 +40,14 @@ static const char *const tolerated_problems[] = {
 static struct {
   char *since;
   char *to;
-  char *output;
-  char *target;
-  int compress;          /* 0: none */
 } opts;
-
-static gboolean
-opt_compress (const char *name, const char *value,
-              gpointer data G_GNUC_UNUSED, GError **error)
-{
-  guint64 level = DEFAULT_COMPRESS_LEVEL;
-
-  if (value != NULL &&
-      !g_ascii_string_to_unsigned (value, 10, 1, MAX_COMPRESS_LEVEL, &level, NULL)) {
-    g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                 "%s takes a zstd level from 1 to %d, not '%s'",
-                 name, MAX_COMPRESS_LEVEL, value);
-    return FALSE;
-  }
-  opts.compress = (int) level;
-  return TRUE;
-}
 
 static const GOptionEntry entries[] = {
   { "since", 0, 0, G_OPTION_ARG_STRING, &opts.since,
     "Send only the volumes after VOL (an incremental export)", "VOL" },
   { "to", 0, 0, G_OPTION_ARG_STRING, &opts.to,
     "Send up to VOL (default: the newest volume no running VM writes to)", "VOL" },
-  { "output", 'o', 0, G_OPTION_ARG_FILENAME, &opts.output,
-    "Write the stream to FILE (created, never overwritten), or to standard "
-    "output with -", "FILE|-" },
-  { "target", 0, 0, G_OPTION_ARG_STRING, &opts.target,
-    "Push the stream over SSH and run 'ovagent receive --repo PATH' there",
-    "ssh://[USER@]HOST[:PORT]/PATH" },
-  { "compress", 0, G_OPTION_FLAG_OPTIONAL_ARG, G_OPTION_ARG_CALLBACK, opt_compress,
-    "Compress data frames with zstd (default level 3)", "LEVEL" },
+  OVA_STREAM_OPTION_ENTRIES,
   { NULL },
 };
 
@@ -405,16 +376,6 @@ prepare_volume (const ova_ctx *ctx, stor_domain *dom, stor_volume *v,
 
 /* ---- META ---- */
 
-static void
-add_string_or_null (JsonBuilder *b, const char *name, const char *value)
-{
-  json_builder_set_member_name (b, name);
-  if (value != NULL)
-    json_builder_add_string_value (b, value);
-  else
-    json_builder_add_null_value (b);
-}
-
 /* The VDSM record as key -> value strings, in its order. Values come from
  * storage: kept as they are where they are UTF-8, else made valid. */
 static void
@@ -430,8 +391,7 @@ add_record (JsonBuilder *b, const char *record)
     if (eq == NULL || eq == line)
       continue;
     *eq = '\0';
-    json_builder_set_member_name (b, line);
-    json_builder_add_string_value (b, eq + 1);
+    ova_json_add_string (b, line, eq + 1);
   }
   json_builder_end_object (b);
 }
@@ -448,21 +408,15 @@ build_meta (const stor_domain *dom, const stor_image *img, const char *since,
 
   json_builder_set_member_name (b, "domain");
   json_builder_begin_object (b);
-  json_builder_set_member_name (b, "uuid");
-  json_builder_add_string_value (b, dom->uuid);
-  json_builder_set_member_name (b, "kind");
-  json_builder_add_string_value (b, dom->kind == STOR_KIND_BLOCK ? "block" : "file");
-  json_builder_set_member_name (b, "storage");
-  json_builder_add_string_value (b, dom->storage ? dom->storage : "unknown");
-  json_builder_set_member_name (b, "version");
-  json_builder_add_int_value (b, dom->version);
+  ova_json_add_string (b, "uuid", dom->uuid);
+  ova_json_add_string (b, "kind", dom->kind == STOR_KIND_BLOCK ? "block" : "file");
+  ova_json_add_string (b, "storage", dom->storage ? dom->storage : "unknown");
+  ova_json_add_int (b, "version", dom->version);
   json_builder_end_object (b);
 
-  json_builder_set_member_name (b, "disk");
-  json_builder_add_string_value (b, img->uuid);
-  json_builder_set_member_name (b, "capacity");
-  json_builder_add_int_value (b, (gint64) top->md->capacity);
-  add_string_or_null (b, "since", since);
+  ova_json_add_string (b, "disk", img->uuid);
+  ova_json_add_int (b, "capacity", (gint64) top->md->capacity);
+  ova_json_add_string (b, "since", since);
 
   json_builder_set_member_name (b, "volumes");
   json_builder_begin_array (b);
@@ -472,24 +426,17 @@ build_meta (const stor_domain *dom, const stor_image *img, const char *since,
     gboolean qcow2 = p->probe->format && strcmp (p->probe->format, "qcow2") == 0;
 
     json_builder_begin_object (b);
-    json_builder_set_member_name (b, "uuid");
-    json_builder_add_string_value (b, p->vol->uuid);
-    add_string_or_null (b, "parent",
-                        ova_uuid_is_blank (md->parent) ? NULL : md->parent);
-    json_builder_set_member_name (b, "format");
-    json_builder_add_string_value (b, stor_format_name (md->format));
-    json_builder_set_member_name (b, "voltype");
-    json_builder_add_string_value (b, stor_voltype_name (md->voltype));
-    json_builder_set_member_name (b, "legality");
-    json_builder_add_string_value (b, stor_legality_name (md->legality));
-    json_builder_set_member_name (b, "capacity");
-    json_builder_add_int_value (b, (gint64) md->capacity);
-    json_builder_set_member_name (b, "generation");
-    json_builder_add_int_value (b, md->gen);
-    json_builder_set_member_name (b, "size");
-    json_builder_add_int_value (b, (gint64) p->src->size);
-    add_string_or_null (b, "qcow2_compat", qcow2 ? p->probe->qcow2_compat : NULL);
-    add_string_or_null (b, "backing", qcow2 ? p->probe->backing : NULL);
+    ova_json_add_string (b, "uuid", p->vol->uuid);
+    ova_json_add_string (b, "parent",
+                         ova_uuid_is_blank (md->parent) ? NULL : md->parent);
+    ova_json_add_string (b, "format", stor_format_name (md->format));
+    ova_json_add_string (b, "voltype", stor_voltype_name (md->voltype));
+    ova_json_add_string (b, "legality", stor_legality_name (md->legality));
+    ova_json_add_int (b, "capacity", (gint64) md->capacity);
+    ova_json_add_int (b, "generation", md->gen);
+    ova_json_add_int (b, "size", (gint64) p->src->size);
+    ova_json_add_string (b, "qcow2_compat", qcow2 ? p->probe->qcow2_compat : NULL);
+    ova_json_add_string (b, "backing", qcow2 ? p->probe->backing : NULL);
     json_builder_set_member_name (b, "metadata");
     add_record (b, p->record);
     json_builder_end_object (b);
@@ -561,7 +508,6 @@ print_result (const ova_ctx *ctx, const stor_image *img, GPtrArray *plan,
               const ova_stream_output *out)
 {
   gboolean ssh = out->ssh;
-  JsonObject *remote = ssh ? strm_sink_ssh_result_object (out->sink) : NULL;
   const char *backup_id = ova_stream_output_remote_backup_id (out);
 
   /* DESIGN §3: the JSON result goes to stdout only when the stream does
@@ -571,38 +517,22 @@ print_result (const ova_ctx *ctx, const stor_image *img, GPtrArray *plan,
     g_autoptr (JsonNode) root = NULL;
 
     json_builder_begin_object (b);
-    json_builder_set_member_name (b, "result");
-    json_builder_add_string_value (b, "ok");
-    json_builder_set_member_name (b, "disk");
-    json_builder_add_string_value (b, img->uuid);
+    ova_json_add_string (b, "result", "ok");
+    ova_json_add_string (b, "disk", img->uuid);
     json_builder_set_member_name (b, "volumes");
     json_builder_begin_array (b);
     for (guint i = 0; i < plan->len; i++)
       json_builder_add_string_value (b, ((planned_volume *) plan->pdata[i])->vol->uuid);
     json_builder_end_array (b);
-    json_builder_set_member_name (b, "bytes_read");
-    json_builder_add_int_value (b, bytes_read);
-    json_builder_set_member_name (b, "bytes_sent");
-    json_builder_add_int_value (b, t->bytes_sent);
-    json_builder_set_member_name (b, "data_bytes");
-    json_builder_add_int_value (b, t->data_bytes);
-    json_builder_set_member_name (b, "zero_bytes");
-    json_builder_add_int_value (b, t->zero_bytes);
-    json_builder_set_member_name (b, "hole_bytes");
-    json_builder_add_int_value (b, t->hole_bytes);
-    json_builder_set_member_name (b, "seconds");
-    json_builder_add_double_value (b, seconds);
+    ova_json_add_int (b, "bytes_read", bytes_read);
+    ova_json_add_int (b, "bytes_sent", t->bytes_sent);
+    ova_json_add_int (b, "data_bytes", t->data_bytes);
+    ova_json_add_int (b, "zero_bytes", t->zero_bytes);
+    ova_json_add_int (b, "hole_bytes", t->hole_bytes);
+    ova_json_add_double (b, "seconds", seconds);
     if (ssh) {
-      add_string_or_null (b, "backup_id", backup_id);
-      json_builder_set_member_name (b, "remote");
-      if (remote != NULL) {
-        JsonNode *n = json_node_alloc ();
-
-        json_node_init_object (n, remote);
-        json_builder_add_value (b, n);
-      }
-      else
-        json_builder_add_null_value (b);
+      ova_json_add_string (b, "backup_id", backup_id);
+      ova_stream_output_add_remote (b, out);
     }
     json_builder_end_object (b);
     root = json_builder_get_root (b);
@@ -642,7 +572,7 @@ check_options (const ova_ctx *ctx, int argc, char **argv, GError **error)
     ova_usage_error (ctx, error, "--to needs a volume UUID, not '%s'", opts.to);
     return FALSE;
   }
-  if (!ova_stream_output_check (ctx, opts.output, opts.target, error))
+  if (!ova_stream_output_check (ctx, ova_stream_opts.output, ova_stream_opts.target, error))
     return FALSE;
   return TRUE;
 }
@@ -711,10 +641,10 @@ export_chain (ova_ctx *ctx, const char *disk, GError **error)
   }
 
   meta = build_meta (dom, img, since_uuid, plan);
-  if (!ova_stream_output_open (ctx, &out, opts.output, opts.target, error))
+  if (!ova_stream_output_open (ctx, &out, ova_stream_opts.output, ova_stream_opts.target, error))
     return FALSE;
 
-  enc = strm_encoder_new (out.sink, opts.compress);
+  enc = strm_encoder_new (out.sink, ova_stream_opts.compress);
   meter = ova_progress_new (ctx->progress, img->uuid, total);
   ps.meter = meter;
   if (!strm_encoder_meta (enc, meta, error))
@@ -755,20 +685,14 @@ cmd_export_chain (ova_ctx *ctx, int argc, char **argv, GError **error)
 {
   g_autofree char *disk = NULL;
 
-  if (!ova_command_parse (ctx, entries, &argc, &argv, error))
+  if (!ova_stream_command_parse (ctx, entries, &argc, &argv, error))
     return FALSE;
-  /* Even a usage error must not go into the stream. */
-  if (opts.output != NULL && strcmp (opts.output, "-") == 0)
-    ova_output_stdout_is_stream ();
   if (!check_options (ctx, argc, argv, error))
     return FALSE;
   disk = g_ascii_strdown (argv[1], -1);
   ova_cancel_install ();
   if (export_chain (ctx, disk, error))
     return TRUE;
-  /* A failure the signal caused (EINTR, a cut pipe) says why it came. */
-  if (ova_cancelled && error != NULL && *error != NULL &&
-      !g_str_has_prefix ((*error)->message, "interrupted"))
-    g_prefix_error (error, "interrupted by a signal: ");
+  ova_cancel_explain (error);
   return FALSE;
 }

@@ -17,6 +17,7 @@
 #include <json-glib/json-glib.h>
 
 #include "error.h"
+#include "json.h"
 #include "log.h"
 #include "util.h"
 #include "agent/cancel.h"
@@ -529,18 +530,12 @@ print_result (const ova_ctx *ctx, const import_target *t, const import_totals *t
     g_autoptr(JsonNode) root = NULL;
 
     json_builder_begin_object (b);
-    json_builder_set_member_name (b, "result");
-    json_builder_add_string_value (b, "ok");
-    json_builder_set_member_name (b, "target");
-    json_builder_add_string_value (b, t->label);
-    json_builder_set_member_name (b, "format");
-    json_builder_add_string_value (b, t->format);
-    json_builder_set_member_name (b, "data_bytes");
-    json_builder_add_int_value (b, (gint64) tot->data_bytes);
-    json_builder_set_member_name (b, "zero_bytes");
-    json_builder_add_int_value (b, (gint64) tot->zero_bytes);
-    json_builder_set_member_name (b, "seconds");
-    json_builder_add_double_value (b, seconds);
+    ova_json_add_string (b, "result", "ok");
+    ova_json_add_string (b, "target", t->label);
+    ova_json_add_string (b, "format", t->format);
+    ova_json_add_int (b, "data_bytes", (gint64) tot->data_bytes);
+    ova_json_add_int (b, "zero_bytes", (gint64) tot->zero_bytes);
+    ova_json_add_double (b, "seconds", seconds);
     json_builder_end_object (b);
     root = json_builder_get_root (b);
     ova_print_json (root);

@@ -11,22 +11,13 @@
 #include <json-glib/json-glib.h>
 
 #include "error.h"
+#include "json.h"
 #include "log.h"
 #include "util.h"
 #include "agent/cancel.h"
 #include "agent/command.h"
 #include "agent/output.h"
 #include "repo/repo.h"
-
-static void
-add_string_or_null (JsonBuilder *b, const char *name, const char *value)
-{
-  json_builder_set_member_name (b, name);
-  if (value)
-    json_builder_add_string_value (b, value);
-  else
-    json_builder_add_null_value (b);
-}
 
 static void
 print_result (const ova_ctx *ctx, const repo_receive_result *res)
@@ -38,14 +29,10 @@ print_result (const ova_ctx *ctx, const repo_receive_result *res)
     g_autoptr(JsonNode) root = NULL;
 
     json_builder_begin_object (b);
-    json_builder_set_member_name (b, "result");
-    json_builder_add_string_value (b, "ok");
-    json_builder_set_member_name (b, "backup_id");
-    json_builder_add_string_value (b, res->backup_id);
-    json_builder_set_member_name (b, "disk");
-    json_builder_add_string_value (b, res->disk);
-    json_builder_set_member_name (b, "kind");
-    json_builder_add_string_value (b, kind);
+    ova_json_add_string (b, "result", "ok");
+    ova_json_add_string (b, "backup_id", res->backup_id);
+    ova_json_add_string (b, "disk", res->disk);
+    ova_json_add_string (b, "kind", kind);
     json_builder_set_member_name (b, "volumes");
     json_builder_begin_array (b);
     for (guint i = 0; i < res->volumes->len; i++)
@@ -58,20 +45,17 @@ print_result (const ova_ctx *ctx, const repo_receive_result *res)
         const repo_receive_disk *d = g_ptr_array_index (res->disks, i);
 
         json_builder_begin_object (b);
-        add_string_or_null (b, "disk", d->disk);
-        add_string_or_null (b, "backup_id", d->backup_id);
-        add_string_or_null (b, "kind", repo_kind_name (d->kind));
-        add_string_or_null (b, "parent", d->parent);
+        ova_json_add_string (b, "disk", d->disk);
+        ova_json_add_string (b, "backup_id", d->backup_id);
+        ova_json_add_string (b, "kind", repo_kind_name (d->kind));
+        ova_json_add_string (b, "parent", d->parent);
         json_builder_end_object (b);
       }
       json_builder_end_array (b);
     }
-    json_builder_set_member_name (b, "bytes_received");
-    json_builder_add_int_value (b, res->bytes_received);
-    json_builder_set_member_name (b, "data_bytes");
-    json_builder_add_int_value (b, res->data_bytes);
-    json_builder_set_member_name (b, "seconds");
-    json_builder_add_double_value (b, res->seconds);
+    ova_json_add_int (b, "bytes_received", res->bytes_received);
+    ova_json_add_int (b, "data_bytes", res->data_bytes);
+    ova_json_add_double (b, "seconds", res->seconds);
     json_builder_end_object (b);
     root = json_builder_get_root (b);
     ova_print_json (root);

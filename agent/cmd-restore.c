@@ -15,6 +15,7 @@
 #include <json-glib/json-glib.h>
 
 #include "error.h"
+#include "json.h"
 #include "log.h"
 #include "util.h"
 #include "agent/cancel.h"
@@ -134,18 +135,12 @@ print_file_result (const ova_ctx *ctx, const char *disk, const char *backup_id,
     g_autoptr(JsonNode) root = NULL;
 
     json_builder_begin_object (b);
-    json_builder_set_member_name (b, "result");
-    json_builder_add_string_value (b, "ok");
-    json_builder_set_member_name (b, "disk");
-    json_builder_add_string_value (b, disk);
-    json_builder_set_member_name (b, "backup_id");
-    json_builder_add_string_value (b, backup_id);
-    json_builder_set_member_name (b, "path");
-    json_builder_add_string_value (b, path);
-    json_builder_set_member_name (b, "format");
-    json_builder_add_string_value (b, format);
-    json_builder_set_member_name (b, "bytes_written");
-    json_builder_add_int_value (b, (gint64) bytes_written);
+    ova_json_add_string (b, "result", "ok");
+    ova_json_add_string (b, "disk", disk);
+    ova_json_add_string (b, "backup_id", backup_id);
+    ova_json_add_string (b, "path", path);
+    ova_json_add_string (b, "format", format);
+    ova_json_add_int (b, "bytes_written", (gint64) bytes_written);
     json_builder_end_object (b);
     root = json_builder_get_root (b);
     ova_print_json (root);
@@ -206,21 +201,15 @@ restore_meta (const char *disk, const char *backup_id, guint64 capacity)
   g_autoptr(JsonNode) root = NULL;
 
   strm_meta_begin (b, "restore");
-  json_builder_set_member_name (b, "disk");
-  json_builder_add_string_value (b, disk);
-  json_builder_set_member_name (b, "backup_id");
-  json_builder_add_string_value (b, backup_id);
-  json_builder_set_member_name (b, "capacity");
-  json_builder_add_int_value (b, (gint64) capacity);
+  ova_json_add_string (b, "disk", disk);
+  ova_json_add_string (b, "backup_id", backup_id);
+  ova_json_add_int (b, "capacity", (gint64) capacity);
   json_builder_set_member_name (b, "volumes");
   json_builder_begin_array (b);
   json_builder_begin_object (b);
-  json_builder_set_member_name (b, "uuid");
-  json_builder_add_string_value (b, disk);
-  json_builder_set_member_name (b, "format");
-  json_builder_add_string_value (b, "raw");
-  json_builder_set_member_name (b, "size");
-  json_builder_add_int_value (b, (gint64) capacity);
+  ova_json_add_string (b, "uuid", disk);
+  ova_json_add_string (b, "format", "raw");
+  ova_json_add_int (b, "size", (gint64) capacity);
   json_builder_end_object (b);
   json_builder_end_array (b);
   json_builder_end_object (b);

@@ -10,6 +10,7 @@
 #include <json-glib/json-glib.h>
 
 #include "error.h"
+#include "json.h"
 #include "util.h"
 #include "agent/cancel.h"
 #include "agent/command.h"
@@ -24,16 +25,11 @@ print_result (const ova_ctx *ctx, const repo_verify_result *res)
     g_autoptr(JsonNode) root = NULL;
 
     json_builder_begin_object (b);
-    json_builder_set_member_name (b, "result");
-    json_builder_add_string_value (b, "ok");
-    json_builder_set_member_name (b, "disks");
-    json_builder_add_int_value (b, res->disks);
-    json_builder_set_member_name (b, "backups");
-    json_builder_add_int_value (b, res->backups);
-    json_builder_set_member_name (b, "files");
-    json_builder_add_int_value (b, res->files);
-    json_builder_set_member_name (b, "bytes");
-    json_builder_add_int_value (b, res->bytes);
+    ova_json_add_string (b, "result", "ok");
+    ova_json_add_int (b, "disks", res->disks);
+    ova_json_add_int (b, "backups", res->backups);
+    ova_json_add_int (b, "files", res->files);
+    ova_json_add_int (b, "bytes", res->bytes);
     json_builder_end_object (b);
     root = json_builder_get_root (b);
     ova_print_json (root);

@@ -8,6 +8,7 @@
 #include <json-glib/json-glib.h>
 #include <libqcow.h>
 
+#include "json.h"
 #include "agent/command.h"
 #include "agent/output.h"
 
@@ -35,14 +36,10 @@ cmd_version (ova_ctx *ctx, int argc, char **argv, GError **error)
     g_autoptr(JsonNode) root = NULL;
 
     json_builder_begin_object (b);
-    json_builder_set_member_name (b, "version");
-    json_builder_add_string_value (b, PACKAGE_VERSION);
-    json_builder_set_member_name (b, "glib");
-    json_builder_add_string_value (b, glib_version);
-    json_builder_set_member_name (b, "json_glib");
-    json_builder_add_string_value (b, JSON_VERSION_S);
-    json_builder_set_member_name (b, "libqcow");
-    json_builder_add_string_value (b, qcow_version);
+    ova_json_add_string (b, "version", PACKAGE_VERSION);
+    ova_json_add_string (b, "glib", glib_version);
+    ova_json_add_string (b, "json_glib", JSON_VERSION_S);
+    ova_json_add_string (b, "libqcow", qcow_version);
     json_builder_end_object (b);
     root = json_builder_get_root (b);
     ova_print_json (root);

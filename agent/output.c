@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "json.h"
 #include "util.h"
 #include "agent/output.h"
 #include "virt/vmusage.h"
@@ -84,12 +85,9 @@ ova_print_json_error (const GError *err)
   g_autoptr(JsonNode) root = NULL;
 
   json_builder_begin_object (b);
-  json_builder_set_member_name (b, "result");
-  json_builder_add_string_value (b, "error");
-  json_builder_set_member_name (b, "code");
-  json_builder_add_string_value (b, ova_error_code_name (err));
-  json_builder_set_member_name (b, "message");
-  json_builder_add_string_value (b, err->message);
+  ova_json_add_string (b, "result", "error");
+  ova_json_add_string (b, "code", ova_error_code_name (err));
+  ova_json_add_string (b, "message", err->message);
   json_builder_end_object (b);
   root = json_builder_get_root (b);
   if (stdout_is_stream) {
@@ -106,30 +104,6 @@ ova_print_json_error (const GError *err)
 }
 
 static void
-add_string (JsonBuilder *b, const char *name, const char *value)
-{
-  json_builder_set_member_name (b, name);
-  if (value != NULL)
-    json_builder_add_string_value (b, value);
-  else
-    json_builder_add_null_value (b);
-}
-
-static void
-add_uint (JsonBuilder *b, const char *name, guint64 value)
-{
-  json_builder_set_member_name (b, name);
-  json_builder_add_int_value (b, (gint64) MIN (value, (guint64) G_MAXINT64));
-}
-
-static void
-add_null (JsonBuilder *b, const char *name)
-{
-  json_builder_set_member_name (b, name);
-  json_builder_add_null_value (b);
-}
-
-static void
 add_problems (JsonBuilder *b, const GPtrArray *problems)
 {
   json_builder_set_member_name (b, "problems");
@@ -138,8 +112,8 @@ add_problems (JsonBuilder *b, const GPtrArray *problems)
     const stor_problem *p = g_ptr_array_index (problems, i);
 
     json_builder_begin_object (b);
-    add_string (b, "code", p->code);
-    add_string (b, "message", p->message);
+    ova_json_add_string (b, "code", p->code);
+    ova_json_add_string (b, "message", p->message);
     json_builder_end_object (b);
   }
   json_builder_end_array (b);
@@ -151,33 +125,33 @@ add_volume_fields (JsonBuilder *b, const stor_domain *dom, const stor_volume *v)
 {
   const stor_volmeta *md = volume_md (v);
 
-  add_string (b, "uuid", v->uuid);
-  add_string (b, "image", v->image);
-  add_string (b, "parent", volume_parent (v));
-  add_string (b, "format", stor_format_name (md ? md->format : STOR_FORMAT_UNKNOWN));
-  add_string (b, "voltype", stor_voltype_name (md ? md->voltype : STOR_VOLTYPE_UNKNOWN));
-  add_string (b, "legality", stor_legality_name (md ? md->legality : STOR_LEGALITY_UNKNOWN));
+  ova_json_add_string (b, "uuid", v->uuid);
+  ova_json_add_string (b, "image", v->image);
+  ova_json_add_string (b, "parent", volume_parent (v));
+  ova_json_add_string (b, "format", stor_format_name (md ? md->format : STOR_FORMAT_UNKNOWN));
+  ova_json_add_string (b, "voltype", stor_voltype_name (md ? md->voltype : STOR_VOLTYPE_UNKNOWN));
+  ova_json_add_string (b, "legality", stor_legality_name (md ? md->legality : STOR_LEGALITY_UNKNOWN));
   if (md != NULL)
-    add_uint (b, "capacity", md->capacity);
+    ova_json_add_uint (b, "capacity", md->capacity);
   else
-    add_null (b, "capacity");
-  add_string (b, "path", v->path);
+    ova_json_add_null (b, "capacity");
+  ova_json_add_string (b, "path", v->path);
   if (md != NULL) {
     g_autofree char *allocation = md->type ? g_ascii_strdown (md->type, -1) : NULL;
 
-    add_uint (b, "generation", md->gen);
-    add_string (b, "disktype", md->disktype);
-    add_string (b, "description", md->description);
-    add_string (b, "allocation", allocation);
+    ova_json_add_uint (b, "generation", md->gen);
+    ova_json_add_string (b, "disktype", md->disktype);
+    ova_json_add_string (b, "description", md->description);
+    ova_json_add_string (b, "allocation", allocation);
   }
   else {
-    add_null (b, "generation");
-    add_null (b, "disktype");
-    add_null (b, "description");
-    add_null (b, "allocation");
+    ova_json_add_null (b, "generation");
+    ova_json_add_null (b, "disktype");
+    ova_json_add_null (b, "description");
+    ova_json_add_null (b, "allocation");
   }
   if (dom->kind == STOR_KIND_BLOCK) {
-    add_uint (b, "lv_size", v->lv_size);
+    ova_json_add_uint (b, "lv_size", v->lv_size);
     json_builder_set_member_name (b, "slot");
     if (v->slot >= 0)
       json_builder_add_int_value (b, v->slot);
@@ -190,7 +164,7 @@ static void
 add_image (JsonBuilder *b, const stor_domain *dom, const stor_image *img)
 {
   json_builder_begin_object (b);
-  add_string (b, "uuid", img->uuid);
+  ova_json_add_string (b, "uuid", img->uuid);
   json_builder_set_member_name (b, "volumes");
   json_builder_begin_array (b);
   for (guint i = 0; i < img->volumes->len; i++) {
@@ -210,15 +184,15 @@ static void
 add_domain (JsonBuilder *b, const stor_domain *dom)
 {
   json_builder_begin_object (b);
-  add_string (b, "uuid", dom->uuid);
-  add_string (b, "kind", kind_name (dom->kind));
-  add_string (b, "storage", dom->storage ? dom->storage : "unknown");
+  ova_json_add_string (b, "uuid", dom->uuid);
+  ova_json_add_string (b, "kind", kind_name (dom->kind));
+  ova_json_add_string (b, "storage", dom->storage ? dom->storage : "unknown");
   json_builder_set_member_name (b, "version");
   if (dom->version >= 0)
     json_builder_add_int_value (b, dom->version);
   else
     json_builder_add_null_value (b);
-  add_string (b, "path", dom->path);
+  ova_json_add_string (b, "path", dom->path);
   json_builder_set_member_name (b, "images");
   json_builder_begin_array (b);
   for (guint i = 0; dom->images != NULL && i < dom->images->len; i++)
@@ -253,29 +227,29 @@ add_probe_fields (JsonBuilder *b, const stor_probe *p)
     };
 
     for (size_t i = 0; i < G_N_ELEMENTS (unknown); i++)
-      add_null (b, unknown[i]);
+      ova_json_add_null (b, unknown[i]);
     return;
   }
 
-  add_string (b, "disk_format", p->format);
-  add_string (b, "qcow2_compat", p->qcow2_compat);
-  add_string (b, "backing", p->backing);
-  add_string (b, "backing_format", p->backing_format);
-  add_uint (b, "virtual_size", p->virtual_size);
-  add_uint (b, "actual_size", p->actual_size);
+  ova_json_add_string (b, "disk_format", p->format);
+  ova_json_add_string (b, "qcow2_compat", p->qcow2_compat);
+  ova_json_add_string (b, "backing", p->backing);
+  ova_json_add_string (b, "backing_format", p->backing_format);
+  ova_json_add_uint (b, "virtual_size", p->virtual_size);
+  ova_json_add_uint (b, "actual_size", p->actual_size);
   json_builder_set_member_name (b, "bitmaps");
   json_builder_begin_array (b);
   for (guint i = 0; p->bitmaps != NULL && i < p->bitmaps->len; i++) {
     const stor_bitmap *bm = g_ptr_array_index (p->bitmaps, i);
 
     json_builder_begin_object (b);
-    add_string (b, "name", bm->name);
+    ova_json_add_string (b, "name", bm->name);
     json_builder_set_member_name (b, "flags");
     json_builder_begin_array (b);
     for (size_t j = 0; bm->flags != NULL && bm->flags[j] != NULL; j++)
       json_builder_add_string_value (b, bm->flags[j]);
     json_builder_end_array (b);
-    add_uint (b, "granularity", bm->granularity);
+    ova_json_add_uint (b, "granularity", bm->granularity);
     json_builder_end_object (b);
   }
   json_builder_end_array (b);
@@ -294,11 +268,10 @@ add_users (JsonBuilder *b, const GPtrArray *users)
     const virt_disk_user *u = g_ptr_array_index (users, i);
 
     json_builder_begin_object (b);
-    add_string (b, "vm", u->vm_name);
-    add_string (b, "vm_uuid", u->vm_uuid);
-    add_string (b, "target", u->target);
-    json_builder_set_member_name (b, "writable");
-    json_builder_add_boolean_value (b, u->writable_top);
+    ova_json_add_string (b, "vm", u->vm_name);
+    ova_json_add_string (b, "vm_uuid", u->vm_uuid);
+    ova_json_add_string (b, "target", u->target);
+    ova_json_add_bool (b, "writable", u->writable_top);
     json_builder_end_object (b);
   }
   json_builder_end_array (b);
@@ -311,8 +284,8 @@ ova_json_image_info (const stor_domain *dom, const stor_image *img,
   g_autoptr(JsonBuilder) b = json_builder_new ();
 
   json_builder_begin_object (b);
-  add_string (b, "uuid", img->uuid);
-  add_string (b, "domain", dom->uuid);
+  ova_json_add_string (b, "uuid", img->uuid);
+  ova_json_add_string (b, "domain", dom->uuid);
   json_builder_set_member_name (b, "volumes");
   json_builder_begin_array (b);
   for (guint i = 0; i < infos->len; i++) {
@@ -321,8 +294,7 @@ ova_json_image_info (const stor_domain *dom, const stor_image *img,
     json_builder_begin_object (b);
     add_volume_fields (b, dom, vi->vol);
     add_probe_fields (b, vi->probe);
-    json_builder_set_member_name (b, "active");
-    json_builder_add_boolean_value (b, vi->active);
+    ova_json_add_bool (b, "active", vi->active);
     add_users (b, vi->users);
     add_problems (b, vi->vol->problems);
     json_builder_end_object (b);

@@ -9,6 +9,7 @@
 
 #include <json-glib/json-glib.h>
 
+#include "json.h"
 #include "util.h"
 #include "agent/progress.h"
 
@@ -129,16 +130,11 @@ draw_json (ova_progress_meter *p, gint64 now)
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "progress");
   json_builder_begin_object (b);
-  json_builder_set_member_name (b, "label");
-  json_builder_add_string_value (b, p->label);
-  json_builder_set_member_name (b, "done");
-  json_builder_add_int_value (b, p->done);
-  json_builder_set_member_name (b, "total");
-  json_builder_add_int_value (b, p->total);
-  json_builder_set_member_name (b, "percent");
-  json_builder_add_int_value (b, percent (p));
-  json_builder_set_member_name (b, "bytes_per_second");
-  json_builder_add_int_value (b, rate (p, now));
+  ova_json_add_string (b, "label", p->label);
+  ova_json_add_int (b, "done", p->done);
+  ova_json_add_int (b, "total", p->total);
+  ova_json_add_int (b, "percent", percent (p));
+  ova_json_add_int (b, "bytes_per_second", rate (p, now));
   json_builder_end_object (b);
   json_builder_end_object (b);
   root = json_builder_get_root (b);

@@ -1,5 +1,5 @@
-/* ovagent: the stream destination shared by export-chain and backup: option
- * checks, opening a file, stdout or an SSH target, closing and cleanup. */
+/* ovagent: the stream destination shared by export-chain and backup: the
+ * options and their checks, opening a file, stdout or an SSH target, closing. */
 /* The autoconf header: <config.h> would find agent/config.h first (-I.). */
 #include <config.h>
 
@@ -14,8 +14,42 @@
 #include "error.h"
 #include "log.h"
 #include "agent/cancel.h"
+#include "agent/output.h"
 #include "agent/stream-output.h"
 #include "stream/ssh.h"
+
+#define DEFAULT_COMPRESS_LEVEL 3
+#define MAX_COMPRESS_LEVEL 19
+
+ova_stream_options ova_stream_opts;
+
+gboolean
+ova_stream_opt_compress (const char *name, const char *value,
+                         gpointer data G_GNUC_UNUSED, GError **error)
+{
+  guint64 level = DEFAULT_COMPRESS_LEVEL;
+
+  if (value != NULL &&
+      !g_ascii_string_to_unsigned (value, 10, 1, MAX_COMPRESS_LEVEL, &level, NULL)) {
+    g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                 "%s takes a zstd level from 1 to %d, not '%s'",
+                 name, MAX_COMPRESS_LEVEL, value);
+    return FALSE;
+  }
+  ova_stream_opts.compress = (int) level;
+  return TRUE;
+}
+
+gboolean
+ova_stream_command_parse (ova_ctx *ctx, const GOptionEntry *entries,
+                          int *argc, char ***argv, GError **error)
+{
+  if (!ova_command_parse (ctx, entries, argc, argv, error))
+    return FALSE;
+  if (ova_stream_opts.output != NULL && strcmp (ova_stream_opts.output, "-") == 0)
+    ova_output_stdout_is_stream ();
+  return TRUE;
+}
 
 gboolean
 ova_stream_output_check (const ova_ctx *ctx, const char *output,
@@ -41,6 +75,23 @@ ova_stream_output_check (const ova_ctx *ctx, const char *output,
       return FALSE;
   }
   return TRUE;
+}
+
+void
+ova_stream_output_add_remote (JsonBuilder *b, const ova_stream_output *o)
+{
+  JsonObject *remote = o->ssh && o->sink != NULL
+                       ? strm_sink_ssh_result_object (o->sink) : NULL;
+
+  json_builder_set_member_name (b, "remote");
+  if (remote != NULL) {
+    JsonNode *n = json_node_alloc ();
+
+    json_node_init_object (n, remote);
+    json_builder_add_value (b, n);
+  }
+  else
+    json_builder_add_null_value (b);
 }
 
 void

@@ -4,9 +4,42 @@
 #define OVA_STREAM_OUTPUT_H
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 
 #include "agent/command.h"
 #include "stream/stream.h"
+
+/* --output, --target and --compress, taken by every command that writes a
+ * stream: its option table lists OVA_STREAM_OPTION_ENTRIES where they go in
+ * its --help. One command runs per process: the values live here. */
+typedef struct {
+  char *output;
+  char *target;
+  int compress;          /* zstd level; 0: none */
+} ova_stream_options;
+
+extern ova_stream_options ova_stream_opts;
+
+/* --compress[=LEVEL]: a zstd level from 1 to 19, 3 without one. */
+gboolean ova_stream_opt_compress (const char *name, const char *value,
+                                  gpointer data, GError **error);
+
+#define OVA_STREAM_OPTION_ENTRIES \
+  { "output", 'o', 0, G_OPTION_ARG_FILENAME, &ova_stream_opts.output, \
+    "Write the stream to FILE (created, never overwritten), or to standard " \
+    "output with -", "FILE|-" }, \
+  { "target", 0, 0, G_OPTION_ARG_STRING, &ova_stream_opts.target, \
+    "Push the stream over SSH and run 'ovagent receive --repo PATH' there", \
+    "ssh://[USER@]HOST[:PORT]/PATH" }, \
+  { "compress", 0, G_OPTION_FLAG_OPTIONAL_ARG, G_OPTION_ARG_CALLBACK, \
+    ova_stream_opt_compress, \
+    "Compress data frames with zstd (default level 3)", "LEVEL" }
+
+/* ova_command_parse for such a command; with --output - it also marks
+ * standard output as the stream's, so that not even a usage error goes
+ * into it. */
+gboolean ova_stream_command_parse (ova_ctx *ctx, const GOptionEntry *entries,
+                                   int *argc, char ***argv, GError **error);
 
 typedef struct ova_stream_output {
   strm_sink *sink;
@@ -39,6 +72,10 @@ gboolean ova_stream_output_is_stdout (const ova_stream_output *o);
 
 /* The remote receive's "backup_id", or NULL (not SSH, or none reported). */
 const char *ova_stream_output_remote_backup_id (const ova_stream_output *o);
+
+/* The member "remote": the remote receive's result object, or null (not
+ * SSH, or none reported). */
+void ova_stream_output_add_remote (JsonBuilder *b, const ova_stream_output *o);
 
 /* Free the sink, close the fd, remove a created file not yet kept. */
 void ova_stream_output_clear (ova_stream_output *o);

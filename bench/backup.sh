@@ -52,17 +52,13 @@ while [ $# -gt 0 ]; do
 done
 want () { [[ ,$methods, == *,$1,* ]]; }
 
-top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ovagent=$top/agent/ovagent
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 driver=$top/tests/virt-checkpoint-driver
-tbdir=$top/scripts/testbed
-[ "$(id -u)" -eq 0 ] || { echo "needs root (libvirtd, sshd, drop_caches)" >&2; exit 1; }
-[ -x /usr/bin/time ] || { echo "/usr/bin/time not found (Debian package: time)" >&2; exit 1; }
-for c in jq qemu-img qemu-io qemu-system-x86_64 virsh libvirtd ssh /usr/sbin/sshd; do
-    command -v "$c" >/dev/null 2>&1 || { echo "$c not found (scripts/setup)" >&2; exit 1; }
-done
+bench_requires "libvirtd, sshd, drop_caches" jq qemu-img qemu-io qemu-system-x86_64 virsh \
+    libvirtd ssh /usr/sbin/sshd
 if want ovagent; then
-    [ -x "$ovagent" ] || { echo "no $ovagent: build first (scripts/setup)" >&2; exit 1; }
+    bench_requires_ovagent
     "$ovagent" backup --help >/dev/null 2>&1 ||
         { echo "$ovagent has no working backup command" >&2; exit 1; }
 fi
@@ -78,7 +74,6 @@ if want virtnbdbackup; then
         { echo "virtnbdbackup not found (Debian package virtnbdbackup)" >&2; exit 1; }
 fi
 
-MiB=$((1024 * 1024))
 if [ -n "$quick" ]; then
     sparse_mib=1024 sparse_data_mib=256 full_mib=512
 else
@@ -126,18 +121,6 @@ cleanup () {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-drop_caches () {
-    [ -n "$warm" ] && return 0
-    sync
-    echo 3 >/proc/sys/vm/drop_caches
-}
-
-# timed OUTFILE CMD...: CMD's wall seconds and peak RSS (KiB) into OUTFILE.
-timed () {
-    local out=$1
-    shift
-    /usr/bin/time -f '%e %M' -o "$out" "$@"
-}
 # own_peak OUTFILE CMD...: CMD's own peak RSS (KiB) into OUTFILE, without its
 # children (GNU time counts the largest of them: qemu-nbd, qemu-img), from
 # VmHWM sampled every 20 ms (a high-water mark: only the last 20 ms can be
@@ -158,12 +141,6 @@ own_peak () {
     return $rc
 }
 
-# The last line of a GNU time output ("Command exited ..." may come first).
-wall_of () { tail -n 1 "$1" | cut -d' ' -f1; }
-rss_of () { tail -n 1 "$1" | cut -d' ' -f2; }
-now () { date +%s.%N; }
-elapsed () { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-mibs () { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / 1048576 / s; else print "-" }'; }
 ratio () { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "-" }'; }
 max_of () { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 > a + 0) ? b : a }'; }
 kib_mib () { [ "$1" = - ] && echo - || echo $(( $1 / 1024 )); }
@@ -368,12 +345,7 @@ bench_nbdcopy () {
 
 head -c $((4 * MiB)) /dev/urandom >"$work/extent"
 echo "building the disks: vda $sparse_mib MiB with $sparse_data_mib MiB of data, vdb $full_mib MiB full..."
-bash "$tbdir/filedomain.sh" up "$fd_root" >/dev/null
-# shellcheck disable=SC1091
-. "$fd_root/ids"
-# shellcheck disable=SC1091
-. "$fd_root/env"
-export OVAGENT_LVM_DEVICES=
+bench_filedomain_up
 mkdir -p "$work/state" "$work/run" "$work/scratch" "$work/drv-state" "$work/copy"
 read -r img_a vol_a < <(bash "$tbdir/snapshot.sh" disk "$NFS_DIR" "${sparse_mib}M")
 write_extents "$img_a" 0 16 $(( sparse_data_mib / 4 ))

@@ -27,17 +27,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ovagent=$top/agent/ovagent
-tbdir=$top/scripts/testbed
-[ -x "$ovagent" ] || { echo "no $ovagent: build first (scripts/setup)" >&2; exit 1; }
-[ -x /usr/bin/time ] || { echo "/usr/bin/time not found (Debian package: time)" >&2; exit 1; }
-[ "$(id -u)" -eq 0 ] || { echo "needs root (test-bed domain, drop_caches)" >&2; exit 1; }
-for c in jq qemu-img qemu-io qemu-nbd nbdcopy; do
-    command -v "$c" >/dev/null 2>&1 || { echo "$c not found" >&2; exit 1; }
-done
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_requires_ovagent
+bench_requires "test-bed domain, drop_caches" jq qemu-img qemu-io qemu-nbd nbdcopy
 
-MiB=$((1024 * 1024))
 work=$(mktemp -d "${TMPDIR:-/tmp}/ovagent-bench-nbd.XXXXXX")
 fd_root=$work/fd
 nbd_pid=
@@ -58,21 +52,6 @@ cleanup () {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-drop_caches () {
-    [ -n "$warm" ] && return 0
-    sync
-    echo 3 >/proc/sys/vm/drop_caches
-}
-
-# timed OUTFILE CMD...: CMD's wall seconds and peak RSS (KiB) into OUTFILE.
-timed () {
-    local out=$1
-    shift
-    /usr/bin/time -f '%e %M' -o "$out" "$@"
-}
-wall_of () { tail -n 1 "$1" | cut -d' ' -f1; }
-rss_of () { tail -n 1 "$1" | cut -d' ' -f2; }
-mibs () { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / 1048576 / s; else print "-" }'; }
 ratio () { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 min_of () { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b < a) ? b : a }'; }
 
@@ -155,12 +134,7 @@ bench_disk () {
 
 head -c $((4 * MiB)) /dev/urandom >"$work/extent"
 echo "building the test-bed file domain and the two disks..."
-bash "$tbdir/filedomain.sh" up "$fd_root" >/dev/null
-# shellcheck disable=SC1091
-. "$fd_root/ids"
-# shellcheck disable=SC1091
-. "$fd_root/env"
-export OVAGENT_LVM_DEVICES=
+bench_filedomain_up
 export OVAGENT_STATE_DIR=$work/state OVAGENT_RUN_DIR=$work/run
 export OVAGENT_LIBVIRT_URI=test:///default
 mkdir -p "$OVAGENT_STATE_DIR" "$OVAGENT_RUN_DIR"

@@ -9,21 +9,10 @@
 
 . "$top_srcdir/tests/functions.sh"
 
-requires_core libvirtd
-requires_core virtlogd
-requires_core virsh
-requires_core qemu-system-x86_64
-requires_core qemu-img
-requires_core qemu-io
-requires_core jq
-requires_root
+requires_vm_components qemu-io
 command -v ovagent >/dev/null || fail "ovagent not built"
 
-FD=$TESTDIR/fd
-cleanup_add filedomain.sh down "$FD"
-filedomain.sh up "$FD" >/dev/null
-. "$FD/ids"
-. "$FD/env"
+start_filedomain
 bk_env
 D=$NFS_DIR
 R=$TESTDIR/repo
@@ -42,12 +31,9 @@ qemu-img amend -q -f qcow2 -o compat=0.10 "$TOP_C"
 TOPS=("$TOP_A" "$TOP_B")
 IMGS=("$IMG_A" "$IMG_B")
 
-LV=$TESTDIR/libvirt
-cleanup_add libvirt.sh down "$LV"
-libvirt.sh up "$LV"
-VM=ovagent-bf-$(head -c 8 /proc/sys/kernel/random/uuid)
+start_libvirt
+new_vm_name bf
 VM_UUID=$(bk_uuid)
-cleanup_add vm.sh destroy "$LV" "$VM"
 start_vm () {
     vm.sh create --uuid "$VM_UUID" "$LV" "$VM" "$TOP_A" "$TOP_B" "$TOP_C" >/dev/null
 }

@@ -9,15 +9,7 @@
 
 . "$top_srcdir/tests/functions.sh"
 
-requires_core libvirtd
-requires_core virtlogd
-requires_core virsh
-requires_core qemu-system-x86_64
-requires_core qemu-img
-requires_core jq
-requires_core sshd
-requires_core ssh-keygen
-requires_root
+requires_vm_components sshd ssh-keygen
 command -v ovagent >/dev/null || fail "ovagent not built"
 
 S=$TESTDIR/sshd
@@ -28,11 +20,7 @@ export OVAGENT_REMOTE_COMMAND=$top_builddir/agent/ovagent
 export OVAGENT_SSH_KEY=$S/clientkey
 export OVAGENT_SSH_KNOWN_HOSTS=$S/known_hosts
 
-FD=$TESTDIR/fd
-cleanup_add filedomain.sh down "$FD"
-filedomain.sh up "$FD" >/dev/null
-. "$FD/ids"
-. "$FD/env"
+start_filedomain
 bk_env
 D=$NFS_DIR
 
@@ -44,12 +32,9 @@ read -r IMG_C VOL_C < <(snapshot.sh disk "$D" 16M --raw)
 TOPS=("$D/images/$IMG_A/$VOL_A" "$D/images/$IMG_B/$VOL_B")
 IMGS=("$IMG_A" "$IMG_B")
 
-LV=$TESTDIR/libvirt
-cleanup_add libvirt.sh down "$LV"
-libvirt.sh up "$LV"
-VM=ovagent-bp-$(head -c 8 /proc/sys/kernel/random/uuid)
+start_libvirt
+new_vm_name bp
 VM_UUID=$(bk_uuid)
-cleanup_add vm.sh destroy "$LV" "$VM"
 vm.sh create --uuid "$VM_UUID" "$LV" "$VM" "${TOPS[@]}" "$D/images/$IMG_C/$VOL_C" >/dev/null
 
 R=$TESTDIR/repo

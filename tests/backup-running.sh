@@ -8,23 +8,12 @@
 
 . "$top_srcdir/tests/functions.sh"
 
-requires_core libvirtd
-requires_core virtlogd
-requires_core virsh
-requires_core qemu-system-x86_64
-requires_core qemu-img
-requires_core qemu-io
-requires_core jq
-requires_root
+requires_vm_components qemu-io
 command -v ovagent >/dev/null || fail "ovagent not built"
 
 MiB=$((1024 * 1024))
 
-FD=$TESTDIR/fd
-cleanup_add filedomain.sh down "$FD"
-filedomain.sh up "$FD" >/dev/null
-. "$FD/ids"
-. "$FD/env"
+start_filedomain
 bk_env
 D=$NFS_DIR
 
@@ -48,13 +37,10 @@ for i in 0 1; do
     qemu-img convert -f qcow2 -O raw "${TOPS[i]}" "$TESTDIR/model-$i.raw"
 done
 
-LV=$TESTDIR/libvirt
-cleanup_add libvirt.sh down "$LV"
-libvirt.sh up "$LV"
+start_libvirt
 
-VM=ovagent-bk-$(head -c 8 /proc/sys/kernel/random/uuid)
+new_vm_name bk
 VM_UUID=$(bk_uuid)
-cleanup_add vm.sh destroy "$LV" "$VM"
 got=$(vm.sh create --uuid "$VM_UUID" "$LV" "$VM" "$TOP_A" "$TOP_B")
 [ "$got" = "$VM_UUID" ] || fail "vm.sh create --uuid started $got, not $VM_UUID"
 

@@ -18,10 +18,7 @@ requires_core losetup
 requires_root
 command -v ovagent >/dev/null || fail "ovagent not built"
 
-FD=$TESTDIR/fd
-cleanup_add filedomain.sh down "$FD"
-filedomain.sh up "$FD" >/dev/null
-. "$FD/ids"
+start_filedomain
 TB=$TESTDIR/tb
 cleanup_add blockdomain.sh down "$TB"
 blockdomain.sh up "$TB" >/dev/null

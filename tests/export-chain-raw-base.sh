@@ -19,11 +19,7 @@ GiB=$((1024 * 1024 * 1024))
 MiB=$((1024 * 1024))
 CAP=$((8 * GiB))
 
-FD=$TESTDIR/fd
-cleanup_add filedomain.sh down "$FD"
-filedomain.sh up "$FD" >/dev/null
-. "$FD/ids"
-. "$FD/env"
+start_filedomain
 export OVAGENT_LVM_DEVICES=
 export OVAGENT_STATE_DIR=$TESTDIR/state OVAGENT_RUN_DIR=$TESTDIR/run
 # The libvirt test driver: one running VM, using none of these volumes.

@@ -13,11 +13,7 @@ requires_core jq
 requires_root
 command -v ovagent >/dev/null || fail "ovagent not built"
 
-FD=$TESTDIR/fd
-cleanup_add filedomain.sh down "$FD"
-filedomain.sh up "$FD"
-. "$FD/ids"
-. "$FD/env"
+start_filedomain
 export OVAGENT_LVM_DEVICES=
 export OVAGENT_STATE_DIR=$TESTDIR/state
 # libvirt's test driver: reachable, and none of its VMs uses our volumes.

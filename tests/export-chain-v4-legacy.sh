@@ -15,11 +15,7 @@ requires_core jq
 requires_core ssh
 requires_core sshd
 
-FD=$TESTDIR/fd
-cleanup_add filedomain.sh down "$FD"
-filedomain.sh up "$FD" >/dev/null
-. "$FD/ids"
-. "$FD/env"
+start_filedomain
 export OVAGENT_LVM_DEVICES=
 export OVAGENT_STATE_DIR=$TESTDIR/state OVAGENT_RUN_DIR=$TESTDIR/run
 # The libvirt test driver: one running VM, using none of these volumes.

@@ -63,6 +63,54 @@ expect_exit () {
     fi
 }
 
+# ---- test-bed storage and running VMs -------------------------------------
+
+# start_filedomain: the test-bed file domains in FD ($TESTDIR/fd), removed
+# at exit; their ids and the agent's settings for them (env) sourced.
+start_filedomain () {
+    FD=$TESTDIR/fd
+    cleanup_add filedomain.sh down "$FD"
+    filedomain.sh up "$FD" >/dev/null
+    . "$FD/ids"
+    . "$FD/env"
+}
+
+# requires_vm_components [CMD...]: what a test running a VM needs (libvirtd,
+# QEMU, qemu-img, jq, root), and the further core components CMD.
+requires_vm_components () {
+    local c
+    for c in libvirtd virtlogd virsh qemu-system-x86_64 qemu-img "$@" jq; do
+        requires_core "$c"
+    done
+    requires_root
+}
+
+# start_libvirt: a libvirtd for this test, its files in LV ($TESTDIR/libvirt),
+# stopped at exit.
+start_libvirt () {
+    LV=$TESTDIR/libvirt
+    cleanup_add libvirt.sh down "$LV"
+    libvirt.sh up "$LV"
+}
+
+# new_vm_name TAG: VM, a domain name of its own (ovagent-TAG-XXXXXXXX),
+# destroyed at exit whatever vm.sh create did with it.
+new_vm_name () {
+    VM=ovagent-$1-$(head -c 8 /proc/sys/kernel/random/uuid)
+    cleanup_add vm.sh destroy "$LV" "$VM"
+}
+
+# vm_no_job URI VM [WHAT]: libvirt at URI runs no job on VM (WHAT: when,
+# for the failure message).
+vm_no_job () {
+    local info
+    info=$(virsh -q -c "$1" domjobinfo "$2") || fail "${3:+$3: }domjobinfo $2 failed"
+    grep -Eq '^Job type: +None' <<<"$info" || {
+        echo "$info" >&2
+        fail "${3:+$3: }$2 still has a job"
+    }
+}
+
 # ---- changed-block backups (backup-*.sh) --------------------------------
 
 bk_uuid () {
@@ -134,12 +182,7 @@ bk_backup_ok () {
 
 # bk_no_job VM: libvirt runs no job on VM.
 bk_no_job () {
-    local info
-    info=$(virsh -q -c "$OVAGENT_LIBVIRT_URI" domjobinfo "$1") || fail "domjobinfo $1 failed"
-    grep -Eq '^Job type: +None' <<<"$info" || {
-        echo "$info" >&2
-        fail "$1 still has a job"
-    }
+    vm_no_job "$OVAGENT_LIBVIRT_URI" "$1"
 }
 
 # bk_no_leftovers WHAT: no scratch file, no socket in run_dir, no qemu-nbd

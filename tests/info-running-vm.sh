@@ -6,20 +6,11 @@
 
 . "$top_srcdir/tests/functions.sh"
 
-requires_core libvirtd
-requires_core virtlogd
-requires_core virsh
-requires_core qemu-system-x86_64
-requires_core qemu-img
-requires_core jq
-requires_root
+# shellcheck disable=SC2119  # no component beyond the common ones
+requires_vm_components
 command -v ovagent >/dev/null || fail "ovagent not built"
 
-FD=$TESTDIR/fd
-cleanup_add filedomain.sh down "$FD"
-filedomain.sh up "$FD"
-. "$FD/ids"
-. "$FD/env"
+start_filedomain
 export OVAGENT_LVM_DEVICES=
 export OVAGENT_LIBVIRT_URI=qemu:///system
 
@@ -29,12 +20,9 @@ top_path=$(jq -r --arg img "$CHAIN_IMG" '
     .domains[].images[] | select(.uuid == $img) | .volumes[-1].path' "$FD/expected.json")
 [ -f "$top_path" ] || fail "no leaf volume for image $CHAIN_IMG in $FD/expected.json"
 
-LV=$TESTDIR/libvirt
-cleanup_add libvirt.sh down "$LV"
-libvirt.sh up "$LV"
+start_libvirt
 
-VM=ovagent-test-$(head -c 8 /proc/sys/kernel/random/uuid)
-cleanup_add vm.sh destroy "$LV" "$VM"
+new_vm_name test
 vm_uuid=$(vm.sh create "$LV" "$VM" "$top_path")
 uuid_re='^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
 [[ $vm_uuid =~ $uuid_re ]] || fail "vm.sh create printed no UUID: $vm_uuid"

@@ -10,6 +10,7 @@
 #include <json-glib/json-glib.h>
 
 #include "error.h"
+#include "json.h"
 #include "log.h"
 #include "virt/checkpoint.h"
 
@@ -50,16 +51,6 @@ print_json (JsonBuilder *b)
 }
 
 static void
-add_str (JsonBuilder *b, const char *key, const char *value)
-{
-  json_builder_set_member_name (b, key);
-  if (value)
-    json_builder_add_string_value (b, value);
-  else
-    json_builder_add_null_value (b);
-}
-
-static void
 print_names (GPtrArray *names)
 {
   g_autoptr (JsonBuilder) b = json_builder_new ();
@@ -77,22 +68,21 @@ print_backup (const virt_backup *bk)
   g_autoptr (JsonBuilder) b = json_builder_new ();
 
   json_builder_begin_object (b);
-  add_str (b, "backup_id", bk->backup_id);
-  add_str (b, "socket", bk->socket_path);
-  add_str (b, "scratch_dir", bk->scratch_dir);
+  ova_json_add_string (b, "backup_id", bk->backup_id);
+  ova_json_add_string (b, "socket", bk->socket_path);
+  ova_json_add_string (b, "scratch_dir", bk->scratch_dir);
   json_builder_set_member_name (b, "disks");
   json_builder_begin_array (b);
   for (guint i = 0; i < bk->disks->len; i++) {
     const virt_backup_disk *d = g_ptr_array_index (bk->disks, i);
 
     json_builder_begin_object (b);
-    add_str (b, "target", d->target);
-    add_str (b, "export", d->export_name);
-    add_str (b, "uri", d->nbd_uri);
-    add_str (b, "bitmap_context", d->bitmap_context);
-    add_str (b, "scratch", d->scratch);
-    json_builder_set_member_name (b, "incremental");
-    json_builder_add_boolean_value (b, d->incremental);
+    ova_json_add_string (b, "target", d->target);
+    ova_json_add_string (b, "export", d->export_name);
+    ova_json_add_string (b, "uri", d->nbd_uri);
+    ova_json_add_string (b, "bitmap_context", d->bitmap_context);
+    ova_json_add_string (b, "scratch", d->scratch);
+    ova_json_add_bool (b, "incremental", d->incremental);
     json_builder_end_object (b);
   }
   json_builder_end_array (b);
@@ -110,12 +100,11 @@ print_disks (GPtrArray *disks)
     const virt_disk *d = g_ptr_array_index (disks, i);
 
     json_builder_begin_object (b);
-    add_str (b, "target", d->target);
-    add_str (b, "path", d->path);
-    add_str (b, "format", d->format);
-    json_builder_set_member_name (b, "virtual_size");
-    json_builder_add_int_value (b, (gint64) d->virtual_size);
-    add_str (b, "unsupported", d->unsupported);
+    ova_json_add_string (b, "target", d->target);
+    ova_json_add_string (b, "path", d->path);
+    ova_json_add_string (b, "format", d->format);
+    ova_json_add_int (b, "virtual_size", (gint64) d->virtual_size);
+    ova_json_add_string (b, "unsupported", d->unsupported);
     json_builder_end_object (b);
   }
   json_builder_end_array (b);
@@ -163,9 +152,8 @@ run (int argc, char **argv, GError **error)
     if (problem == NULL && error && *error)
       return FALSE;
     json_builder_begin_object (b);
-    json_builder_set_member_name (b, "ok");
-    json_builder_add_boolean_value (b, problem == NULL);
-    add_str (b, "reason", problem);
+    ova_json_add_bool (b, "ok", problem == NULL);
+    ova_json_add_string (b, "reason", problem);
     json_builder_end_object (b);
     print_json (b);
     return TRUE;

@@ -7,23 +7,14 @@
 
 . "$top_srcdir/tests/functions.sh"
 
-requires_core libvirtd
-requires_core virtlogd
-requires_core virsh
-requires_core qemu-system-x86_64
-requires_core qemu-img
-requires_core nbdinfo
-requires_core jq
-requires_root
+requires_vm_components nbdinfo
 
 DRIVER=$top_builddir/tests/virt-checkpoint-driver
 [ -x "$DRIVER" ] || fail "virt-checkpoint-driver not built (make check builds it)"
 URI=qemu:///system
 MiB=$((1024 * 1024))
 
-LV=$TESTDIR/libvirt
-cleanup_add libvirt.sh down "$LV"
-libvirt.sh up "$LV"
+start_libvirt
 
 DISKS=$TESTDIR/disks
 mkdir -p "$DISKS"
@@ -31,8 +22,7 @@ for d in vda vdb; do
     qemu-img create -q -f qcow2 -o compat=1.1 "$DISKS/$d.qcow2" 64M
 done
 
-VM=ovagent-cp-$(head -c 8 /proc/sys/kernel/random/uuid)
-cleanup_add vm.sh destroy "$LV" "$VM"
+new_vm_name cp
 vm_uuid=$(vm.sh create "$LV" "$VM" "$DISKS/vda.qcow2" "$DISKS/vdb.qcow2")
 
 RUN=$TESTDIR/run
@@ -53,12 +43,7 @@ json_check () {
     }
 }
 no_job () {
-    local info
-    info=$(virsh -q -c "$URI" domjobinfo "$VM") || fail "domjobinfo failed"
-    grep -Eq '^Job type: +None' <<<"$info" || {
-        echo "$info" >&2
-        fail "$1: domain still has a job"
-    }
+    vm_no_job "$URI" "$VM" "$1"
 }
 # dirty DISK_INDEX: the dirty extents "offset+length ..." of the running backup.
 dirty () {

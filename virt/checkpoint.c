@@ -404,6 +404,20 @@ markup_append (GString *s, const char *fmt, ...)
   g_string_append (s, text);
 }
 
+/* The <disks> of a checkpoint: a bitmap of that name on each target. */
+static void
+append_checkpoint_disks (GString *s, const char *const *targets,
+                         const char *bitmap)
+{
+  if (targets == NULL || targets[0] == NULL)
+    return;
+  g_string_append (s, "  <disks>\n");
+  for (gsize i = 0; targets[i]; i++)
+    markup_append (s, "    <disk name='%s' checkpoint='bitmap' bitmap='%s'/>\n",
+                   targets[i], bitmap);
+  g_string_append (s, "  </disks>\n");
+}
+
 char *
 virt_checkpoint_xml (const char *checkpoint_id, const char *backup_id,
                      const char *const *disks)
@@ -413,13 +427,7 @@ virt_checkpoint_xml (const char *checkpoint_id, const char *backup_id,
   markup_append (s, "  <name>%s</name>\n", checkpoint_id);
   markup_append (s, "  <description>checkpoint for backup '%s'</description>\n",
                  backup_id);
-  if (disks && disks[0]) {
-    g_string_append (s, "  <disks>\n");
-    for (gsize i = 0; disks[i]; i++)
-      markup_append (s, "    <disk name='%s' checkpoint='bitmap' bitmap='%s'/>\n",
-                     disks[i], checkpoint_id);
-    g_string_append (s, "  </disks>\n");
-  }
+  append_checkpoint_disks (s, disks, checkpoint_id);
   g_string_append (s, "</domaincheckpoint>\n");
   return g_string_free (s, FALSE);
 }
@@ -1809,13 +1817,7 @@ virt_checkpoint_redefine_xml (const char *name, const char *parent, gint64 creat
     markup_append (s, "  <parent>\n    <name>%s</name>\n  </parent>\n", parent);
   g_string_append_printf (s, "  <creationTime>%" G_GINT64_FORMAT "</creationTime>\n",
                           created);
-  if (targets && targets[0]) {
-    g_string_append (s, "  <disks>\n");
-    for (gsize i = 0; targets[i]; i++)
-      markup_append (s, "    <disk name='%s' checkpoint='bitmap' bitmap='%s'/>\n",
-                     targets[i], name);
-    g_string_append (s, "  </disks>\n");
-  }
+  append_checkpoint_disks (s, targets, name);
   g_string_append (s, "</domaincheckpoint>\n");
   return g_string_free (s, FALSE);
 }

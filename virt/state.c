@@ -14,6 +14,7 @@
 
 #include "state.h"
 #include "error.h"
+#include "json.h"
 #include "util.h"
 
 #define STATE_FORMAT "ovagent-vm-state"
@@ -421,12 +422,9 @@ state_to_json (const virt_state *s)
   g_autoptr (JsonGenerator) gen = json_generator_new ();
 
   json_builder_begin_object (b);
-  json_builder_set_member_name (b, "format");
-  json_builder_add_string_value (b, STATE_FORMAT);
-  json_builder_set_member_name (b, "version");
-  json_builder_add_int_value (b, STATE_VERSION);
-  json_builder_set_member_name (b, "vm");
-  json_builder_add_string_value (b, s->vm);
+  ova_json_add_string (b, "format", STATE_FORMAT);
+  ova_json_add_int (b, "version", STATE_VERSION);
+  ova_json_add_string (b, "vm", s->vm);
 
   json_builder_set_member_name (b, "disks");
   json_builder_begin_object (b);
@@ -436,17 +434,10 @@ state_to_json (const virt_state *s)
 
     json_builder_set_member_name (b, img);
     json_builder_begin_object (b);
-    json_builder_set_member_name (b, "target");
-    if (d->target)
-      json_builder_add_string_value (b, d->target);
-    else
-      json_builder_add_null_value (b);
-    json_builder_set_member_name (b, "checkpoint");
-    json_builder_add_string_value (b, d->checkpoint);
-    json_builder_set_member_name (b, "job");
-    json_builder_add_string_value (b, d->job);
-    json_builder_set_member_name (b, "time");
-    json_builder_add_string_value (b, d->time);
+    ova_json_add_string (b, "target", d->target);
+    ova_json_add_string (b, "checkpoint", d->checkpoint);
+    ova_json_add_string (b, "job", d->job);
+    ova_json_add_string (b, "time", d->time);
     json_builder_end_object (b);
   }
   json_builder_end_object (b);
@@ -458,14 +449,10 @@ state_to_json (const virt_state *s)
     const state_pending *p = s->pending;
 
     json_builder_begin_object (b);
-    json_builder_set_member_name (b, "job");
-    json_builder_add_string_value (b, p->job);
-    json_builder_set_member_name (b, "checkpoint");
-    json_builder_add_string_value (b, p->checkpoint);
-    json_builder_set_member_name (b, "running");
-    json_builder_add_boolean_value (b, p->running);
-    json_builder_set_member_name (b, "started");
-    json_builder_add_string_value (b, p->started);
+    ova_json_add_string (b, "job", p->job);
+    ova_json_add_string (b, "checkpoint", p->checkpoint);
+    ova_json_add_bool (b, "running", p->running);
+    ova_json_add_string (b, "started", p->started);
     json_builder_set_member_name (b, "disks");
     json_builder_begin_array (b);
     for (guint i = 0; i + 1 < p->images->len; i++)
