@@ -1,6 +1,7 @@
 #!/bin/bash
 # ovagent: build the fuzz targets with clang, libFuzzer, ASan and UBSan in
-# build-fuzz/ of the source tree, then run each target for N seconds.
+# build-fuzz/ of the source tree, then run each target for N seconds, as
+# many at a time as there are CPUs.
 #
 # Usage: fuzz/run-fuzzers.sh [SECONDS]     (default 60 per target)
 #
@@ -17,14 +18,24 @@ fi
 
 srcdir=$(cd "$(dirname "$0")/.." && pwd)
 builddir=$srcdir/build-fuzz
-targets=(volmeta dommeta stream)
+targets=(volmeta dommeta stream manifest backup-meta)
 jobs=$(nproc 2>/dev/null || echo 2)
 
 tmpdir=$(mktemp -d)
+pids=()
 cleanup() {
+  local pid
+  # Fuzzers still running when the script is interrupted.
+  for pid in "${pids[@]}"; do
+    if [[ -n $pid ]]; then
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   rm -rf "$tmpdir"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 command -v clang >/dev/null || { echo "$0: clang not found" >&2; exit 1; }
 if [[ ! -x $srcdir/configure ]]; then
@@ -87,24 +98,45 @@ fi
 make -C "$objdir/common" -j"$jobs" ARFLAGS=cr libcommon.a >/dev/null
 make -C "$objdir/storage" -j"$jobs" ARFLAGS=cr libstorage.a >/dev/null
 make -C "$objdir/stream" -j"$jobs" ARFLAGS=cr libstream.a >/dev/null
+make -C "$objdir/nbd" -j"$jobs" ARFLAGS=cr libnbdr.a >/dev/null
+make -C "$objdir/repo" -j"$jobs" ARFLAGS=cr librepo.a >/dev/null
 make -C "$objdir/fuzz" -j"$jobs" "${targets[@]/#/fuzz-}" >/dev/null
 
+run_target () {
+  local t=$1
+  mkdir -p "$builddir/corpus/$t"
+  # exec: the pid the cleanup kills is the fuzzer's.
+  exec "$objdir/fuzz/fuzz-$t" \
+    -max_total_time="$seconds" -print_final_stats=1 \
+    -artifact_prefix="$builddir/artifacts/$t-" \
+    "$builddir/corpus/$t" "$srcdir/fuzz/corpus/$t" > "$tmpdir/$t.log" 2>&1
+}
+
+# Up to $jobs targets at a time, each on one CPU, so that a new target
+# costs time only when there are more targets than CPUs.
 mkdir -p "$builddir/artifacts"
 status=0
-for t in "${targets[@]}"; do
-  mkdir -p "$builddir/corpus/$t"
-  echo "== fuzz-$t for ${seconds}s"
-  if ! "$objdir/fuzz/fuzz-$t" \
-         -max_total_time="$seconds" -print_final_stats=1 \
-         -artifact_prefix="$builddir/artifacts/$t-" \
-         "$builddir/corpus/$t" "$srcdir/fuzz/corpus/$t" \
-         > "$tmpdir/$t.log" 2>&1; then
-    status=1
-    echo "fuzz-$t FAILED; artifacts in $builddir/artifacts:" >&2
-  fi
-  grep -E '^(stat::|Done|==[0-9]+==ERROR|SUMMARY)' "$tmpdir/$t.log" || true
+for (( i = 0; i < ${#targets[@]}; i += jobs )); do
+  batch=("${targets[@]:i:jobs}")
+  pids=()
+  for t in "${batch[@]}"; do
+    echo "== fuzz-$t for ${seconds}s"
+    run_target "$t" &
+    pids+=("$!")
+  done
+  for j in "${!batch[@]}"; do
+    t=${batch[$j]}
+    rc=0
+    wait "${pids[$j]}" || rc=$?
+    pids[$j]=
+    grep -E '^(stat::|Done|==[0-9]+==ERROR|SUMMARY)' "$tmpdir/$t.log" | sed "s/^/fuzz-$t: /" || true
+    if [[ $rc -ne 0 ]]; then
+      status=1
+      echo "fuzz-$t FAILED; artifacts in $builddir/artifacts:" >&2
+      tail -n 60 "$tmpdir/$t.log" >&2
+    fi
+  done
   if [[ $status -ne 0 ]]; then
-    tail -n 60 "$tmpdir/$t.log" >&2
     break
   fi
 done

@@ -3,6 +3,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <fcntl.h>
@@ -14,6 +15,7 @@
 #include "log.h"
 #include "util.h"
 #include "repo/manifest.h"
+#include "stream/stream.h"
 
 #define MANIFEST_TMP REPO_MANIFEST_NAME ".tmp"
 
@@ -245,6 +247,51 @@ check_text (const char *value, const char *name, const char *what,
     return TRUE;
   bad (error, what, "%s: \"%s\" is longer than %d bytes or not UTF-8",
        where, name, TEXT_FIELD_MAX);
+  return FALSE;
+}
+
+/* JSON numbers beyond the range of a double (1e400) parse as infinities,
+ * which the writer cannot write back as JSON: a manifest holding one would
+ * be written unreadable. The recursion is bounded: the text was checked
+ * for depth before it was parsed (here, or by the stream decoder). */
+static gboolean
+meta_is_finite (JsonNode *node)
+{
+  switch (JSON_NODE_TYPE (node)) {
+  case JSON_NODE_OBJECT: {
+    JsonObjectIter iter;
+    JsonNode *member;
+
+    json_object_iter_init (&iter, json_node_get_object (node));
+    while (json_object_iter_next (&iter, NULL, &member))
+      if (!meta_is_finite (member))
+        return FALSE;
+    return TRUE;
+  }
+  case JSON_NODE_ARRAY: {
+    JsonArray *a = json_node_get_array (node);
+
+    for (guint i = 0; i < json_array_get_length (a); i++)
+      if (!meta_is_finite (json_array_get_element (a, i)))
+        return FALSE;
+    return TRUE;
+  }
+  case JSON_NODE_VALUE:
+    return json_node_get_value_type (node) != G_TYPE_DOUBLE ||
+      isfinite (json_node_get_double (node));
+  case JSON_NODE_NULL:
+    return TRUE;
+  }
+  return FALSE;
+}
+
+gboolean
+repo_meta_check (JsonNode *meta, const char *what, GError **error)
+{
+  if (meta_is_finite (meta))
+    return TRUE;
+  g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+               "%s holds a number beyond the range of a double", what);
   return FALSE;
 }
 
@@ -571,9 +618,31 @@ parse_backup (JsonNode *node, guint index, const repo_manifest *m,
       bad (error, what, "%s: \"meta\" must be an object", where);
       return NULL;
     }
+    if (!meta_is_finite (meta)) {
+      bad (error, what, "%s: \"meta\" holds a number beyond the range of a double", where);
+      return NULL;
+    }
     b->meta = json_node_copy (meta);
   }
   return g_steal_pointer (&b);
+}
+
+/* json-glib parses nested arrays and objects by recursion: an edited
+ * manifest of a few hundred KiB of '[' would overflow the stack. A stream's
+ * META nests at most 64 deep (the decoder's limit) and sits 3 levels down. */
+#define MANIFEST_MAX_DEPTH 128
+
+static gboolean
+check_json_text (const char *text, gsize len, const char *what, GError **error)
+{
+  gsize where;
+  const char *problem = strm_json_text_problem (text, len, MANIFEST_MAX_DEPTH, &where);
+
+  if (problem != NULL) {
+    bad (error, what, "%s at byte %" G_GSIZE_FORMAT, problem, where);
+    return FALSE;
+  }
+  return TRUE;
 }
 
 repo_manifest *
@@ -596,8 +665,13 @@ repo_manifest_parse (const char *disk, const char *text, gsize len,
     bad (error, what, "not UTF-8 text");
     return NULL;
   }
+  if (!check_json_text (text, len, what, error))
+    return NULL;
   if (!json_parser_load_from_data (parser, text, len, &err)) {
-    bad (error, what, "not valid JSON: %s", err->message);
+    /* json-glib quotes the input, with escapes like \202 decoded. */
+    g_autofree char *msg = g_utf8_make_valid (err->message, -1);
+
+    bad (error, what, "not valid JSON: %s", msg);
     return NULL;
   }
   root = json_parser_get_root (parser);
@@ -828,6 +902,17 @@ repo_manifest_save (const repo_manifest *m, const char *disk_dir, GError **error
   g_autofree char *path = g_build_filename (disk_dir, REPO_MANIFEST_NAME, NULL);
   g_autoptr(GError) err = NULL;
 
+  /* Never write a manifest that would not load again. */
+  for (guint i = 0; i < m->backups->len; i++) {
+    const repo_backup *b = g_ptr_array_index (m->backups, i);
+
+    if (b->meta != NULL && !meta_is_finite (b->meta)) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "cannot write %s: the metadata of backup %s holds a number beyond "
+                   "the range of a double", path, b->id);
+      return FALSE;
+    }
+  }
   if (unlink (tmp) < 0 && errno != ENOENT) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
                  "cannot remove %s: %s", tmp, g_strerror (errno));

@@ -104,6 +104,11 @@ repo_manifest *repo_manifest_parse (const char *disk, const char *text, gsize le
                                     const char *what, GError **error);
 char *repo_manifest_to_json (const repo_manifest *m);
 
+/* A stream's META can be kept in a manifest: no number in it is beyond the
+ * range of a double (1e400 parses as an infinity, which JSON cannot hold).
+ * OVA_ERROR_INTEGRITY naming what if not. */
+gboolean repo_meta_check (JsonNode *meta, const char *what, GError **error);
+
 /* Load disk_dir/manifest.json; a missing file gives an empty manifest when
  * missing_ok, else OVA_ERROR_NOT_FOUND. */
 repo_manifest *repo_manifest_load (const char *disk_dir, const char *disk,

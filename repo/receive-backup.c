@@ -196,6 +196,9 @@ parse_meta (bk *b, GError **error)
   gboolean ok;
   guint n;
 
+  /* The META goes into each disk's manifest as it is. */
+  if (!repo_meta_check (b->meta, "the stream's metadata", error))
+    return FALSE;
   vm = json_object_get_member (o, "vm");
   if (vm == NULL || !JSON_NODE_HOLDS_OBJECT (vm)) {
     repo_rx_meta_error (error, "\"vm\" must be an object");
@@ -246,6 +249,44 @@ parse_meta (bk *b, GError **error)
     }
   }
   return TRUE;
+}
+
+gboolean
+repo_backup_meta_check (const char *json, gsize len, GError **error)
+{
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  g_autoptr(GError) err = NULL;
+  g_autoptr(bk) b = g_new0 (bk, 1);
+  g_autoptr(GArray) volumes = NULL;
+  JsonNode *root;
+
+  /* What the decoder checks of a META payload before receive sees it: its
+   * bounds, then the text (UTF-8, nesting depth) and the members every
+   * reader needs, with the decoder's own function. */
+  if (len > STRM_MAX_JSON_PAYLOAD) {
+    repo_rx_meta_error (error, "larger than %u bytes", STRM_MAX_JSON_PAYLOAD);
+    return FALSE;
+  }
+  if (memchr (json, '\0', len) != NULL) {
+    repo_rx_meta_error (error, "it holds a NUL byte");
+    return FALSE;
+  }
+  volumes = strm_meta_volumes_parse (json, len, error);
+  if (volumes == NULL)
+    return FALSE;
+  if (!json_parser_load_from_data (parser, json, len, &err)) {
+    g_autofree char *msg = g_utf8_make_valid (err->message, -1);
+
+    repo_rx_meta_error (error, "not JSON: %s", msg);
+    return FALSE;
+  }
+  root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
+    repo_rx_meta_error (error, "not a JSON object");
+    return FALSE;
+  }
+  b->meta = root;
+  return parse_meta (b, error);
 }
 
 /* ---- before the first write ---- */
@@ -573,25 +614,8 @@ receive_frames (bk *b, strm_decoder *dec, GError **error)
         return FALSE;
       break;
     case STRM_FRAME_STREAM_END:
-      if (!strm_decoder_complete (dec)) {
-        g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                     "the stream ended without a checked trailer");
-        return FALSE;
-      }
-      if (b->cur != NULL || b->next != b->disks->len) {
-        repo_rx_meta_error (error, "the stream ends after %u of the %u disks it announces",
-                            b->next, b->disks->len);
-        return FALSE;
-      }
-      {
-        g_autoptr(GError) err = NULL;
-
-        if (!strm_decoder_next (dec, &f, &err) && err != NULL) {
-          g_propagate_error (error, g_steal_pointer (&err));
-          return FALSE;
-        }
-      }
-      return TRUE;
+      return repo_rx_stream_end (dec, b->cur == NULL, b->next, b->disks->len,
+                                 "disks", error);
     default:
       g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
                    "unexpected frame of type %u in a backup stream", f.type);

@@ -396,6 +396,32 @@ repo_rx_member_uuid (JsonObject *o, const char *name, gboolean nullable, char **
   return TRUE;
 }
 
+gboolean
+repo_rx_stream_end (strm_decoder *dec, gboolean idle, guint done, guint announced,
+                    const char *what, GError **error)
+{
+  strm_frame f;
+  g_autoptr(GError) err = NULL;
+
+  if (!strm_decoder_complete (dec)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "the stream ended without a checked trailer");
+    return FALSE;
+  }
+  if (!idle || done != announced) {
+    repo_rx_meta_error (error, "the stream ends after %u of the %u %s it announces",
+                        done, announced, what);
+    return FALSE;
+  }
+  /* Only the end of the input may follow; the decoder fails on anything
+   * else. */
+  if (!strm_decoder_next (dec, &f, &err) && err != NULL) {
+    g_propagate_error (error, g_steal_pointer (&err));
+    return FALSE;
+  }
+  return TRUE;
+}
+
 static rx_volume *
 parse_meta_volume (JsonNode *node, guint i, const char *prev, GError **error)
 {
@@ -463,6 +489,9 @@ parse_meta (rx *x, const char *json, GError **error)
     repo_rx_meta_error (error, "not a JSON object");
     return FALSE;
   }
+  /* It goes into the manifest: refuse now what could not be saved there. */
+  if (!repo_meta_check (root, "the stream's metadata", error))
+    return FALSE;
   o = json_node_get_object (root);
   format = repo_rx_member_string (o, "format", &ok);
   if (g_strcmp0 (format, "ovagent-stream") != 0) {
@@ -762,27 +791,8 @@ receive_frames (rx *x, strm_decoder *dec, GError **error)
         return FALSE;
       break;
     case STRM_FRAME_STREAM_END:
-      if (!strm_decoder_complete (dec)) {
-        g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                     "the stream ended without a checked trailer");
-        return FALSE;
-      }
-      if (x->cur_fd >= 0 || x->next != x->vols->len) {
-        repo_rx_meta_error (error, "the stream ends after %u of the %u volumes it announces",
-                    x->next, x->vols->len);
-        return FALSE;
-      }
-      /* Only the end of the input may follow; the decoder fails on
-       * anything else. */
-      {
-        g_autoptr(GError) err = NULL;
-
-        if (!strm_decoder_next (dec, &f, &err) && err != NULL) {
-          g_propagate_error (error, g_steal_pointer (&err));
-          return FALSE;
-        }
-      }
-      return TRUE;
+      return repo_rx_stream_end (dec, x->cur_fd < 0, x->next, x->vols->len,
+                                 "volumes", error);
     default:
       g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
                    "unexpected frame of type %u in a chain stream", f.type);

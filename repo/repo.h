@@ -122,6 +122,14 @@ void repo_receive_result_clear (repo_receive_result *res);
 gboolean repo_receive (repo *r, int fd, volatile sig_atomic_t *cancel,
                        repo_receive_result *res, GError **error);
 
+/* Check the META of a changed-block ("backup" mode) stream as the stream
+ * decoder and receive do before receive looks at the repository: json (len
+ * bytes, not NUL-terminated) must pass strm_meta_volumes_parse and be an
+ * object whose vm, job, checkpoint and volumes (the disks) are usable.
+ * mode is not looked at: receive reads it to choose this check. Touches no
+ * file. Fails with OVA_ERROR_INTEGRITY. */
+gboolean repo_backup_meta_check (const char *json, gsize len, GError **error);
+
 /* -- shared by receive.c and receive-backup.c, not for other callers -- */
 
 struct strm_decoder;
@@ -150,6 +158,10 @@ gboolean repo_rx_member_size (JsonObject *o, const char *name, guint64 *out);
 gboolean repo_rx_member_uuid (JsonObject *o, const char *name, gboolean nullable,
                               char **out, const char *where, GError **error);
 void repo_rx_meta_error (GError **error, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
+/* At STREAM_END: the trailer checked out, the stream is idle (no volume or
+ * disk open) after all it announced, and nothing follows. */
+gboolean repo_rx_stream_end (struct strm_decoder *dec, gboolean idle, guint done,
+                             guint announced, const char *what, GError **error);
 
 /* ---- verify ---- */
 

@@ -148,35 +148,20 @@ quote_untrusted (const char *s, int max)
 
 /* ---- JSON records ---- */
 
-/* Parse a JSON object of at most len bytes: UTF-8, no NUL, bounded depth.
- * Errors are OVA_ERROR_INTEGRITY naming what. */
-static JsonNode *
-json_object_parse (const char *json, gsize len, const char *what, GError **error)
+const char *
+strm_json_text_problem (const char *text, gsize len, guint max_depth, gsize *where)
 {
-  g_autoptr(JsonParser) parser = json_parser_new ();
-  g_autoptr(GError) err = NULL;
-  g_autoptr(JsonNode) root = NULL;
   gboolean in_string = FALSE, escaped = FALSE;
-  int depth = 0;
+  guint depth = 0;
 
-  if (!g_utf8_validate (json, len, NULL)) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                 "%s is not UTF-8 text", what);
-    return NULL;
-  }
   for (gsize i = 0; i < len; i++) {
-    char c = json[i];
+    char c = text[i];
 
+    *where = i;
     if (in_string) {
-      /* Surrogates (pairs or lone) as \u escapes: json-glib turns lone ones
-       * into invalid UTF-8 and leaks on some; writers emit UTF-8 instead. */
-      if (escaped && c == 'u' && i + 4 < len &&
-          g_ascii_tolower (json[i + 1]) == 'd' &&
-          json[i + 2] != '\0' && strchr ("89abAB", json[i + 2]) != NULL) {
-        g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                     "%s holds a \\u escape of a UTF-16 surrogate", what);
-        return NULL;
-      }
+      if (escaped && c == 'u' && len - i > 4 && g_ascii_tolower (text[i + 1]) == 'd' &&
+          text[i + 2] != '\0' && strchr ("89abcdefABCDEF", text[i + 2]) != NULL)
+        return "a \\u escape of a UTF-16 surrogate";
       if (escaped)
         escaped = FALSE;
       else if (c == '\\')
@@ -187,14 +172,36 @@ json_object_parse (const char *json, gsize len, const char *what, GError **error
     else if (c == '"')
       in_string = TRUE;
     else if (c == '{' || c == '[') {
-      if (++depth > DEC_MAX_JSON_DEPTH) {
-        g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                     "%s nests deeper than %d levels", what, DEC_MAX_JSON_DEPTH);
-        return NULL;
-      }
+      if (++depth > max_depth)
+        return "more levels of nesting than allowed";
     }
-    else if (c == '}' || c == ']')
+    else if ((c == '}' || c == ']') && depth > 0)
       depth--;
+  }
+  return NULL;
+}
+
+/* Parse a JSON object of at most len bytes: UTF-8, no NUL, bounded depth.
+ * Errors are OVA_ERROR_INTEGRITY naming what. */
+static JsonNode *
+json_object_parse (const char *json, gsize len, const char *what, GError **error)
+{
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  g_autoptr(GError) err = NULL;
+  g_autoptr(JsonNode) root = NULL;
+  const char *problem;
+  gsize where;
+
+  if (!g_utf8_validate (json, len, NULL)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "%s is not UTF-8 text", what);
+    return NULL;
+  }
+  problem = strm_json_text_problem (json, len, DEC_MAX_JSON_DEPTH, &where);
+  if (problem != NULL) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY, "%s holds %s at byte %"
+                 G_GSIZE_FORMAT, what, problem, where);
+    return NULL;
   }
 
   if (!json_parser_load_from_data (parser, json, len, &err)) {
