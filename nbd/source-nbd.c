@@ -252,6 +252,9 @@ nbdr_connect (const char *uri, const char *context, GError **error)
   }
   /* qemu handles unaligned requests itself (read-modify-write). */
   nbd_set_strict_mode (h, nbd_get_strict_mode (h) & ~LIBNBD_STRICT_ALIGN);
+  /* A read that succeeds fills its buffer and a failed one's buffer is
+   * never used: no need for libnbd to clear every buffer first. */
+  nbd_set_pread_initialize (h, false);
   if (context != NULL && nbd_add_meta_context (h, context) < 0) {
     nbdr_set_libnbd_error (error, "cannot ask %s for %s", uri, context);
     nbd_close (h);
