@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "json.h"
 #include "log.h"
 #include "util.h"
 #include "repo/manifest.h"
@@ -721,38 +722,21 @@ repo_manifest_parse (const char *disk, const char *text, gsize len,
 /* ---- writing ---- */
 
 static void
-add_string_or_null (JsonBuilder *jb, const char *name, const char *value)
-{
-  json_builder_set_member_name (jb, name);
-  if (value)
-    json_builder_add_string_value (jb, value);
-  else
-    json_builder_add_null_value (jb);
-}
-
-static void
-add_int (JsonBuilder *jb, const char *name, guint64 value)
-{
-  json_builder_set_member_name (jb, name);
-  json_builder_add_int_value (jb, (gint64) value);
-}
-
-static void
 build_backup (JsonBuilder *jb, const repo_backup *b)
 {
   json_builder_begin_object (jb);
-  add_string_or_null (jb, "id", b->id);
-  add_string_or_null (jb, "time", b->time);
-  add_string_or_null (jb, "host", b->host);
-  add_string_or_null (jb, "domain", b->domain);
-  add_string_or_null (jb, "kind", repo_kind_name (b->kind));
-  add_string_or_null (jb, "since", b->since);
-  add_string_or_null (jb, "parent", b->parent);
+  ova_json_add_string (jb, "id", b->id);
+  ova_json_add_string (jb, "time", b->time);
+  ova_json_add_string (jb, "host", b->host);
+  ova_json_add_string (jb, "domain", b->domain);
+  ova_json_add_string (jb, "kind", repo_kind_name (b->kind));
+  ova_json_add_string (jb, "since", b->since);
+  ova_json_add_string (jb, "parent", b->parent);
   /* Chain exports keep the members they always had. */
   if (repo_backup_is_cbt (b)) {
-    add_string_or_null (jb, "checkpoint", b->checkpoint);
-    add_string_or_null (jb, "from_checkpoint", b->from_checkpoint);
-    add_string_or_null (jb, "vm", b->vm);
+    ova_json_add_string (jb, "checkpoint", b->checkpoint);
+    ova_json_add_string (jb, "from_checkpoint", b->from_checkpoint);
+    ova_json_add_string (jb, "vm", b->vm);
   }
   json_builder_set_member_name (jb, "volumes");
   json_builder_begin_array (jb);
@@ -760,13 +744,13 @@ build_backup (JsonBuilder *jb, const repo_backup *b)
     const repo_volume *v = g_ptr_array_index (b->volumes, i);
 
     json_builder_begin_object (jb);
-    add_string_or_null (jb, "uuid", v->uuid);
-    add_string_or_null (jb, "file", v->file);
-    add_string_or_null (jb, "format", v->format);
-    add_int (jb, "size", v->size);
-    add_int (jb, "virtual_size", v->virtual_size);
-    add_string_or_null (jb, "digest", v->digest);
-    add_string_or_null (jb, "backing", v->backing);
+    ova_json_add_string (jb, "uuid", v->uuid);
+    ova_json_add_string (jb, "file", v->file);
+    ova_json_add_string (jb, "format", v->format);
+    ova_json_add_uint (jb, "size", v->size);
+    ova_json_add_uint (jb, "virtual_size", v->virtual_size);
+    ova_json_add_string (jb, "digest", v->digest);
+    ova_json_add_string (jb, "backing", v->backing);
     json_builder_end_object (jb);
   }
   json_builder_end_array (jb);
@@ -787,9 +771,9 @@ repo_manifest_to_json (const repo_manifest *m)
   g_autofree char *text = NULL;
 
   json_builder_begin_object (jb);
-  add_string_or_null (jb, "format", REPO_MANIFEST_FORMAT);
-  add_int (jb, "version", REPO_MANIFEST_VERSION);
-  add_string_or_null (jb, "disk", m->disk);
+  ova_json_add_string (jb, "format", REPO_MANIFEST_FORMAT);
+  ova_json_add_uint (jb, "version", REPO_MANIFEST_VERSION);
+  ova_json_add_string (jb, "disk", m->disk);
   json_builder_set_member_name (jb, "backups");
   json_builder_begin_array (jb);
   for (guint i = 0; i < m->backups->len; i++)
