@@ -25,7 +25,6 @@
 #include "agent/stream-output.h"
 #include "nbd/nbd.h"
 #include "storage/lvm.h"
-#include "storage/probe.h"
 #include "storage/scan.h"
 #include "stream/ssh.h"
 #include "stream/stream.h"
@@ -35,8 +34,6 @@
 
 /* The stream and the receiver take disks up to this size. */
 #define MAX_DISK_SIZE ((guint64) 64 << 40)
-/* A domain XML <serial> longer than this is no UUID anyway. */
-#define SERIAL_MAX 256
 /* QEMU may hold the image lock for a moment after libvirt saw it exit. */
 #define IMAGE_RETRY_COUNT 20
 #define IMAGE_RETRY_US (250 * 1000)
@@ -226,93 +223,6 @@ vdsm_path_ids (const char *path, char **sd, char **img, char **vol)
   return TRUE;
 }
 
-/* target dev -> <serial> of the domain's disks. */
-typedef struct {
-  int depth;
-  gboolean in_disk, in_serial;
-  char *target;
-  GString *serial;
-  GHashTable *map;
-} serial_ctx;
-
-static void
-serial_start (GMarkupParseContext *pc G_GNUC_UNUSED, const char *name,
-              const char **names, const char **values, gpointer data,
-              GError **error G_GNUC_UNUSED)
-{
-  serial_ctx *c = data;
-
-  c->depth++;
-  if (c->depth == 3 && strcmp (name, "disk") == 0) {
-    c->in_disk = TRUE;
-    g_clear_pointer (&c->target, g_free);
-    g_string_truncate (c->serial, 0);
-  }
-  else if (c->in_disk && c->depth == 4 && strcmp (name, "target") == 0) {
-    for (gsize i = 0; names[i]; i++)
-      if (strcmp (names[i], "dev") == 0 && c->target == NULL)
-        c->target = g_strdup (values[i]);
-  }
-  else if (c->in_disk && c->depth == 4 && strcmp (name, "serial") == 0)
-    c->in_serial = TRUE;
-}
-
-static void
-serial_end (GMarkupParseContext *pc G_GNUC_UNUSED, const char *name,
-            gpointer data, GError **error G_GNUC_UNUSED)
-{
-  serial_ctx *c = data;
-
-  if (c->in_disk && c->depth == 3 && strcmp (name, "disk") == 0) {
-    c->in_disk = FALSE;
-    if (c->target && c->serial->len > 0)
-      g_hash_table_replace (c->map, g_steal_pointer (&c->target),
-                            g_strstrip (g_strdup (c->serial->str)));
-  }
-  if (c->depth == 4)
-    c->in_serial = FALSE;
-  c->depth--;
-}
-
-static void
-serial_text (GMarkupParseContext *pc G_GNUC_UNUSED, const char *text, gsize len,
-             gpointer data, GError **error G_GNUC_UNUSED)
-{
-  serial_ctx *c = data;
-
-  if (c->in_serial && c->serial->len + len <= SERIAL_MAX)
-    g_string_append_len (c->serial, text, len);
-}
-
-static const GMarkupParser serial_parser = {
-  .start_element = serial_start,
-  .end_element = serial_end,
-  .text = serial_text,
-};
-
-/* Serials are only a fallback identity: a domain XML that cannot be read
- * here leaves the disks without one. */
-static GHashTable *
-domain_serials (virDomainPtr dom)
-{
-  GHashTable *map = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
-  serial_ctx c = { .serial = g_string_new (NULL), .map = map };
-  char *xml = virDomainGetXMLDesc (dom, 0);
-  GMarkupParseContext *pc;
-
-  if (xml != NULL) {
-    pc = g_markup_parse_context_new (&serial_parser, 0, &c, NULL);
-    if (!g_markup_parse_context_parse (pc, xml, -1, NULL) ||
-        !g_markup_parse_context_end_parse (pc, NULL))
-      g_hash_table_remove_all (map);
-    g_markup_parse_context_free (pc);
-    free (xml);
-  }
-  g_string_free (c.serial, TRUE);
-  g_free (c.target);
-  return map;
-}
-
 /* ---- storage of a stopped VM ---- */
 
 static gboolean
@@ -371,25 +281,6 @@ prepare_image (run *r, const char *sd, const char *image, stor_domain **dom_out,
   *dom_out = dom;
   *img_out = img;
   return TRUE;
-}
-
-/* Why a stopped disk's top cannot carry a checkpoint, or NULL. */
-static char *
-probe_unsupported (const char *path, guint64 *size)
-{
-  g_autoptr (stor_probe) p = NULL;
-  g_autoptr (GError) err = NULL;
-
-  p = stor_probe_volume (path, &err);
-  if (p == NULL)
-    return g_strdup_printf ("cannot read its image: %s", err->message);
-  *size = p->virtual_size;
-  if (g_strcmp0 (p->format, "qcow2") != 0)
-    return g_strdup_printf ("%s disk", p->format ? p->format : "raw");
-  if (g_strcmp0 (p->qcow2_compat, "1.1") != 0)
-    return g_strdup_printf ("qcow2 compat %s cannot hold persistent bitmaps",
-                            p->qcow2_compat ? p->qcow2_compat : "(unknown)");
-  return NULL;
 }
 
 /* ---- choosing the disks ---- */
@@ -482,7 +373,6 @@ static gboolean
 plan_libvirt_disks (run *r, GError **error)
 {
   g_autoptr (GPtrArray) xml = NULL;
-  g_autoptr (GHashTable) serials = NULL;
   g_autofree gboolean *matched = g_new0 (gboolean, opts.disks ? g_strv_length (opts.disks) + 1 : 1);
 
   xml = virt_domain_disks (r->dom, error);
@@ -515,12 +405,11 @@ plan_libvirt_disks (run *r, GError **error)
     memset (matched, 0, sizeof (gboolean) * (opts.disks ? g_strv_length (opts.disks) : 0));
   }
 
-  serials = domain_serials (r->dom);
   for (guint i = 0; i < xml->len; i++) {
     virt_disk *vd = xml->pdata[i];
     g_autoptr (bdisk) d = g_new0 (bdisk, 1);
     g_autofree char *sd = NULL, *img = NULL, *vol = NULL;
-    const char *serial = vd->target ? g_hash_table_lookup (serials, vd->target) : NULL;
+    const char *serial = vd->serial;
     const char *why = vd->unsupported;
 
     if (vdsm_path_ids (vd->path, &sd, &img, &vol)) {
@@ -587,7 +476,7 @@ plan_storage_disks (run *r, GError **error)
     d->chain = g_ptr_array_new_with_free_func (g_free);
     for (guint k = 0; k < simg->volumes->len; k++)
       g_ptr_array_add (d->chain, g_strdup (((stor_volume *) simg->volumes->pdata[k])->path));
-    why = probe_unsupported (d->path, &d->size);
+    why = virt_image_unsupported (d->path, NULL, &d->size);
     if (why != NULL) {
       set_unsupported (r, error, d->image, d->path, why);
       return FALSE;
@@ -750,6 +639,7 @@ plan_auto (run *r, GError **error)
   for (guint i = 0; i < r->disks->len; i++) {
     bdisk *d = r->disks->pdata[i];
     g_autofree char *problem = NULL;
+    gint64 rank;
 
     if (d->last == NULL) {
       set_kind (d, "full", NULL, g_strdup ("no checkpoint was committed for this disk"));
@@ -771,8 +661,9 @@ plan_auto (run *r, GError **error)
       continue;
     }
     valid[i] = TRUE;
-    if (checkpoint_rank (r, d->last) > newest_rank) {
-      newest_rank = checkpoint_rank (r, d->last);
+    rank = checkpoint_rank (r, d->last);
+    if (rank > newest_rank) {
+      newest_rank = rank;
       newest = d->last;
     }
   }
@@ -804,9 +695,10 @@ vm_last_checkpoint (const run *r)
 
   for (guint i = 0; i < images->len; i++) {
     const char *cp = virt_state_disk_checkpoint (r->state, images->pdata[i]);
+    gint64 rank = cp ? checkpoint_rank (r, cp) : -1;
 
-    if (cp && checkpoint_rank (r, cp) > best_rank) {
-      best_rank = checkpoint_rank (r, cp);
+    if (rank > best_rank) {
+      best_rank = rank;
       best = cp;
     }
   }

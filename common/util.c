@@ -429,3 +429,24 @@ ova_open_sized (const char *path, struct stat *st, guint64 *size,
   }
   return fd;
 }
+
+gboolean
+ova_write_private_file (const char *path, const char *contents, GError **error)
+{
+  g_autofree char *dir = g_path_get_dirname (path);
+  g_autoptr(GError) err = NULL;
+
+  if (g_mkdir_with_parents (dir, 0711) < 0 || chmod (dir, 0700) < 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot create %s: %s",
+                 dir, g_strerror (errno));
+    return FALSE;
+  }
+  if (!g_file_set_contents_full (path, contents, -1,
+                                 G_FILE_SET_CONTENTS_CONSISTENT | G_FILE_SET_CONTENTS_DURABLE,
+                                 0600, &err)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot write %s: %s",
+                 path, err->message);
+    return FALSE;
+  }
+  return TRUE;
+}

@@ -63,6 +63,13 @@ char *ova_quote_untrusted (const char *value, gsize max);
  * so that the name survives a crash. */
 gboolean ova_commit_file (const char *part, const char *path, GError **error);
 
+/* Write contents to path atomically (temporary file, fsync, rename, fsync
+ * of the directory) with mode 0600, in a private directory (0700) whose
+ * missing parents are made searchable (0711): QEMU must reach the default
+ * scratch_dir under state_dir. */
+gboolean ova_write_private_file (const char *path, const char *contents,
+                                 GError **error);
+
 /* "1.5 GiB", "512 B". */
 char *ova_format_size (guint64 bytes);
 

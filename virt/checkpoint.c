@@ -22,6 +22,8 @@
 #include "probe.h"
 #include "util.h"
 
+/* The longest <serial> kept: a longer one is no image UUID. */
+#define SERIAL_MAX 256
 /* libvirt's XML of one domain, one backup job or one checkpoint. */
 #define LIBVIRT_XML_MAX (16 * 1024 * 1024)
 
@@ -166,6 +168,7 @@ virt_disk_free (virt_disk *d)
   g_free (d->path);
   g_free (d->format);
   g_free (d->unsupported);
+  g_free (d->serial);
   g_free (d);
 }
 
@@ -265,6 +268,8 @@ dom_end (GMarkupParseContext *pc, const char *name, gpointer data, GError **erro
   if (ctx->stack->len == 1 && strcmp (name, "seclabel") == 0)
     ctx->in_dac = FALSE;
   if (ctx->cur && ctx->stack->len == 2 && strcmp (name, "disk") == 0) {
+    if (ctx->cur->disk->serial && *g_strstrip (ctx->cur->disk->serial) == '\0')
+      g_clear_pointer (&ctx->cur->disk->serial, g_free);
     g_ptr_array_add (ctx->disks, ctx->cur);
     ctx->cur = NULL;
   }
@@ -279,6 +284,19 @@ dom_text (GMarkupParseContext *pc, const char *text, gsize len, gpointer data,
   if (ctx->in_dac && ctx->stack->len == 3 && ctx->dac_label == NULL &&
       strcmp (stack_at (ctx->stack, 2), "label") == 0 && len < 256)
     ctx->dac_label = g_strstrip (g_strndup (text, len));
+  else if (ctx->cur && ctx->stack->len == 4 &&
+           strcmp (stack_at (ctx->stack, 3), "serial") == 0) {
+    /* Text may come in pieces; a serial this long is no UUID anyway. */
+    virt_disk *d = ctx->cur->disk;
+
+    if ((d->serial ? strlen (d->serial) : 0) + len <= SERIAL_MAX) {
+      g_autofree char *more = g_strndup (text, len);
+      char *joined = g_strconcat (d->serial ? d->serial : "", more, NULL);
+
+      g_free (d->serial);
+      d->serial = joined;
+    }
+  }
 }
 
 static const GMarkupParser dom_parser = {
@@ -329,8 +347,6 @@ static char *
 disk_unsupported (parsed_disk *p)
 {
   virt_disk *d = p->disk;
-  g_autoptr (stor_probe) probe = NULL;
-  g_autoptr (GError) err = NULL;
 
   if (d->target == NULL)
     return g_strdup ("disk without a target device");
@@ -353,12 +369,24 @@ disk_unsupported (parsed_disk *p)
   if (g_strcmp0 (d->format, "qcow2") != 0)
     return g_strdup_printf ("%s disk", d->format ? d->format : "raw");
 
-  probe = stor_probe_volume (d->path, &err);
+  return virt_image_unsupported (d->path, "qcow2", &d->virtual_size);
+}
+
+char *
+virt_image_unsupported (const char *path, const char *declared, guint64 *size)
+{
+  g_autoptr (stor_probe) probe = NULL;
+  g_autoptr (GError) err = NULL;
+  const char *format;
+
+  probe = stor_probe_volume (path, &err);
   if (probe == NULL)
     return g_strdup_printf ("cannot read its image: %s", err->message);
-  d->virtual_size = probe->virtual_size;
-  if (g_strcmp0 (probe->format, "qcow2") != 0)
-    return g_strdup_printf ("libvirt says qcow2 but the image is %s", probe->format);
+  *size = probe->virtual_size;
+  format = probe->format ? probe->format : "raw";
+  if (strcmp (format, "qcow2") != 0)
+    return declared ? g_strdup_printf ("libvirt says %s but the image is %s", declared, format)
+                    : g_strdup_printf ("%s disk", format);
   if (g_strcmp0 (probe->qcow2_compat, "1.1") != 0)
     return g_strdup_printf ("qcow2 compat %s cannot hold persistent bitmaps",
                             probe->qcow2_compat ? probe->qcow2_compat : "(unknown)");
@@ -1214,30 +1242,6 @@ dom_uuid (virDomainPtr dom, char out[VIR_UUID_STRING_BUFLEN], GError **error)
   return TRUE;
 }
 
-/* Write path atomically with mode 0600 (replacing an older copy). */
-static gboolean
-write_private_file (const char *path, const char *contents, GError **error)
-{
-  g_autofree char *dir = g_path_get_dirname (path);
-  g_autoptr (GError) err = NULL;
-
-  /* state_dir and checkpoints/ stay searchable (the default scratch_dir is
-   * under state_dir and QEMU must reach it); the VM's directory is private. */
-  if (g_mkdir_with_parents (dir, 0711) < 0 || chmod (dir, 0700) < 0) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot create %s: %s",
-                 dir, g_strerror (errno));
-    return FALSE;
-  }
-  if (!g_file_set_contents_full (path, contents, -1,
-                                 G_FILE_SET_CONTENTS_CONSISTENT | G_FILE_SET_CONTENTS_DURABLE,
-                                 0600, &err)) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot write %s: %s",
-                 path, err->message);
-    return FALSE;
-  }
-  return TRUE;
-}
-
 gboolean
 virt_checkpoint_save (virDomainPtr dom, const char *name, const char *state_dir,
                       GError **error)
@@ -1254,7 +1258,7 @@ virt_checkpoint_save (virDomainPtr dom, const char *name, const char *state_dir,
   xml = virt_checkpoint_dump (dom, name, error);
   if (xml == NULL)
     return FALSE;
-  return write_private_file (path, xml, error);
+  return ova_write_private_file (path, xml, error);
 }
 
 /* Name and parent of a saved checkpoint. */
@@ -1720,22 +1724,25 @@ virt_image_bitmap_merge (const char *image, const char *from, const char *into,
 gboolean
 virt_image_bitmap_remove (const char *image, const char *bitmap, GError **error)
 {
+  g_autoptr (GError) err = NULL;
   g_autoptr (GPtrArray) bitmaps = NULL;
-  gboolean found = FALSE;
 
   if (!valid_bitmap_name (bitmap, error))
     return FALSE;
-  bitmaps = virt_image_bitmaps (image, error);
-  if (bitmaps == NULL)
-    return FALSE;
-  for (guint i = 0; i < bitmaps->len && !found; i++) {
-    const virt_image_bitmap *b = g_ptr_array_index (bitmaps, i);
-
-    found = strcmp (b->name, bitmap) == 0;
-  }
-  if (!found)
+  if (image_bitmap_op (image, "--remove", bitmap, NULL, &err))
     return TRUE;
-  return image_bitmap_op (image, "--remove", bitmap, NULL, error);
+  /* Only when the removal failed: was there nothing to remove? */
+  bitmaps = virt_image_bitmaps (image, NULL);
+  for (guint i = 0; bitmaps != NULL && i < bitmaps->len; i++)
+    if (strcmp (((const virt_image_bitmap *) bitmaps->pdata[i])->name, bitmap) == 0) {
+      g_propagate_error (error, g_steal_pointer (&err));
+      return FALSE;
+    }
+  if (bitmaps == NULL) {
+    g_propagate_error (error, g_steal_pointer (&err));
+    return FALSE;
+  }
+  return TRUE;
 }
 
 void
@@ -1798,8 +1805,7 @@ virt_image_bitmaps (const char *image, GError **error)
     }
     b = g_new0 (virt_image_bitmap, 1);
     b->name = g_strdup (name);
-    b->autoflag = has_flag (o, "auto");
-    b->enabled = b->autoflag;
+    b->enabled = has_flag (o, "auto");
     b->in_use = has_flag (o, "in-use");
     g_ptr_array_add (result, b);
   }
@@ -1830,5 +1836,5 @@ virt_checkpoint_save_xml (const char *state_dir, const char *vm_uuid,
 
   if (path == NULL)
     return FALSE;
-  return write_private_file (path, xml, error);
+  return ova_write_private_file (path, xml, error);
 }

@@ -23,6 +23,7 @@ typedef struct virt_disk {
   gboolean is_block;    /* type='block' */
   guint64 virtual_size; /* from the image header; 0 if not probed */
   char *unsupported;    /* NULL if it can be backed up, else why not */
+  char *serial;         /* <serial>, trimmed; NULL if none */
 } virt_disk;
 
 void virt_disk_free (virt_disk *d);
@@ -32,6 +33,11 @@ virConnectPtr virt_connect (const char *uri, GError **error);
 
 /* By UUID if vm looks like one, else by name; OVA_ERROR_NOT_FOUND. */
 virDomainPtr virt_find_domain (virConnectPtr conn, const char *vm, GError **error);
+
+/* Why the image at path cannot carry a checkpoint (not qcow2, compat
+ * 0.10, unreadable), or NULL; *size gets its virtual size. declared: the
+ * format libvirt names for it, or NULL. */
+char *virt_image_unsupported (const char *path, const char *declared, guint64 *size);
 
 /* Every <disk> of the domain's live XML, in XML order (virt_disk*). */
 GPtrArray *virt_domain_disks (virDomainPtr dom, GError **error);
@@ -159,7 +165,7 @@ gboolean virt_image_bitmap_merge (const char *image, const char *from, const cha
 /* The bitmaps of the image alone: (virt_image_bitmap*) name + enabled/in_use/auto flags. */
 typedef struct virt_image_bitmap {
   char *name;
-  gboolean enabled, in_use, autoflag;
+  gboolean enabled, in_use;  /* flags "auto" (recording) and "in-use" */
 } virt_image_bitmap;
 
 void virt_image_bitmap_free (virt_image_bitmap *b);

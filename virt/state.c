@@ -472,25 +472,8 @@ gboolean
 virt_state_save (virt_state *s, GError **error)
 {
   g_autofree char *text = state_to_json (s);
-  g_autoptr (GError) err = NULL;
 
-  /* state_dir stays searchable (QEMU reaches the default scratch_dir in
-   * it); the VM's directory is private. */
-  if (g_mkdir_with_parents (s->dir, 0711) < 0 || chmod (s->dir, 0700) < 0) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot create %s: %s",
-                 s->dir, g_strerror (errno));
-    return FALSE;
-  }
-  /* Temporary file, fsync, rename, fsync of the directory. */
-  if (!g_file_set_contents_full (s->path, text, -1,
-                                 G_FILE_SET_CONTENTS_CONSISTENT |
-                                 G_FILE_SET_CONTENTS_DURABLE,
-                                 0600, &err)) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot write %s: %s",
-                 s->path, err->message);
-    return FALSE;
-  }
-  return TRUE;
+  return ova_write_private_file (s->path, text, error);
 }
 
 /* ------------------------------------------------------------------ */

@@ -414,12 +414,10 @@ test_image_bitmaps (fixture *f, gconstpointer data)
   b = find (bms, CP1);
   g_assert_nonnull (b);
   g_assert_false (b->enabled);
-  g_assert_false (b->autoflag);
   g_assert_false (b->in_use);
   b = find (bms, CP2);
   g_assert_nonnull (b);
   g_assert_true (b->enabled);
-  g_assert_true (b->autoflag);
   g_clear_pointer (&bms, g_ptr_array_unref);
 
   /* Adding one that exists fails and names the image. */
