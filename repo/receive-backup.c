@@ -382,13 +382,7 @@ prepare (bk *b, GDateTime *now, GError **error)
   for (guint i = 0; i < b->disks->len; i++) {
     bk_disk *d = g_ptr_array_index (b->disks, i);
 
-    if (ova_is_directory (d->disk_dir)) {
-      if (!repo_rx_remove_leftovers (d->disk_dir, d->m, error))
-        return FALSE;
-    }
-    else if (repo_rx_make_dir (d->disk_dir, error))
-      d->made_disk_dir = TRUE;
-    else
+    if (!repo_rx_open_disk_dir (d->disk_dir, d->m, &d->made_disk_dir, error))
       return FALSE;
   }
   for (;;) {

@@ -309,6 +309,18 @@ repo_rx_remove_leftovers (const char *disk_dir, const repo_manifest *m, GError *
   return TRUE;
 }
 
+gboolean
+repo_rx_open_disk_dir (const char *disk_dir, const repo_manifest *m, gboolean *made,
+                       GError **error)
+{
+  if (ova_is_directory (disk_dir))
+    return repo_rx_remove_leftovers (disk_dir, m, error);
+  if (!repo_rx_make_dir (disk_dir, error))
+    return FALSE;
+  *made = TRUE;
+  return TRUE;
+}
+
 /* Undo a failed run: nothing of it stays, the manifest was not touched. */
 static void
 rx_undo (rx *x)
@@ -1174,13 +1186,7 @@ prepare (rx *x, repo_manifest **m_out, GDateTime *now, GError **error)
                  x->since, x->disk, latest->uuid, latest->uuid);
     return FALSE;
   }
-  if (ova_is_directory (x->disk_dir)) {
-    if (!repo_rx_remove_leftovers (x->disk_dir, m, error))
-      return FALSE;
-  }
-  else if (repo_rx_make_dir (x->disk_dir, error))
-    x->made_disk_dir = TRUE;
-  else
+  if (!repo_rx_open_disk_dir (x->disk_dir, m, &x->made_disk_dir, error))
     return FALSE;
 
   for (;;) {

@@ -145,6 +145,10 @@ gboolean repo_rx_interrupted (const repo *r, volatile sig_atomic_t *cancel,
  * lock): .incoming-ID, manifest.json.tmp, one unlisted backup directory. */
 gboolean repo_rx_remove_leftovers (const char *disk_dir, const repo_manifest *m,
                                    GError **error);
+/* The disk's directory ready for a new backup: leftovers of a crash
+ * removed (under the exclusive lock), or the directory made (*made). */
+gboolean repo_rx_open_disk_dir (const char *disk_dir, const repo_manifest *m,
+                                gboolean *made, GError **error);
 /* Remove name (a file or a backup directory) inside dir. */
 gboolean repo_rx_remove_tree (const char *dir, const char *name, GError **error);
 /* mkdir 0700; ENOSPC/EDQUOT are OVA_ERROR_NO_SPACE. */
