@@ -25,6 +25,8 @@
 #include "agent/stream-output.h"
 #include "nbd/nbd.h"
 #include "storage/lvm.h"
+#include "storage/probe.h"
+#include "storage/qemu-img.h"
 #include "storage/scan.h"
 #include "stream/ssh.h"
 #include "stream/stream.h"
@@ -86,13 +88,15 @@ typedef struct {
   char *domain;          /* storage domain UUID, or NULL */
   char *volume;          /* top volume UUID, or NULL */
   char *path;            /* the top volume */
-  gboolean is_block;
   guint64 size;          /* virtual size */
   const char *kind;      /* "full", "incremental", "differential" */
   char *from;            /* checkpoint, NULL for full */
   char *reason;          /* why this kind */
   char *last;            /* the disk's last committed checkpoint, or NULL */
-  GPtrArray *chain;      /* paths of its volumes when known (char*), for vmusage */
+  GPtrArray *layers;     /* stor_layer*: the image and its backing chain, top
+                          * first, each format named (VDSM's metadata for a
+                          * stopped VM, libvirt's XML for a running one);
+                          * NULL where libvirt does not give all of it */
   nbdr_server *srv;      /* stopped VM: qemu-nbd over the chain */
   guint64 data, zero, hole, read;
 } bdisk;
@@ -111,8 +115,8 @@ bdisk_free (bdisk *d)
   g_free (d->from);
   g_free (d->reason);
   g_free (d->last);
-  if (d->chain)
-    g_ptr_array_unref (d->chain);
+  if (d->layers)
+    g_ptr_array_unref (d->layers);
   g_free (d);
 }
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (bdisk, bdisk_free)
@@ -237,10 +241,11 @@ scan_storage (run *r, GError **error)
 
 /* Find image (optionally in sd) and activate its chain's LVs: qemu-nbd
  * reads them all, and qemu-img bitmap writes the top after the commit
- * (the guard activates read-write, as VDSM does). */
+ * (the guard activates read-write, as VDSM does). With layers_out, the
+ * chain qemu is to open, each header checked against the metadata. */
 static gboolean
 prepare_image (run *r, const char *sd, const char *image, stor_domain **dom_out,
-               stor_image **img_out, GError **error)
+               stor_image **img_out, GPtrArray **layers_out, GError **error)
 {
   g_autofree char *key = sd ? g_strdup_printf ("%s/%s", sd, image) : g_strdup (image);
   stor_domain *dom;
@@ -278,8 +283,41 @@ prepare_image (run *r, const char *sd, const char *image, stor_domain **dom_out,
         return FALSE;
     }
   }
+  if (layers_out != NULL && (*layers_out = stor_image_layers (dom, img, error)) == NULL)
+    return FALSE;
   *dom_out = dom;
   *img_out = img;
+  return TRUE;
+}
+
+/* A stopped VM's disk d, read as VDSM's metadata describes its chain: the
+ * layers, the top volume and why it cannot be backed up (*why, or NULL). */
+static gboolean
+plan_stopped_disk (run *r, bdisk *d, char **why, GError **error)
+{
+  stor_domain *sdom;
+  stor_image *simg;
+  const stor_volume *top;
+
+  if (!prepare_image (r, d->domain, d->image, &sdom, &simg, &d->layers, error))
+    return FALSE;
+  top = simg->volumes->pdata[simg->volumes->len - 1];
+  if (d->volume != NULL && strcmp (d->volume, top->uuid) != 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "disk %s of VM %s: libvirt's XML names volume %s, but the top "
+                 "volume of image %s is %s", disk_label (d), vm_label (r),
+                 d->volume, d->image, top->uuid);
+    return FALSE;
+  }
+  g_free (d->domain);
+  d->domain = g_strdup (sdom->uuid);
+  g_free (d->volume);
+  d->volume = g_strdup (top->uuid);
+  g_free (d->path);
+  d->path = g_strdup (top->path);
+  *why = virt_image_unsupported (d->path,
+                                 ((const stor_layer *) d->layers->pdata[0])->format,
+                                 &d->size);
   return TRUE;
 }
 
@@ -379,36 +417,11 @@ plan_libvirt_disks (run *r, GError **error)
   if (xml == NULL)
     return FALSE;
 
-  /* A stopped VM's block volumes are read once their LVs are active. */
-  if (!r->running) {
-    gboolean again = FALSE;
-
-    for (guint i = 0; i < xml->len; i++) {
-      const virt_disk *vd = xml->pdata[i];
-      g_autofree char *sd = NULL, *img = NULL, *vol = NULL;
-      stor_domain *sdom;
-      stor_image *simg;
-
-      if (!vd->is_block || !vdsm_path_ids (vd->path, &sd, &img, &vol) ||
-          !disk_wanted ((const char *const *) opts.disks, vd->target, img, matched))
-        continue;
-      if (!prepare_image (r, sd, img, &sdom, &simg, error))
-        return FALSE;
-      again = TRUE;
-    }
-    if (again) {
-      g_ptr_array_unref (xml);
-      xml = virt_domain_disks (r->dom, error);
-      if (xml == NULL)
-        return FALSE;
-    }
-    memset (matched, 0, sizeof (gboolean) * (opts.disks ? g_strv_length (opts.disks) : 0));
-  }
-
   for (guint i = 0; i < xml->len; i++) {
     virt_disk *vd = xml->pdata[i];
     g_autoptr (bdisk) d = g_new0 (bdisk, 1);
     g_autofree char *sd = NULL, *img = NULL, *vol = NULL;
+    g_autofree char *stopped_why = NULL;
     const char *serial = vd->serial;
     const char *why = vd->unsupported;
 
@@ -424,6 +437,17 @@ plan_libvirt_disks (run *r, GError **error)
       continue;
     if (why == NULL && d->image == NULL)
       why = "not an oVirt volume (no image UUID in its path or serial)";
+    if (why == NULL && !r->running) {
+      if (d->volume == NULL)
+        why = "its volume chain is not known: its path is not a volume of an "
+              "oVirt storage domain";
+      else {
+        d->target = g_strdup (vd->target);
+        if (!plan_stopped_disk (r, d, &stopped_why, error))
+          return FALSE;
+        why = stopped_why;
+      }
+    }
     if (why != NULL) {
       if (opts.disks) {
         set_unsupported (r, error, vd->target ? vd->target : "(no target)",
@@ -433,12 +457,13 @@ plan_libvirt_disks (run *r, GError **error)
       add_skipped (r, vd->target, d->image, why);
       continue;
     }
-    d->target = g_strdup (vd->target);
-    d->path = g_strdup (vd->path);
-    d->is_block = vd->is_block;
-    d->size = vd->virtual_size;
-    d->chain = g_ptr_array_new_with_free_func (g_free);
-    g_ptr_array_add (d->chain, g_strdup (vd->path));
+    if (r->running) {
+      g_free (d->target);
+      d->target = g_strdup (vd->target);
+      d->path = g_strdup (vd->path);
+      d->size = vd->virtual_size;
+      d->layers = vd->layers ? g_ptr_array_ref (vd->layers) : NULL;
+    }
     if (!add_disk (r, g_steal_pointer (&d), error))
       return FALSE;
   }
@@ -452,9 +477,6 @@ plan_storage_disks (run *r, GError **error)
   for (gsize i = 0; opts.disks[i]; i++) {
     g_autoptr (bdisk) d = g_new0 (bdisk, 1);
     g_autofree char *why = NULL;
-    stor_domain *sdom;
-    stor_image *simg;
-    const stor_volume *top;
 
     if (!ova_uuid_is_valid (opts.disks[i])) {
       g_autofree char *q = ova_quote_untrusted (opts.disks[i], 64);
@@ -465,18 +487,9 @@ plan_storage_disks (run *r, GError **error)
       return FALSE;
     }
     d->image = g_ascii_strdown (opts.disks[i], -1);
-    if (!prepare_image (r, NULL, d->image, &sdom, &simg, error))
-      return FALSE;
-    top = simg->volumes->pdata[simg->volumes->len - 1];
-    d->domain = g_strdup (sdom->uuid);
-    d->volume = g_strdup (top->uuid);
-    d->path = g_strdup (top->path);
-    d->is_block = sdom->kind == STOR_KIND_BLOCK;
     d->target = g_strdup (virt_state_disk_target (r->state, d->image));
-    d->chain = g_ptr_array_new_with_free_func (g_free);
-    for (guint k = 0; k < simg->volumes->len; k++)
-      g_ptr_array_add (d->chain, g_strdup (((stor_volume *) simg->volumes->pdata[k])->path));
-    why = virt_image_unsupported (d->path, NULL, &d->size);
+    if (!plan_stopped_disk (r, d, &why, error))
+      return FALSE;
     if (why != NULL) {
       set_unsupported (r, error, d->image, d->path, why);
       return FALSE;
@@ -557,7 +570,11 @@ bitmap_problem (run *r, const bdisk *d, const char *cp, GError **error)
     return g_strdup_printf ("bitmap %s in %s is not the VM's last checkpoint: a "
                             "differential of a stopped VM can start only from "
                             "its last checkpoint", cp, d->path);
-  return virt_bitmap_chain_problem (d->path, cp, r->running, error);
+  if (d->layers == NULL)
+    return g_strdup_printf ("libvirt's XML does not give the format of every volume "
+                            "under %s, so bitmap %s cannot be followed down its chain",
+                            d->path, cp);
+  return virt_bitmap_chain_problem (d->layers, cp, r->running, error);
 }
 
 /* Checkpoints libvirt could not redefine are set aside (renamed *.broken),
@@ -919,7 +936,7 @@ recover_pending (run *r, GError **error)
         g_ptr_array_add (paths, g_strdup (found));
         continue;
       }
-      if (!prepare_image (r, NULL, img_copy[i], &sdom, &simg, error)) {
+      if (!prepare_image (r, NULL, img_copy[i], &sdom, &simg, NULL, error)) {
         g_prefix_error (error, "cannot undo backup %s of VM %s: ", job_copy, vm_label (r));
         return FALSE;
       }
@@ -1339,8 +1356,8 @@ backup_stopped (run *r, ova_stream_output *out, strm_encoder *enc, GError **erro
   for (guint i = 0; i < r->disks->len; i++) {
     bdisk *d = r->disks->pdata[i];
 
-    for (guint k = 0; k < d->chain->len; k++) {
-      const char *p = d->chain->pdata[k];
+    for (guint k = 0; k < d->layers->len; k++) {
+      const char *p = ((const stor_layer *) d->layers->pdata[k])->path;
       g_autofree char *real = realpath (p, NULL);
       GPtrArray *list = g_hash_table_lookup (users, real ? real : p);
 
@@ -1378,7 +1395,7 @@ backup_stopped (run *r, ova_stream_output *out, strm_encoder *enc, GError **erro
       check_cancel (error);
       return FALSE;
     }
-    d->srv = nbdr_server_start (d->path, "qcow2", 0, d->from ? bitmaps : NULL,
+    d->srv = nbdr_server_start (d->layers, 0, d->from ? bitmaps : NULL, -1,
                                 r->env->run_dir, error);
     if (d->srv == NULL)
       return FALSE;

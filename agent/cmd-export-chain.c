@@ -338,7 +338,7 @@ prepare_volume (const ova_ctx *ctx, stor_domain *dom, stor_volume *v,
       !stor_lv_guard_activate (guard, dom->uuid, v->uuid, error))
     return NULL;
 
-  p->probe = stor_probe_volume (v->path, error);
+  p->probe = stor_probe_volume (v->path, v->md->format, error);
   if (p->probe == NULL)
     return NULL;
   stor_probe_check (p->probe, v, parent);

@@ -25,6 +25,7 @@
 #include "agent/output.h"
 #include "nbd/nbd.h"
 #include "storage/lvm.h"
+#include "storage/qemu-img.h"
 #include "storage/scan.h"
 #include "stream/stream.h"
 #include "virt/vmusage.h"
@@ -67,6 +68,7 @@ typedef struct {
   gboolean is_volume;
   gboolean fresh;         /* created by this run: reads as zeros already */
   char *path;             /* --to: final name; image is path.part */
+  int fd;                 /* --to: image as created by this run, or -1 */
   GPtrArray *domains;     /* the scan the volume comes from */
   stor_lv_guard *guard;   /* block volume: the LV we activated */
   nbdr_server *srv;
@@ -84,6 +86,8 @@ import_target_clear (import_target *t)
   g_free (t->label);
   g_free (t->image);
   g_free (t->path);
+  if (t->fd >= 0)
+    close (t->fd);
 }
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (import_target, import_target_clear)
 
@@ -420,12 +424,12 @@ prepare_volume (const ova_ctx *ctx, const char *spec, const char *want_format,
   return TRUE;
 }
 
-/* --to PATH: PATH.part created at the stream's capacity; renamed at the end. */
+/* --to PATH: PATH.part created new (never through a link, 0600) at the
+ * stream's capacity, and written through its descriptor; renamed at the end. */
 static gboolean
 prepare_file (const char *to, const char *want_format, const restore_meta *m,
               import_target *t, GError **error)
 {
-  g_autofree char *size = g_strdup_printf ("%" G_GUINT64_FORMAT, m->capacity);
   struct stat st;
 
   t->path = g_canonicalize_filename (to, NULL);
@@ -438,21 +442,14 @@ prepare_file (const char *to, const char *want_format, const restore_meta *m,
                  "it or choose another --to", t->path);
     return FALSE;
   }
-  if (lstat (t->image, &st) == 0) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
-                 "%s exists: another import is writing it, or one was "
-                 "interrupted (then remove it)", t->image);
+  t->fd = ova_create_new_file (t->image, error);
+  if (t->fd < 0)
     return FALSE;
-  }
   /* From here on the .part is ours to remove. */
   t->fresh = TRUE;
-  const char *argv[] = {
-    "qemu-img", "create", "-q", "-f", t->format, t->image, size, NULL
-  };
-  if (!ova_run (argv, NULL, NULL, error)) {
-    g_prefix_error (error, "cannot create %s: ", t->image);
+  if (!stor_qemu_img_create (t->image, t->fd, t->format, NULL, m->capacity, NULL,
+                             NULL, error))
     return FALSE;
-  }
   return TRUE;
 }
 
@@ -577,10 +574,16 @@ run_import (const ova_ctx *ctx, const import_opts *o, import_target *t,
   else if (!prepare_file (o->to, o->format, &m, t, error))
     return FALSE;
 
-  t->srv = nbdr_server_start (t->image, t->format, NBDR_SERVER_WRITABLE, NULL,
-                              ctx->cfg->env.run_dir, error);
-  if (t->srv == NULL)
-    return FALSE;
+  {
+    g_autoptr(GPtrArray) layers = stor_layers_new ();
+    g_autofree char *image = t->fd >= 0 ? stor_fd_path (t->fd) : g_strdup (t->image);
+
+    stor_layers_add (layers, image, t->format);
+    t->srv = nbdr_server_start (layers, NBDR_SERVER_WRITABLE, NULL, t->fd,
+                                ctx->cfg->env.run_dir, error);
+    if (t->srv == NULL)
+      return FALSE;
+  }
   t->dest = nbdr_dest_open (nbdr_server_uri (t->srv), error);
   if (t->dest == NULL)
     return FALSE;
@@ -618,7 +621,7 @@ cmd_import (ova_ctx *ctx, int argc, char **argv, GError **error)
       "which must agree with its metadata", "FMT" },
     { NULL },
   };
-  g_auto(import_target) t = { 0 };
+  g_auto(import_target) t = { .fd = -1 };
   import_totals tot = { 0 };
   gint64 start = g_get_monotonic_time ();
   g_autoptr(GError) err = NULL;

@@ -87,8 +87,9 @@ inspect_volume (stor_domain *dom, stor_volume *v,
     }
   }
 
-  if (v->path != NULL) {
-    vi->probe = stor_probe_volume (v->path, &err);
+  /* The header is read only as what the metadata says the volume is. */
+  if (v->path != NULL && v->md != NULL && !v->md->cleared) {
+    vi->probe = stor_probe_volume (v->path, v->md->format, &err);
     if (vi->probe == NULL) {
       g_ptr_array_add (v->problems,
                        stor_problem_new ("unreadable-header", "%s", err->message));

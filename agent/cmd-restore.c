@@ -24,6 +24,7 @@
 #include "agent/progress.h"
 #include "nbd/nbd.h"
 #include "repo/repo.h"
+#include "storage/qemu-img.h"
 #include "stream/send.h"
 #include "stream/stream.h"
 
@@ -104,28 +105,6 @@ check_options (const ova_ctx *ctx, const restore_opts *o, int argc, char **argv,
   return TRUE;
 }
 
-/* Neither PATH nor PATH.part may exist: we never overwrite, and a .part is
- * either another restore at work or one that died (for the user to remove). */
-static gboolean
-check_new_file (const char *path, const char *part, GError **error)
-{
-  struct stat st;
-
-  if (lstat (path, &st) == 0) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
-                 "%s already exists; restore never overwrites a file, "
-                 "remove it or choose another --to", path);
-    return FALSE;
-  }
-  if (lstat (part, &st) == 0) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
-                 "%s exists: another restore is writing it, or one was "
-                 "interrupted (then remove it)", part);
-    return FALSE;
-  }
-  return TRUE;
-}
-
 static void
 print_file_result (const ova_ctx *ctx, const char *disk, const char *backup_id,
                    const char *path, const char *format, guint64 bytes_written)
@@ -153,41 +132,49 @@ print_file_result (const ova_ctx *ctx, const char *disk, const char *backup_id,
   }
 }
 
+/* PATH.part is created new (never through a link, 0600), qemu-img writes
+ * into it through its descriptor, and it is renamed to PATH only if PATH
+ * still does not exist: a restore never overwrites anything. */
 static gboolean
-restore_to_file (const ova_ctx *ctx, const char *disk, const char *top,
-                 const char *top_format, const char *backup_id,
-                 const char *to, const char *format, GError **error)
+restore_to_file (const ova_ctx *ctx, const char *disk, GPtrArray *layers,
+                 guint64 virtual_size, const char *backup_id, const char *to,
+                 const char *format, GError **error)
 {
   g_autofree char *path = g_canonicalize_filename (to, NULL);
   g_autofree char *part = g_strconcat (path, ".part", NULL);
   g_autoptr(GError) err = NULL;
   struct stat st;
-  const char *argv[] = {
-    "qemu-img", "convert", "-q", "-f", top_format, "-O", format,
-    /* Runs of zeros stay (or become) holes. */
-    "-S", "4k",
-    top, part, NULL,
-  };
+  int fd;
 
-  if (!check_new_file (path, part, error))
+  if (lstat (path, &st) == 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                 "%s already exists; restore never overwrites a file, "
+                 "remove it or choose another --to", path);
     return FALSE;
-  ova_info ("writing %s (%s) from %s", path, format, top);
-  if (!ova_run (argv, NULL, NULL, &err) ||
+  }
+  fd = ova_create_new_file (part, error);
+  if (fd < 0)
+    return FALSE;
+  ova_info ("writing %s (%s) from backup %s", path, format, backup_id);
+  if (!stor_qemu_img_convert (layers, fd, format, virtual_size, &err) ||
       !check_interrupted ("converting the backup", &err) ||
       !ova_commit_file (part, path, &err)) {
+    close (fd);
     if (g_unlink (part) < 0 && errno != ENOENT)
       ova_warn ("cannot remove %s: %s", part, g_strerror (errno));
     g_propagate_prefixed_error (error, g_steal_pointer (&err),
                                 "cannot restore disk %s to %s: ", disk, path);
     return FALSE;
   }
-  if (stat (path, &st) < 0) {
+  if (fstat (fd, &st) < 0) {
     int saved = errno;
 
+    close (fd);
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot stat %s: %s",
                  path, g_strerror (saved));
     return FALSE;
   }
+  close (fd);
   print_file_result (ctx, disk, backup_id, path, format, (guint64) st.st_blocks * 512);
   return TRUE;
 }
@@ -225,9 +212,8 @@ progress_cb (void *opaque, guint64 done)
 }
 
 static gboolean
-restore_to_stream (const ova_ctx *ctx, const char *disk, const char *top,
-                   const char *top_format, guint64 virtual_size,
-                   const char *backup_id, GError **error)
+restore_to_stream (const ova_ctx *ctx, const char *disk, GPtrArray *layers,
+                   guint64 virtual_size, const char *backup_id, GError **error)
 {
   g_autoptr(nbdr_server) srv = NULL;
   g_autoptr(nbdr_reader) reader = NULL;
@@ -244,7 +230,7 @@ restore_to_stream (const ova_ctx *ctx, const char *disk, const char *top,
     return FALSE;
   }
 
-  srv = nbdr_server_start (top, top_format, 0, NULL, ctx->cfg->env.run_dir, error);
+  srv = nbdr_server_start (layers, 0, NULL, -1, ctx->cfg->env.run_dir, error);
   if (srv == NULL)
     return FALSE;
   reader = nbdr_reader_open (nbdr_server_uri (srv), NULL, NULL, error);
@@ -253,8 +239,8 @@ restore_to_stream (const ova_ctx *ctx, const char *disk, const char *top,
   size = nbdr_reader_size (reader);
   if (size != virtual_size)
     ova_warn ("backup %s of disk %s: the manifest says %" G_GUINT64_FORMAT
-              " bytes, %s opens as %" G_GUINT64_FORMAT "; sending what it opens as",
-              backup_id, disk, virtual_size, top, size);
+              " bytes, it opens as %" G_GUINT64_FORMAT "; sending what it opens as",
+              backup_id, disk, virtual_size, size);
 
   meta = restore_meta (disk, backup_id, size);
   sink = strm_sink_fd_new (STDOUT_FILENO, "standard output");
@@ -293,9 +279,9 @@ cmd_restore (ova_ctx *ctx, int argc, char **argv, GError **error)
     { NULL },
   };
   g_autofree char *disk = NULL;
-  g_autofree char *top = NULL;
-  g_autofree char *top_format = NULL;
   g_autofree char *backup_id = NULL;
+  g_autoptr(GPtrArray) layers = NULL;
+  g_autoptr(repo) r = NULL;
   guint64 virtual_size = 0;
 
   if (!ova_command_parse (ctx, entries, &argc, &argv, error))
@@ -308,14 +294,17 @@ cmd_restore (ova_ctx *ctx, int argc, char **argv, GError **error)
   disk = g_ascii_strdown (argv[1], -1);
   ova_cancel_install ();
 
-  if (!repo_resolve (o.repo, disk, o.backup, &top, &top_format, &virtual_size,
-                     &backup_id, error))
+  /* The shared lock is held until the files have been read. */
+  r = repo_open (o.repo, FALSE, REPO_LOCK_SHARED, error);
+  if (r == NULL ||
+      !repo_resolve (r, disk, o.backup, &layers, &virtual_size, &backup_id, error))
     return FALSE;
-  ova_debug ("backup %s of disk %s: %s (%s, %" G_GUINT64_FORMAT " bytes)",
-             backup_id, disk, top, top_format, virtual_size);
+  ova_debug ("backup %s of disk %s: %s and %u more files (%" G_GUINT64_FORMAT " bytes)",
+             backup_id, disk, ((const stor_layer *) layers->pdata[0])->path,
+             layers->len - 1, virtual_size);
 
   if (o.to != NULL)
-    return restore_to_file (ctx, disk, top, top_format, backup_id, o.to,
+    return restore_to_file (ctx, disk, layers, virtual_size, backup_id, o.to,
                             o.format != NULL ? o.format : "raw", error);
-  return restore_to_stream (ctx, disk, top, top_format, virtual_size, backup_id, error);
+  return restore_to_stream (ctx, disk, layers, virtual_size, backup_id, error);
 }

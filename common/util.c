@@ -215,46 +215,6 @@ ova_pread_direct (const char *path, guint64 offset, gsize len,
   return TRUE;
 }
 
-gboolean
-ova_run (const char *const *argv, char **stdout_out, char **stderr_out,
-         GError **error)
-{
-  g_autofree char *out = NULL;
-  g_autofree char *err = NULL;
-  g_autofree char *cmdline = NULL;
-  g_autoptr (GError) spawn_err = NULL;
-  int status;
-
-  if (!g_spawn_sync (NULL, (char **) argv, NULL,
-                     G_SPAWN_SEARCH_PATH | G_SPAWN_CLOEXEC_PIPES,
-                     NULL, NULL, &out, &err, &status, &spawn_err)) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "cannot run %s: %s", argv[0], spawn_err->message);
-    return FALSE;
-  }
-  /* Decoded by hand: g_spawn_check_wait_status needs GLib 2.70, newer
-   * than EL9 ships, and its message does not name the command. */
-  if (!WIFEXITED (status) || WEXITSTATUS (status) != 0) {
-    cmdline = g_strjoinv (" ", (char **) argv);
-    g_strstrip (err);
-    if (WIFEXITED (status))
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                   "%s failed with exit status %d: %s", cmdline,
-                   WEXITSTATUS (status), *err ? err : "no message");
-    else
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                   "%s was killed by signal %d: %s", cmdline,
-                   WIFSIGNALED (status) ? WTERMSIG (status) : 0,
-                   *err ? err : "no message");
-    return FALSE;
-  }
-  if (stdout_out)
-    *stdout_out = g_steal_pointer (&out);
-  if (stderr_out)
-    *stderr_out = g_steal_pointer (&err);
-  return TRUE;
-}
-
 char *
 ova_format_size (guint64 bytes)
 {
@@ -315,33 +275,66 @@ ova_quote_untrusted (const char *value, gsize max)
   return g_strdup_printf ("\"%s\"%s", escaped, len > max ? "..." : "");
 }
 
-gboolean
-ova_run_status (const char *const *argv, char **stdout_out, char **stderr_out,
-                int *exit_status, GError **error)
+/* Runs in the child between fork and exec: keeps the one descriptor the
+ * command names as /dev/fd/N (GLib marked every other one close-on-exec). */
+static void
+keep_fd_in_child (gpointer data)
 {
-  g_autofree char *out = NULL;
-  g_autofree char *err = NULL;
-  g_autofree char *cmdline = NULL;
+  int fd = GPOINTER_TO_INT (data);
+
+  if (fd >= 0)
+    fcntl (fd, F_SETFD, 0);
+}
+
+/* Run argv and wait: FALSE only if it could not run or was killed. */
+static gboolean
+spawn_wait (const char *const *argv, int keep_fd, char **out, char **err,
+            int *status, GError **error)
+{
   g_autoptr (GError) spawn_err = NULL;
-  int status;
 
   if (!g_spawn_sync (NULL, (char **) argv, NULL,
                      G_SPAWN_SEARCH_PATH | G_SPAWN_CLOEXEC_PIPES,
-                     NULL, NULL, &out, &err, &status, &spawn_err)) {
+                     keep_fd >= 0 ? keep_fd_in_child : NULL, GINT_TO_POINTER (keep_fd),
+                     out, err, status, &spawn_err)) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
                  "cannot run %s: %s", argv[0], spawn_err->message);
     return FALSE;
   }
-  if (!WIFEXITED (status)) {
-    cmdline = g_strjoinv (" ", (char **) argv);
-    g_strstrip (err);
+  if (!WIFEXITED (*status)) {
+    g_autofree char *cmdline = g_strjoinv (" ", (char **) argv);
+
+    g_strstrip (*err);
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
                  "%s was killed by signal %d: %s", cmdline,
-                 WIFSIGNALED (status) ? WTERMSIG (status) : 0,
-                 *err ? err : "no message");
+                 WIFSIGNALED (*status) ? WTERMSIG (*status) : 0,
+                 **err ? *err : "no message");
     return FALSE;
   }
-  *exit_status = WEXITSTATUS (status);
+  return TRUE;
+}
+
+gboolean
+ova_run_fd (const char *const *argv, int keep_fd, char **stdout_out,
+            char **stderr_out, GError **error)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  int status;
+
+  if (!spawn_wait (argv, keep_fd, &out, &err, &status, error))
+    return FALSE;
+  /* Decoded by hand: g_spawn_check_wait_status needs GLib 2.70, newer
+   * than EL9 ships, and its message does not name the command. */
+  if (WEXITSTATUS (status) != 0) {
+    g_autofree char *cmdline = g_strjoinv (" ", (char **) argv);
+
+    g_strstrip (err);
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "%s failed with exit status %d: %s", cmdline,
+                 WEXITSTATUS (status), *err ? err : "no message");
+    return FALSE;
+  }
   if (stdout_out)
     *stdout_out = g_steal_pointer (&out);
   if (stderr_out)
@@ -350,12 +343,58 @@ ova_run_status (const char *const *argv, char **stdout_out, char **stderr_out,
 }
 
 gboolean
+ova_run (const char *const *argv, char **stdout_out, char **stderr_out,
+         GError **error)
+{
+  return ova_run_fd (argv, -1, stdout_out, stderr_out, error);
+}
+
+gboolean
+ova_run_status (const char *const *argv, char **stdout_out, char **stderr_out,
+                int *exit_status, GError **error)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  int status;
+
+  if (!spawn_wait (argv, -1, &out, &err, &status, error))
+    return FALSE;
+  *exit_status = WEXITSTATUS (status);
+  if (stdout_out)
+    *stdout_out = g_steal_pointer (&out);
+  if (stderr_out)
+    *stderr_out = g_steal_pointer (&err);
+  return TRUE;
+}
+
+int
+ova_create_new_file (const char *path, GError **error)
+{
+  int fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+
+  if (fd < 0) {
+    int saved = errno;
+
+    if (saved == EEXIST)
+      g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                   "%s already exists (a file, or a link to one); it is never "
+                   "overwritten: remove it or choose another name", path);
+    else
+      g_set_error (error, OVA_ERROR,
+                   saved == ENOSPC || saved == EDQUOT ? OVA_ERROR_NO_SPACE : OVA_ERROR_INTERNAL,
+                   "cannot create %s: %s", path, g_strerror (saved));
+    return -1;
+  }
+  return fd;
+}
+
+gboolean
 ova_commit_file (const char *part, const char *path, GError **error)
 {
   g_autofree char *dir = g_path_get_dirname (path);
   int fd;
 
-  fd = open (part, O_RDONLY | O_CLOEXEC);
+  fd = open (part, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0 || fsync (fd) < 0) {
     int saved = errno;
 

@@ -36,6 +36,10 @@ gboolean ova_pread_direct (const char *path, guint64 offset, gsize len,
  * stderr if it could not run or exited non-zero. stdout_out may be NULL. */
 gboolean ova_run (const char *const *argv, char **stdout_out, char **stderr_out,
                   GError **error);
+/* The same, with the descriptor keep_fd (>= 0) left open in the command, so
+ * that an argument "/dev/fd/N" reaches the very file the caller opened. */
+gboolean ova_run_fd (const char *const *argv, int keep_fd, char **stdout_out,
+                     char **stderr_out, GError **error);
 
 /* The same for programs whose exit status is an answer (qemu-img check
  * exits 3 for leaked clusters and still prints its report): any exit is
@@ -57,6 +61,12 @@ gboolean ova_is_directory (const char *path);
 /* An untrusted string for an error message: quoted, escaped, at most max
  * bytes of it, "..." when cut. */
 char *ova_quote_untrusted (const char *value, gsize max);
+
+/* A new regular file at path, created by this process with mode 0600 and
+ * O_EXCL|O_NOFOLLOW: never an existing file, never through a link someone
+ * planted. Returns the descriptor (read-write, close-on-exec) or -1:
+ * OVA_ERROR_USAGE if something is there, else why not. */
+int ova_create_new_file (const char *path, GError **error);
 
 /* Make a finished file durable under its final name: fsync part, rename it
  * to path unless path exists by then (OVA_ERROR_USAGE), fsync the directory

@@ -22,14 +22,17 @@ enum {
                                   * zeros as zero requests (the repository) */
 };
 
-/* Start `qemu-nbd` on image (format "qcow2" or "raw") with a socket in a
- * private directory under run_dir; flags NBDR_SERVER_*, 0 for read-only
- * with O_DIRECT where the file system has it; bitmaps: NULL-terminated
- * names to export (-B), may be NULL. Returns once the socket accepts
- * connections. The process is killed by nbdr_server_stop and, should we
- * die, by PR_SET_PDEATHSIG. */
-nbdr_server *nbdr_server_start (const char *image, const char *format,
-                                unsigned flags, const char *const *bitmaps,
+/* Start `qemu-nbd` on an image given as its layers (stor_layer*, top
+ * first: the image and its backing chain, each with its format; qemu opens
+ * exactly these, see storage/qemu-img.h) with a socket in a private
+ * directory under run_dir; flags NBDR_SERVER_*, 0 for read-only with
+ * O_DIRECT where the file system has it; bitmaps: NULL-terminated names to
+ * export (-B), may be NULL; keep_fd: a descriptor qemu-nbd inherits when a
+ * layer is "/dev/fd/N" (the file this process created), else -1. Returns
+ * once the socket accepts connections. The process is killed by
+ * nbdr_server_stop and, should we die, by PR_SET_PDEATHSIG. */
+nbdr_server *nbdr_server_start (GPtrArray *layers, unsigned flags,
+                                const char *const *bitmaps, int keep_fd,
                                 const char *run_dir, GError **error);
 const char *nbdr_server_uri (const nbdr_server *srv);   /* nbd+unix:///?socket=... */
 /* Stop the process, wait for it, remove the socket and its directory. */

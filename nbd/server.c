@@ -1,5 +1,5 @@
-/* ovagent: qemu-nbd processes serving one image on a Unix socket in a private
- * directory under run_dir: started from an argv, waited for, stopped and removed. */
+/* ovagent: qemu-nbd processes serving one image (every layer named) on a Unix
+ * socket in a private directory under run_dir: started, waited for, stopped, removed. */
 #include <config.h>
 
 #include <errno.h>
@@ -18,6 +18,8 @@
 #include "error.h"
 #include "log.h"
 #include "nbd/nbd.h"
+#include "util.h"
+#include "storage/qemu-img.h"
 
 /* How long qemu-nbd may take to open the image and listen. */
 #define START_TIMEOUT_US (10 * G_USEC_PER_SEC)
@@ -42,6 +44,7 @@ struct nbdr_server {
 typedef struct {
   pid_t parent;
   int log_fd;
+  int keep_fd;          /* the image as /dev/fd/N, or -1 */
 } child_setup_data;
 
 /* Runs in the child between fork and exec: only async-signal-safe calls. */
@@ -57,6 +60,8 @@ child_setup (gpointer user_data)
   if (getppid () != data->parent)
     _exit (127);
   if (dup2 (data->log_fd, STDERR_FILENO) < 0)
+    _exit (127);
+  if (data->keep_fd >= 0 && fcntl (data->keep_fd, F_SETFD, 0) < 0)
     _exit (127);
 }
 
@@ -170,7 +175,7 @@ describe_status (int status)
 }
 
 static GPtrArray *
-build_argv (const nbdr_server *srv, const char *format, unsigned flags,
+build_argv (const nbdr_server *srv, GPtrArray *layers, unsigned flags,
             const char *const *bitmaps)
 {
   GPtrArray *argv = g_ptr_array_new_with_free_func (g_free);
@@ -179,7 +184,6 @@ build_argv (const nbdr_server *srv, const char *format, unsigned flags,
     supports_direct_io (srv->image, writable);
 
   g_ptr_array_add (argv, g_strdup ("qemu-nbd"));
-  g_ptr_array_add (argv, g_strdup_printf ("--format=%s", format));
   g_ptr_array_add (argv, g_strdup_printf ("--socket=%s", srv->socket));
   g_ptr_array_add (argv, g_strdup ("--persistent"));
   g_ptr_array_add (argv, g_strdup ("--shared=" SHARED_CONNECTIONS));
@@ -196,43 +200,48 @@ build_argv (const nbdr_server *srv, const char *format, unsigned flags,
     g_ptr_array_add (argv, g_strdup ("--read-only"));
   for (size_t i = 0; bitmaps != NULL && bitmaps[i] != NULL; i++)
     g_ptr_array_add (argv, g_strdup_printf ("--bitmap=%s", bitmaps[i]));
-  /* The image is an argument even if it starts with '-'. */
+  /* The image: every layer with its driver, so nothing is probed. */
   g_ptr_array_add (argv, g_strdup ("--"));
-  g_ptr_array_add (argv, g_strdup (srv->image));
+  g_ptr_array_add (argv, stor_image_spec (layers));
   g_ptr_array_add (argv, NULL);
   return argv;
 }
 
 static gboolean
-check_args (const char *image, const char *format, gboolean writable,
-            const char *const *bitmaps, GError **error)
+check_args (GPtrArray *layers, gboolean writable, const char *const *bitmaps,
+            GError **error)
 {
+  const stor_layer *top = g_ptr_array_index (layers, 0);
   size_t n = 0;
 
-  if (g_strcmp0 (format, "qcow2") != 0 && g_strcmp0 (format, "raw") != 0) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "cannot serve %s: unknown image format '%s' (qcow2 or raw)",
-                 image, format ? format : "");
-    return FALSE;
+  for (guint i = 0; i < layers->len; i++) {
+    const stor_layer *l = g_ptr_array_index (layers, i);
+
+    if (g_strcmp0 (l->format, "qcow2") != 0 &&
+        (g_strcmp0 (l->format, "raw") != 0 || i + 1 < layers->len)) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "cannot serve %s: layer %s has format '%s' (qcow2, or raw "
+                   "for the base)", top->path, l->path, l->format ? l->format : "");
+      return FALSE;
+    }
   }
   for (; bitmaps != NULL && bitmaps[n] != NULL; n++) {
-    const char *b = bitmaps[n];
+    if (!stor_bitmap_name_is_valid (bitmaps[n])) {
+      g_autofree char *q = ova_quote_untrusted (bitmaps[n], 64);
 
-    /* qemu-nbd takes the name as an option value; keep it plain. */
-    if (*b == '\0' || strlen (b) > 1023 || strpbrk (b, ",=\n") != NULL) {
       g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
-                   "cannot export bitmap of %s: invalid bitmap name", image);
+                   "cannot export bitmap %s of %s: invalid bitmap name", q, top->path);
       return FALSE;
     }
   }
   if (n > 0 && writable) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "bitmaps are exported read-only only (%s)", image);
+                 "bitmaps are exported read-only only (%s)", top->path);
     return FALSE;
   }
   if (n > MAX_BITMAPS) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
-                 "cannot export %zu bitmaps of %s (at most %d)", n, image, MAX_BITMAPS);
+                 "cannot export %zu bitmaps of %s (at most %d)", n, top->path, MAX_BITMAPS);
     return FALSE;
   }
   return TRUE;
@@ -272,22 +281,20 @@ wait_ready (nbdr_server *srv, GError **error)
 }
 
 nbdr_server *
-nbdr_server_start (const char *image, const char *format,
-                   unsigned flags, const char *const *bitmaps,
-                   const char *run_dir, GError **error)
+nbdr_server_start (GPtrArray *layers, unsigned flags, const char *const *bitmaps,
+                   int keep_fd, const char *run_dir, GError **error)
 {
   gboolean writable = (flags & NBDR_SERVER_WRITABLE) != 0;
   g_autoptr(nbdr_server) srv = g_new0 (nbdr_server, 1);
   g_autoptr(GPtrArray) argv = NULL;
   g_autoptr(GError) err = NULL;
-  child_setup_data setup = { .parent = getpid (), .log_fd = -1 };
+  child_setup_data setup = { .parent = getpid (), .log_fd = -1, .keep_fd = keep_fd };
   struct sockaddr_un addr;
   gboolean spawned;
 
-  if (!check_args (image, format, writable, bitmaps, error))
+  if (!check_args (layers, writable, bitmaps, error))
     return NULL;
-  /* qemu reads "proto:..." in a relative name as a protocol. */
-  srv->image = g_canonicalize_filename (image, NULL);
+  srv->image = g_strdup (((const stor_layer *) g_ptr_array_index (layers, 0))->path);
   srv->dir = make_private_dir (run_dir, error);
   if (srv->dir == NULL)
     return NULL;
@@ -311,7 +318,7 @@ nbdr_server_start (const char *image, const char *format,
     return NULL;
   }
 
-  argv = build_argv (srv, format, flags, bitmaps);
+  argv = build_argv (srv, layers, flags, bitmaps);
   if (ova_log_threshold () >= LOG_DEBUG) {
     g_autofree char *line = g_strjoinv (" ", (char **) argv->pdata);
 

@@ -17,6 +17,7 @@
 #include "util.h"
 #include "nbd/nbd.h"
 #include "repo/repo.h"
+#include "storage/qemu-img.h"
 #include "stream/stream.h"
 
 #define QUOTE_MAX 80
@@ -445,48 +446,45 @@ prefix_write_error (const bk *b, guint64 offset, GError **error)
 static gboolean
 create_image (const bk *b, const bk_disk *d, GError **error)
 {
-  g_autofree char *size = g_strdup_printf ("%" G_GUINT64_FORMAT, d->size);
   g_autoptr(GError) err = NULL;
-  const char *argv[16];
-  int n = 0;
+  struct statvfs sv;
+  gboolean full;
 
-  argv[n++] = "qemu-img";
-  argv[n++] = "create";
-  argv[n++] = "-q";
-  argv[n++] = "-f";
-  argv[n++] = "qcow2";
-  argv[n++] = "-o";
-  argv[n++] = "compat=1.1";
-  if (d->backing) {
-    /* Relative to the new file's directory, as it will be once renamed:
-     * .incoming-ID and ID are siblings of the parent's directory. */
-    argv[n++] = "-b";
-    argv[n++] = d->backing;
-    argv[n++] = "-F";
-    argv[n++] = "qcow2";
-  }
-  argv[n++] = d->path;
-  argv[n++] = size;
-  argv[n] = NULL;
-  g_assert ((size_t) n < G_N_ELEMENTS (argv));
-  if (ova_run (argv, NULL, NULL, &err))
+  /* The backing name is relative to the new file's directory, as it will
+   * be once renamed: .incoming-ID and ID are siblings of the parent's. */
+  if (stor_qemu_img_create (d->path, -1, "qcow2", "compat=1.1", d->size, d->backing,
+                            "qcow2", &err))
     return TRUE;
-  {
-    struct statvfs sv;
-    gboolean full = strstr (err->message, g_strerror (ENOSPC)) != NULL ||
-      (statvfs (d->incoming, &sv) == 0 && sv.f_bavail == 0);
-
-    g_set_error (error, OVA_ERROR, full ? OVA_ERROR_NO_SPACE : OVA_ERROR_INTERNAL,
-                 "cannot create %s for disk %s%s%s in %s: %s", d->path, d->disk,
-                 d->backing ? " backed by " : "", d->backing ? d->backing : "",
-                 b->r->dir, err->message);
-  }
+  full = strstr (err->message, g_strerror (ENOSPC)) != NULL ||
+    (statvfs (d->incoming, &sv) == 0 && sv.f_bavail == 0);
+  g_set_error (error, OVA_ERROR, full ? OVA_ERROR_NO_SPACE : OVA_ERROR_INTERNAL,
+               "disk %s%s%s in %s: %s", d->disk, d->backing ? " backed by " : "",
+               d->backing ? d->backing : "", b->r->dir, err->message);
   return FALSE;
+}
+
+/* What qemu-nbd opens: the new file, then the parent backup's chain. */
+static GPtrArray *
+image_layers (const bk_disk *d, GError **error)
+{
+  g_autoptr(GPtrArray) layers = NULL;
+
+  if (d->parent == NULL) {
+    layers = stor_layers_new ();
+    stor_layers_add (layers, d->path, "qcow2");
+    return g_steal_pointer (&layers);
+  }
+  layers = repo_backup_layers (d->disk_dir, d->m, d->parent, error);
+  if (layers == NULL)
+    return NULL;
+  g_ptr_array_insert (layers, 0, stor_layer_new (d->path, "qcow2"));
+  return g_steal_pointer (&layers);
 }
 
 static gboolean
 begin_disk (bk *b, const strm_frame *f, GError **error)
 {
+  g_autoptr(GPtrArray) layers = NULL;
   bk_disk *d;
 
   if (b->cur != NULL || b->next >= b->disks->len) {
@@ -504,15 +502,14 @@ begin_disk (bk *b, const strm_frame *f, GError **error)
     return FALSE;
   }
   b->next++;
-  if (!create_image (b, d, error))
+  if (!create_image (b, d, error) || (layers = image_layers (d, error)) == NULL)
     return FALSE;
   b->cur = d;
   b->pos = 0;
   /* The commit fsyncs the file: no O_DIRECT, and the sender already
    * sends zeros as ZERO frames. */
-  b->srv = nbdr_server_start (d->path, "qcow2",
-                              NBDR_SERVER_WRITABLE | NBDR_SERVER_CACHED, NULL,
-                              b->sock_dir, error);
+  b->srv = nbdr_server_start (layers, NBDR_SERVER_WRITABLE | NBDR_SERVER_CACHED, NULL,
+                              -1, b->sock_dir, error);
   if (b->srv == NULL)
     return FALSE;
   b->dest = nbdr_dest_open (nbdr_server_uri (b->srv), error);

@@ -18,6 +18,8 @@
 #include "log.h"
 #include "util.h"
 #include "repo/repo.h"
+#include "storage/qcow2.h"
+#include "storage/qemu-img.h"
 #include "stream/stream.h"
 
 /* Backup directories hold files; anything nested deeper is not ours and
@@ -870,112 +872,21 @@ read_head (const char *path, guint8 *buf, size_t len, guint64 *size, GError **er
   return TRUE;
 }
 
-/* The qcow2 header fields read before any qemu tool opens the file
- * (big-endian, at fixed offsets; version 3 adds the feature bits and the
- * header's own length). An external data file (incompatible bit 2) names
- * a path on this host that qemu would open along with the image. */
-#define QCOW2_HEADER_V2_LEN 72
-#define QCOW2_HEADER_V3_LEN 104
-#define QCOW2_INCOMPAT_DIRTY (1ULL << 0)
-#define QCOW2_INCOMPAT_DATA_FILE (1ULL << 2)
-#define QCOW2_CLUSTER_BITS_MIN 9
-#define QCOW2_CLUSTER_BITS_MAX 21
-#define QCOW2_EXT_END 0
-#define QCOW2_EXT_BITMAPS 0x23852875
-
-static guint32
-be32_at (const guint8 *p)
-{
-  guint32 v;
-
-  memcpy (&v, p, sizeof v);
-  return GUINT32_FROM_BE (v);
-}
-
-static guint64
-be64_at (const guint8 *p)
-{
-  guint64 v;
-
-  memcpy (&v, p, sizeof v);
-  return GUINT64_FROM_BE (v);
-}
-
-/* Whether qemu, opening the image read-write as `qemu-img rebase -u`
- * does, may write outside the header cluster: it repairs the refcounts of
- * an image marked dirty, and it stores persistent bitmaps again when it
- * closes the image (new clusters, a longer file). The header extensions
- * sit between the header and the backing name, inside the first cluster;
- * a header that cannot be walked counts as such an image too. */
-static gboolean
-qcow2_open_may_write (const guint8 *h, size_t len, guint32 version)
-{
-  guint64 end, off, backing_off;
-  guint32 cluster_bits;
-
-  if (version == 2)
-    off = QCOW2_HEADER_V2_LEN;
-  else if (be64_at (h + 72) & QCOW2_INCOMPAT_DIRTY)
-    return TRUE;
-  else if ((off = be32_at (h + 100)) < QCOW2_HEADER_V3_LEN)
-    return TRUE;
-  cluster_bits = be32_at (h + 20);
-  if (cluster_bits < QCOW2_CLUSTER_BITS_MIN || cluster_bits > QCOW2_CLUSTER_BITS_MAX)
-    return TRUE;
-  end = MIN ((guint64) 1 << cluster_bits, len);
-  backing_off = be64_at (h + 8);
-  if (backing_off != 0 && backing_off < end)
-    end = backing_off;
-  for (;;) {
-    guint32 type, ext_len;
-
-    if (off > end || end - off < 8)
-      return TRUE;
-    type = be32_at (h + off);
-    ext_len = be32_at (h + off + 4);
-    if (type == QCOW2_EXT_END)
-      return FALSE;
-    if (type == QCOW2_EXT_BITMAPS)
-      return TRUE;
-    off += 8;
-    if (ext_len > end - off)
-      return TRUE;
-    off += ((guint64) ext_len + 7) & ~(guint64) 7;
-  }
-}
-
-/* Check the header in h (the file's first len bytes) and tell whether the
- * rebase may write more than the header cluster. */
+/* Check the header in h (the file's first len bytes: the sender wrote it)
+ * before any qemu tool opens the file, and tell whether the rebase may
+ * write outside the header cluster: qemu repairs the refcounts of an image
+ * marked dirty, and stores persistent bitmaps again when it closes the
+ * image (new clusters, a longer file). */
 static gboolean
 check_qcow2_header (const rx_volume *v, const guint8 *h, size_t len,
                     gboolean *open_may_write, GError **error)
 {
-  guint32 version;
+  g_auto(stor_qcow2_header) hdr = { 0 };
+  g_autofree char *what = g_strdup_printf ("volume %s", v->uuid);
 
-  if (len < QCOW2_HEADER_V2_LEN || memcmp (h, "QFI\xfb", 4) != 0) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                 "volume %s is declared qcow2 (cow) but does not start with a "
-                 "qcow2 header", v->uuid);
+  if (!stor_qcow2_header_parse (h, len, what, &hdr, error))
     return FALSE;
-  }
-  version = be32_at (h + 4);
-  if (version != 2 && version != 3) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
-                 "volume %s: qcow2 version %u is not supported", v->uuid, version);
-    return FALSE;
-  }
-  if (version == 3 && len < QCOW2_HEADER_V3_LEN) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                 "volume %s: its qcow2 header is cut short", v->uuid);
-    return FALSE;
-  }
-  if (version == 3 && (be64_at (h + 72) & QCOW2_INCOMPAT_DATA_FILE)) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
-                 "volume %s uses an external data file, which a repository does "
-                 "not hold", v->uuid);
-    return FALSE;
-  }
-  *open_may_write = qcow2_open_may_write (h, len, version);
+  *open_may_write = (hdr.incompatible & STOR_QCOW2_INCOMPAT_DIRTY) || hdr.bitmaps;
   return TRUE;
 }
 
@@ -1013,26 +924,13 @@ finish_volume (rx *x, guint i, const repo_backup *b, const repo_backup *parent,
       prev = g_ptr_array_index (b->volumes, i - 1);
     else if (parent)
       prev = g_ptr_array_index (parent->volumes, parent->volumes->len - 1);
-    if (prev) {
-      const char *argv[] = { "qemu-img", "rebase", "-u", "-f", "qcow2", "-b", rv->backing,
-                             "-F", prev->format, v->path, NULL };
-
-      if (!ova_run (argv, NULL, NULL, &err)) {
-        g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                     "volume %s: cannot set its backing file: %s", v->uuid, err->message);
-        return NULL;
-      }
+    if (prev)
       backing_fmt = g_strdup (prev->format);
-    }
-    else {
-      const char *argv[] = { "qemu-img", "rebase", "-u", "-f", "qcow2", "-b", "",
-                             v->path, NULL };
-
-      if (!ova_run (argv, NULL, NULL, &err)) {
-        g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                     "volume %s: cannot drop its backing file: %s", v->uuid, err->message);
-        return NULL;
-      }
+    if (!stor_qemu_img_rebase_unsafe (v->path, "qcow2", prev ? rv->backing : "",
+                                      backing_fmt, &err)) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "volume %s: %s", v->uuid, err->message);
+      return NULL;
     }
     if (!repo_qcow2_probe (v->path, &info, error))
       return NULL;

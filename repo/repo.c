@@ -19,6 +19,7 @@
 #include "util.h"
 #include "repo/repo.h"
 #include "storage/probe.h"
+#include "storage/qemu-img.h"
 
 /* ovagent-repo.json is a few bytes; anything much larger is not ours. */
 #define MARKER_MAX (64 * 1024)
@@ -29,9 +30,6 @@
 /* Holes are hashed as zeros from this buffer. */
 #define ZERO_CHUNK (1024 * 1024)
 static const guint8 zero_chunk[ZERO_CHUNK];
-
-/* One file's `qemu-img info`: a few KiB. */
-#define QEMU_IMG_JSON_MAX (4 * 1024 * 1024)
 
 /* ---- opening ---- */
 
@@ -561,22 +559,19 @@ repo_qcow2_info_clear (repo_qcow2_info *info)
 gboolean
 repo_qcow2_probe (const char *path, repo_qcow2_info *info, GError **error)
 {
-  g_autofree char *spec = stor_qemu_img_spec (path, FALSE);
   g_autofree char *out = NULL;
   g_autoptr(GError) err = NULL;
   g_autoptr(JsonParser) parser = json_parser_new ();
-  const char *argv[] = { "qemu-img", "info", "-U", "--output=json", spec, NULL };
   JsonNode *root, *fs, *data;
   JsonObject *o;
 
   memset (info, 0, sizeof *info);
-  if (!ova_run (argv, &out, NULL, &err)) {
+  if (!stor_qemu_img_info (path, "qcow2", &out, &err)) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
                  "%s is not a qcow2 image qemu can open: %s", path, err->message);
     return FALSE;
   }
-  if (strlen (out) > QEMU_IMG_JSON_MAX ||
-      !json_parser_load_from_data (parser, out, -1, NULL) ||
+  if (!json_parser_load_from_data (parser, out, -1, NULL) ||
       (root = json_parser_get_root (parser)) == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
                  "%s: cannot parse the output of qemu-img info", path);
@@ -604,20 +599,51 @@ repo_qcow2_probe (const char *path, repo_qcow2_info *info, GError **error)
 
 /* ---- restore ---- */
 
-gboolean
-repo_resolve (const char *repo_dir, const char *disk, const char *backup_id,
-              char **top_path, char **top_format, guint64 *virtual_size,
-              char **resolved_id, GError **error)
+GPtrArray *
+repo_backup_layers (const char *disk_dir, const repo_manifest *m, const repo_backup *b,
+                    GError **error)
 {
-  g_autoptr(repo) r = NULL;
+  g_autoptr (GPtrArray) layers = stor_layers_new ();
+  guint hops = 0;
+
+  /* Each backup's volumes, newest first, then the backup it is backed by;
+   * the manifest's checks made every parent an earlier backup. */
+  while (b != NULL) {
+    for (guint i = b->volumes->len; i-- > 0;) {
+      const repo_volume *v = g_ptr_array_index (b->volumes, i);
+      g_autofree char *path = g_build_filename (disk_dir, v->file, NULL);
+      struct stat st;
+
+      if (lstat (path, &st) < 0 || !S_ISREG (st.st_mode)) {
+        g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                     "backup %s of disk %s: %s is missing or not a regular file",
+                     b->id, m->disk, path);
+        return NULL;
+      }
+      stor_layers_add (layers, path, v->format);
+    }
+    if (b->parent == NULL)
+      break;
+    if (++hops > m->backups->len || (b = repo_manifest_find (m, b->parent)) == NULL) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "the manifest of disk %s does not lead from a backup to a full one",
+                   m->disk);
+      return NULL;
+    }
+  }
+  return g_steal_pointer (&layers);
+}
+
+gboolean
+repo_resolve (repo *r, const char *disk, const char *backup_id, GPtrArray **layers,
+              guint64 *virtual_size, char **resolved_id, GError **error)
+{
   g_autoptr(repo_manifest) m = NULL;
   g_autoptr(GError) err = NULL;
   g_autofree char *img = NULL;
   g_autofree char *disk_dir = NULL;
-  g_autofree char *path = NULL;
   const repo_backup *b;
   const repo_volume *top;
-  struct stat st;
 
   if (disk == NULL || !ova_uuid_is_valid (disk)) {
     g_autofree char *q = ova_quote_untrusted (disk ? disk : "", 80);
@@ -633,9 +659,6 @@ repo_resolve (const char *repo_dir, const char *disk, const char *backup_id,
                  "%s is not a backup id (like 20261122T031000Z-3f2a9c)", q);
     return FALSE;
   }
-  r = repo_open (repo_dir, FALSE, REPO_LOCK_SHARED, error);
-  if (r == NULL)
-    return FALSE;
   img = g_ascii_strdown (disk, -1);
   disk_dir = repo_disk_dir (r, img);
   m = repo_manifest_load (disk_dir, img, FALSE, &err);
@@ -657,16 +680,10 @@ repo_resolve (const char *repo_dir, const char *disk, const char *backup_id,
                    "repository %s has no backup of disk %s", r->dir, img);
     return FALSE;
   }
-  top = g_ptr_array_index (b->volumes, b->volumes->len - 1);
-  path = g_build_filename (disk_dir, top->file, NULL);
-  if (lstat (path, &st) < 0 || !S_ISREG (st.st_mode)) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                 "backup %s of disk %s: %s is missing or not a regular file",
-                 b->id, img, path);
+  *layers = repo_backup_layers (disk_dir, m, b, error);
+  if (*layers == NULL)
     return FALSE;
-  }
-  *top_path = g_steal_pointer (&path);
-  *top_format = g_strdup (top->format);
+  top = g_ptr_array_index (b->volumes, b->volumes->len - 1);
   *virtual_size = top->virtual_size;
   *resolved_id = g_strdup (b->id);
   return TRUE;

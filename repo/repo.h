@@ -186,13 +186,20 @@ gboolean repo_verify (repo *r, const char *disk, const char *backup_id,
 
 /* ---- restore ---- */
 
-/* The top file of a backup of disk (the latest if backup_id is NULL): its
- * absolute path, "qcow2" or "raw", the guest-visible size and the backup
- * id. The file opens with its whole chain (relative backing strings reach
- * into earlier backups). Takes the shared lock for the call. Unknown
- * repository, disk or backup: OVA_ERROR_NOT_FOUND. */
-gboolean repo_resolve (const char *repo_dir, const char *disk, const char *backup_id,
-                       char **top_path, char **top_format, guint64 *virtual_size,
-                       char **resolved_id, GError **error);
+/* The files qemu opens for backup b of the disk in disk_dir (m its
+ * manifest): b's volumes and those of the backups it is backed by, top
+ * first, each as a stor_layer (storage/qemu-img.h) with its absolute path
+ * and the format the manifest gives. A file missing or not a regular file
+ * is OVA_ERROR_INTEGRITY. */
+GPtrArray *repo_backup_layers (const char *disk_dir, const repo_manifest *m,
+                               const repo_backup *b, GError **error);
+
+/* A backup of disk (the latest if backup_id is NULL) in the open
+ * repository r, for reading: its layers (repo_backup_layers), the
+ * guest-visible size and the backup id. Keep r open (its lock held) while
+ * the files are read. Unknown disk or backup: OVA_ERROR_NOT_FOUND. */
+gboolean repo_resolve (repo *r, const char *disk, const char *backup_id,
+                       GPtrArray **layers, guint64 *virtual_size, char **resolved_id,
+                       GError **error);
 
 #endif

@@ -14,35 +14,15 @@
 #include "error.h"
 #include "log.h"
 #include "probe.h"
+#include "qcow2.h"
+#include "qemu-img.h"
 #include "util.h"
-
-#define QCOW2_MAGIC "QFI\xfb"
 
 /* Enough for the fixed header and the extensions qemu writes after it. */
 #define HEADER_READ_MAX (64 * 1024)
 
-/* qemu refuses longer backing names (and so never writes them). */
-#define BACKING_MAX 1023
-
-/* The backing format extension holds a driver name: "raw", "qcow2". */
-#define BACKING_FORMAT_MAX 31
-
-/* One image's `qemu-img info`: a few KiB, more only with many bitmaps. */
-#define QEMU_IMG_JSON_MAX (4 * 1024 * 1024)
-
-#define QCOW2_EXT_END 0
-#define QCOW2_EXT_BACKING_FORMAT 0xe2792acaU
-#define QCOW2_AUTOCLEAR_BITMAPS 1
-
 /* A reason libqcow gives is a backtrace, innermost call first. */
 #define LIBQCOW_REASON_MAX 2048
-
-/* What libqcow does not expose, taken from the header bytes themselves. */
-typedef struct qcow2_header {
-  guint32 version;
-  guint64 autoclear;
-  char *backing_format;
-} qcow2_header;
 
 static void
 stor_bitmap_free (stor_bitmap *b)
@@ -77,24 +57,6 @@ probe_new (void)
   return p;
 }
 
-static guint32
-be32_at (const guint8 *buf, gsize off)
-{
-  guint32 v;
-
-  memcpy (&v, buf + off, sizeof v);
-  return GUINT32_FROM_BE (v);
-}
-
-static guint64
-be64_at (const guint8 *buf, gsize off)
-{
-  guint64 v;
-
-  memcpy (&v, buf + off, sizeof v);
-  return GUINT64_FROM_BE (v);
-}
-
 static const char *
 compat_for_version (guint32 version)
 {
@@ -102,57 +64,6 @@ compat_for_version (guint32 version)
   case 2: return "0.10";
   case 3: return "1.1";
   default: return NULL;
-  }
-}
-
-/* The header extensions are walked only to find the backing format; any
- * inconsistency just leaves it unknown, since qemu-img or libqcow judge
- * whether the image opens at all. */
-static void
-parse_qcow2_header (const guint8 *buf, gsize len, qcow2_header *h)
-{
-  guint64 backing_offset;
-  gsize off, end;
-
-  memset (h, 0, sizeof *h);
-  if (len < 72)
-    return;
-  h->version = be32_at (buf, 4);
-  backing_offset = be64_at (buf, 8);
-  if (h->version == 2)
-    off = 72;
-  else if (h->version == 3 && len >= 104) {
-    h->autoclear = be64_at (buf, 88);
-    off = be32_at (buf, 100);
-    if (off < 104 || off % 8 != 0)
-      return;
-  }
-  else
-    return;
-
-  end = len;
-  if (backing_offset != 0 && backing_offset < end)
-    end = backing_offset;
-
-  while (off <= end && end - off >= 8) {
-    guint32 type = be32_at (buf, off);
-    guint32 ext_len = be32_at (buf, off + 4);
-
-    if (type == QCOW2_EXT_END || ext_len > end - off - 8)
-      return;
-    if (type == QCOW2_EXT_BACKING_FORMAT && ext_len >= 1 &&
-        ext_len <= BACKING_FORMAT_MAX) {
-      const char *s = (const char *) buf + off + 8;
-      gboolean printable = TRUE;
-
-      for (guint32 i = 0; i < ext_len; i++)
-        printable = printable && g_ascii_isgraph (s[i]);
-      if (printable) {
-        g_free (h->backing_format);
-        h->backing_format = g_strndup (s, ext_len);
-      }
-    }
-    off += 8 + (((gsize) ext_len + 7) & ~(gsize) 7);
   }
 }
 
@@ -222,9 +133,9 @@ probe_libqcow (const char *path, stor_probe *p, char **reason)
     *reason = libqcow_reason (lerr);
     goto out;
   }
-  if (backing_size > BACKING_MAX + 1) {
+  if (backing_size > STOR_QCOW2_BACKING_MAX + 1) {
     *reason = g_strdup_printf ("backing file name of %zu bytes is longer than %d",
-                               backing_size, BACKING_MAX);
+                               backing_size, STOR_QCOW2_BACKING_MAX);
     goto out;
   }
   if (backing_size > 1) {
@@ -250,32 +161,6 @@ probe_libqcow (const char *path, stor_probe *p, char **reason)
   libqcow_file_close (file, NULL);
   libqcow_file_free (&file, NULL);
   return ok;
-}
-
-char *
-stor_qemu_img_spec (const char *path, gboolean is_block)
-{
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  g_autoptr (JsonNode) root = NULL;
-  g_autofree char *json = NULL;
-
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "driver");
-  json_builder_add_string_value (b, "qcow2");
-  json_builder_set_member_name (b, "file");
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "driver");
-  json_builder_add_string_value (b, is_block ? "host_device" : "file");
-  json_builder_set_member_name (b, "filename");
-  json_builder_add_string_value (b, path);
-  json_builder_end_object (b);
-  json_builder_set_member_name (b, "backing");
-  json_builder_add_null_value (b);
-  json_builder_end_object (b);
-
-  root = json_builder_get_root (b);
-  json = json_to_string (root, FALSE);
-  return g_strconcat ("json:", json, NULL);
 }
 
 static const char *
@@ -350,29 +235,12 @@ parse_bitmaps (JsonArray *arr, stor_probe *p, const char *path, GError **error)
   return TRUE;
 }
 
-/* qemu-img's own words after "Could not open '<spec>': ", which
- * otherwise repeats the whole command line. */
-static const char *
-qemu_img_reason (const char *message, const char *spec)
-{
-  const char *s = g_strrstr (message, spec);
-
-  if (s == NULL)
-    return message;
-  s += strlen (spec);
-  if (g_str_has_prefix (s, "': "))
-    s += 3;
-  return *s ? s : message;
-}
-
 /* Fills what qemu-img reports: bitmaps and backing format always; the
  * rest only where libqcow could not open the image (fill_header). */
 static gboolean
-probe_qemu_img (const char *path, gboolean is_block, gboolean fill_header,
-                const char *libqcow_why, stor_probe *p, GError **error)
+probe_qemu_img (const char *path, gboolean fill_header, const char *libqcow_why,
+                stor_probe *p, GError **error)
 {
-  g_autofree char *qemu_img = g_find_program_in_path ("qemu-img");
-  g_autofree char *spec = NULL;
   g_autofree char *out = NULL;
   g_autoptr (GError) run_err = NULL;
   g_autoptr (JsonParser) parser = json_parser_new ();
@@ -382,41 +250,15 @@ probe_qemu_img (const char *path, gboolean is_block, gboolean fill_header,
   JsonNode *bitmaps;
   const char *format, *backing, *backing_format, *compat;
 
-  if (qemu_img == NULL) {
+  /* The header checked out, so a failure here is qemu refusing it. */
+  if (!stor_qemu_img_info (path, "qcow2", &out, &run_err)) {
     if (libqcow_why)
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                   "%s: libqcow cannot open it (%s) and qemu-img is not in PATH",
-                   path, libqcow_why);
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "%s: corrupt qcow2 header: libqcow: %s; %s",
+                   path, libqcow_why, run_err->message);
     else
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                   "%s: qemu-img is needed to list its bitmaps but is not in PATH",
-                   path);
-    return FALSE;
-  }
-
-  spec = stor_qemu_img_spec (path, is_block);
-  {
-    const char *argv[] = { qemu_img, "info", "-U", "--output=json", spec, NULL };
-
-    /* The file opened and starts with the qcow2 magic, so a failure here
-     * is qemu refusing the header. */
-    if (!ova_run (argv, &out, NULL, &run_err)) {
-      if (libqcow_why)
-        g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                     "%s: corrupt qcow2 header: libqcow: %s; qemu-img: %s",
-                     path, libqcow_why, qemu_img_reason (run_err->message, spec));
-      else
-        g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                     "%s: qcow2 image that qemu cannot open: %s",
-                     path, qemu_img_reason (run_err->message, spec));
-      return FALSE;
-    }
-  }
-
-  if (strlen (out) > QEMU_IMG_JSON_MAX) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                 "%s: qemu-img info printed more than %d bytes",
-                 path, QEMU_IMG_JSON_MAX);
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "qcow2 image that qemu cannot open: %s", run_err->message);
     return FALSE;
   }
   if (!json_parser_load_from_data (parser, out, -1, &parse_err)) {
@@ -457,7 +299,7 @@ probe_qemu_img (const char *path, gboolean is_block, gboolean fill_header,
       return FALSE;
     }
     backing = json_string_member (info, "backing-filename");
-    if (backing && (*backing == '\0' || strlen (backing) > BACKING_MAX)) {
+    if (backing && (*backing == '\0' || strlen (backing) > STOR_QCOW2_BACKING_MAX)) {
       g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
                    "%s: invalid backing file name of %zu bytes",
                    path, strlen (backing));
@@ -471,7 +313,7 @@ probe_qemu_img (const char *path, gboolean is_block, gboolean fill_header,
 
   backing_format = json_string_member (info, "backing-filename-format");
   if (backing_format && p->backing_format == NULL &&
-      strlen (backing_format) <= BACKING_FORMAT_MAX)
+      strlen (backing_format) <= STOR_QCOW2_BACKING_FORMAT_MAX)
     p->backing_format = g_strdup (backing_format);
 
   bitmaps = data ? json_object_get_member (data, "bitmaps") : NULL;
@@ -481,10 +323,10 @@ probe_qemu_img (const char *path, gboolean is_block, gboolean fill_header,
   return TRUE;
 }
 
-/* Size, allocation and the first bytes of the file or device. */
+/* Size, allocation and (head not NULL) the first bytes of the file or device. */
 static gboolean
-read_head (const char *path, gboolean *is_block, guint64 *size,
-           guint64 *actual_size, guint8 *head, gsize *got, GError **error)
+read_head (const char *path, guint64 *size, guint64 *actual_size, guint8 *head,
+           gsize *got, GError **error)
 {
   struct stat st;
   gboolean ok = FALSE;
@@ -495,10 +337,9 @@ read_head (const char *path, gboolean *is_block, guint64 *size,
   fd = ova_open_sized (path, &st, size, error);
   if (fd < 0)
     return FALSE;
-  *is_block = S_ISBLK (st.st_mode);
-  *actual_size = *is_block ? *size : (guint64) st.st_blocks * 512;
+  *actual_size = S_ISBLK (st.st_mode) ? *size : (guint64) st.st_blocks * 512;
 
-  while (*got < HEADER_READ_MAX && *got < *size) {
+  while (head != NULL && *got < HEADER_READ_MAX && *got < *size) {
     n = pread (fd, head + *got, HEADER_READ_MAX - *got, *got);
     if (n < 0 && errno == EINTR)
       continue;
@@ -519,47 +360,69 @@ read_head (const char *path, gboolean *is_block, guint64 *size,
 }
 
 stor_probe *
-stor_probe_volume (const char *path, GError **error)
+stor_probe_volume (const char *path, stor_format format, GError **error)
 {
   g_autoptr (stor_probe) p = probe_new ();
-  g_autofree guint8 *head = g_malloc0 (HEADER_READ_MAX);
+  g_autofree guint8 *head = NULL;
   g_autofree char *libqcow_why = NULL;
-  qcow2_header h;
-  gboolean is_block = FALSE;
+  g_auto (stor_qcow2_header) h = { 0 };
   guint64 size = 0;
   gsize got = 0;
 
-  if (!read_head (path, &is_block, &size, &p->actual_size, head, &got, error))
+  if (format != STOR_FORMAT_RAW && format != STOR_FORMAT_COW) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "%s: its metadata gives no format (RAW or COW), so it is not read",
+                 path);
     return NULL;
-
-  if (got < 4 || memcmp (head, QCOW2_MAGIC, 4) != 0) {
+  }
+  /* Every byte of a raw volume is the guest's, header-like or not. */
+  if (format == STOR_FORMAT_RAW) {
+    if (!read_head (path, &size, &p->actual_size, NULL, &got, error))
+      return NULL;
+    if (size > STOR_VIRTUAL_SIZE_MAX) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "%s: %" G_GUINT64_FORMAT " bytes, over the %" G_GUINT64_FORMAT
+                   " a volume can have", path, size, STOR_VIRTUAL_SIZE_MAX);
+      return NULL;
+    }
     p->format = g_strdup ("raw");
     p->virtual_size = size;
     return g_steal_pointer (&p);
   }
 
-  p->format = g_strdup ("qcow2");
-  parse_qcow2_header (head, got, &h);
-  p->backing_format = h.backing_format;
-  if (h.version == 1) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
-                 "%s is a qcow version 1 image", path);
+  head = g_malloc0 (HEADER_READ_MAX);
+  if (!read_head (path, &size, &p->actual_size, head, &got, error))
+    return NULL;
+  if (got < 4 || memcmp (head, STOR_QCOW2_MAGIC, 4) != 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "%s: its metadata says COW (qcow2) but it does not start with a "
+                 "qcow2 header", path);
     return NULL;
   }
+  if (!stor_qcow2_header_parse (head, got, path, &h, error))
+    return NULL;
+  p->format = g_strdup ("qcow2");
+  p->backing_format = g_steal_pointer (&h.backing_format);
 
   if (probe_libqcow (path, p, &libqcow_why)) {
     /* libqcow does not report bitmaps; ask qemu only when the header
      * says a bitmaps extension is present. */
-    if (h.version == 3 && (h.autoclear & QCOW2_AUTOCLEAR_BITMAPS) &&
-        !probe_qemu_img (path, is_block, FALSE, NULL, p, error))
+    if (h.bitmaps && (h.autoclear & STOR_QCOW2_AUTOCLEAR_BITMAPS) &&
+        !probe_qemu_img (path, FALSE, NULL, p, error))
       return NULL;
   }
   else {
     /* zstd compression, extended L2 entries and the like: qemu can open
      * what libqcow refuses, and judges whether the header is corrupt. */
     ova_debug ("%s: libqcow cannot open it (%s), asking qemu-img", path, libqcow_why);
-    if (!probe_qemu_img (path, is_block, TRUE, libqcow_why, p, error))
+    if (!probe_qemu_img (path, TRUE, libqcow_why, p, error))
       return NULL;
+  }
+  if (g_strcmp0 (p->backing, h.backing) != 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "%s: its backing file name reads differently to libqcow and to "
+                 "the header itself", path);
+    return NULL;
   }
 
   /* A format extension left behind without a backing name means nothing. */
@@ -577,7 +440,7 @@ stor_backing_volume (const char *backing, char **img_out)
 
   if (img_out)
     *img_out = NULL;
-  if (backing == NULL || *backing == '\0' || strlen (backing) > BACKING_MAX)
+  if (backing == NULL || *backing == '\0' || strlen (backing) > STOR_QCOW2_BACKING_MAX)
     return NULL;
 
   parts = g_strsplit (backing, "/", -1);
@@ -633,12 +496,6 @@ stor_probe_check (const stor_probe *p, stor_volume *v, const stor_volume *parent
   g_autofree char *bvol = NULL;
   g_autofree char *bimg = NULL;
 
-  if (md && ((md->format == STOR_FORMAT_COW && !qcow2) ||
-             (md->format == STOR_FORMAT_RAW && qcow2)))
-    add_problem (v, stor_problem_new ("format-mismatch",
-                                      "volume %s: metadata says format %s but the volume is %s",
-                                      v->uuid, stor_format_name (md->format), p->format));
-
   if (md && qcow2 && p->virtual_size != md->capacity)
     add_problem (v, stor_problem_new ("capacity-mismatch",
                                       "volume %s: qcow2 virtual size %" G_GUINT64_FORMAT
@@ -686,4 +543,60 @@ stor_probe_check (const stor_probe *p, stor_volume *v, const stor_volume *parent
                                       "volume %s: backing file '%s' is recorded as %s, but parent %s is %s",
                                       v->uuid, p->backing, p->backing_format, parent->uuid,
                                       stor_format_name (pmd->format)));
+}
+
+/* Problems of stor_probe_check that mean qemu would read another chain
+ * than VDSM's metadata describes. */
+static gboolean
+chain_breaking (const stor_problem *pb)
+{
+  return strcmp (pb->code, "backing-mismatch") == 0 ||
+         strcmp (pb->code, "backing-image-mismatch") == 0;
+}
+
+GPtrArray *
+stor_image_layers (const stor_domain *dom, stor_image *img, GError **error)
+{
+  g_autoptr (GPtrArray) layers = stor_layers_new ();
+
+  for (guint i = img->volumes->len; i-- > 0;) {
+    stor_volume *v = g_ptr_array_index (img->volumes, i);
+    stor_volume *parent = i > 0 ? g_ptr_array_index (img->volumes, i - 1) : NULL;
+    g_autoptr (stor_probe) p = NULL;
+    guint before;
+
+    if (v->md == NULL || v->md->cleared || v->path == NULL ||
+        (v->md->format != STOR_FORMAT_COW && v->md->format != STOR_FORMAT_RAW)) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "volume %s/%s has no usable metadata: its format is not known, so "
+                   "disk %s is not read", dom->uuid, v->uuid, img->uuid);
+      return NULL;
+    }
+    if (v->md->format == STOR_FORMAT_RAW && parent != NULL) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "volume %s/%s is RAW but has a parent volume %s in disk %s",
+                   dom->uuid, v->uuid, parent->uuid, img->uuid);
+      return NULL;
+    }
+    p = stor_probe_volume (v->path, v->md->format, error);
+    if (p == NULL) {
+      g_prefix_error (error, "volume %s/%s of disk %s: ", dom->uuid, v->uuid, img->uuid);
+      return NULL;
+    }
+    before = v->problems ? v->problems->len : 0;
+    stor_probe_check (p, v, parent);
+    for (guint k = before; v->problems && k < v->problems->len; k++) {
+      const stor_problem *pb = g_ptr_array_index (v->problems, k);
+
+      if (chain_breaking (pb)) {
+        g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                     "disk %s: the header of volume %s/%s contradicts VDSM's "
+                     "metadata: %s", img->uuid, dom->uuid, v->uuid, pb->message);
+        return NULL;
+      }
+      ova_warn ("%s", pb->message);
+    }
+    stor_layers_add (layers, v->path, v->md->format == STOR_FORMAT_COW ? "qcow2" : "raw");
+  }
+  return g_steal_pointer (&layers);
 }

@@ -15,6 +15,7 @@
 #include "util.h"
 
 #include "probe.h"
+#include "qemu-img.h"
 #include "source-file.h"
 
 /* qemu-img check prints a few hundred bytes; more is not its report. */
@@ -171,16 +172,14 @@ stor_source_open_path (const char *path, guint64 size, GError **error)
 static gboolean
 qcow2_image_end (const char *path, guint64 *end, GError **error)
 {
-  g_autofree char *spec = stor_qemu_img_spec (path, TRUE);
   g_autofree char *out = NULL;
   g_autofree char *err = NULL;
   g_autoptr (JsonParser) parser = json_parser_new ();
   g_autoptr (GError) parse_err = NULL;
-  const char *argv[] = { "qemu-img", "check", "-U", "--output=json", spec, NULL };
   JsonNode *root, *n;
   int status;
 
-  if (!ova_run_status (argv, &out, &err, &status, error))
+  if (!stor_qemu_img_check (path, &out, &err, &status, error))
     return FALSE;
   if (status != CHECK_OK && status != CHECK_LEAKS) {
     g_strstrip (err);

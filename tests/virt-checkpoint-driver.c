@@ -12,6 +12,7 @@
 #include "error.h"
 #include "json.h"
 #include "log.h"
+#include "storage/qemu-img.h"
 #include "virt/checkpoint.h"
 
 static char *opt_uri = NULL;
@@ -144,11 +145,22 @@ run (int argc, char **argv, GError **error)
     g_autofree char *problem = NULL;
     g_autoptr (JsonBuilder) b = json_builder_new ();
 
-    if (argc != 4) {
-      g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE, "check-bitmap PATH BITMAP");
+    g_autoptr (GPtrArray) layers = stor_layers_new ();
+
+    if (argc < 4) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                   "check-bitmap PATH BITMAP [BACKING...] (qcow2 files; raw:PATH for a raw base)");
       return FALSE;
     }
-    problem = virt_bitmap_chain_problem (argv[2], argv[3], opt_running, error);
+    for (int i = 2; i < argc; i++) {
+      if (i == 3)
+        continue;
+      if (g_str_has_prefix (argv[i], "raw:"))
+        stor_layers_add (layers, argv[i] + 4, "raw");
+      else
+        stor_layers_add (layers, argv[i], "qcow2");
+    }
+    problem = virt_bitmap_chain_problem (layers, argv[3], opt_running, error);
     if (problem == NULL && error && *error)
       return FALSE;
     json_builder_begin_object (b);

@@ -20,6 +20,7 @@
 #include "error.h"
 #include "log.h"
 #include "probe.h"
+#include "qemu-img.h"
 #include "util.h"
 
 /* The longest <serial> kept: a longer one is no image UUID. */
@@ -169,6 +170,8 @@ virt_disk_free (virt_disk *d)
   g_free (d->format);
   g_free (d->unsupported);
   g_free (d->serial);
+  if (d->layers)
+    g_ptr_array_unref (d->layers);
   g_free (d);
 }
 
@@ -180,6 +183,9 @@ typedef struct parsed_disk {
   gboolean readonly;
   gboolean shareable;
   gboolean transient;
+  GPtrArray *backing;   /* stor_layer*: each <backingStore type=…>, outermost
+                         * first; path or format NULL where not given */
+  gboolean backing_bad; /* a <backingStore> that is not a local file or device */
 } parsed_disk;
 
 typedef struct dom_ctx {
@@ -198,6 +204,8 @@ parsed_disk_free (parsed_disk *p)
   virt_disk_free (p->disk);
   g_free (p->type);
   g_free (p->device);
+  if (p->backing)
+    g_ptr_array_unref (p->backing);
   g_free (p);
 }
 
@@ -214,6 +222,81 @@ static const char *
 stack_at (GPtrArray *stack, guint i)
 {
   return i < stack->len ? g_ptr_array_index (stack, i) : "";
+}
+
+/* A local path from <source file=…> or <source dev=…>, else NULL. */
+static const char *
+source_path (const char **names, const char **values)
+{
+  const char *p = attr (names, values, "file");
+
+  if (p == NULL)
+    p = attr (names, values, "dev");
+  return p && p[0] == '/' && strlen (p) < PATH_MAX ? p : NULL;
+}
+
+/* <backingStore> elements nest, one per layer under the disk's image: the
+ * one at depth d (the disk's own at 3) is layer d - 3 of p->backing, and
+ * its <format> and <source> sit at depth d + 1. An empty <backingStore/>
+ * (no type) ends the chain. Returns TRUE if the element was one of these. */
+static gboolean
+backing_start (dom_ctx *ctx, guint depth, const char *name, const char **names,
+               const char **values)
+{
+  parsed_disk *p = ctx->cur;
+  const char *parent = stack_at (ctx->stack, depth - 1);
+  stor_layer *l;
+
+  if (strcmp (name, "backingStore") == 0 &&
+      (depth == 3 || strcmp (parent, "backingStore") == 0)) {
+    const char *type = attr (names, values, "type");
+
+    if (p->backing == NULL)
+      p->backing = g_ptr_array_new_with_free_func ((GDestroyNotify) stor_layer_free);
+    if (type == NULL)
+      return TRUE;
+    if (depth - 3 != p->backing->len ||
+        (strcmp (type, "file") != 0 && strcmp (type, "block") != 0))
+      p->backing_bad = TRUE;
+    g_ptr_array_add (p->backing, stor_layer_new (NULL, NULL));
+    return TRUE;
+  }
+  if (depth < 4 || strcmp (parent, "backingStore") != 0 || p->backing == NULL)
+    return FALSE;
+  if (depth - 4 < p->backing->len) {
+    l = g_ptr_array_index (p->backing, depth - 4);
+    if (strcmp (name, "format") == 0 && l->format == NULL)
+      l->format = g_strdup (attr (names, values, "type"));
+    else if (strcmp (name, "source") == 0 && l->path == NULL)
+      l->path = g_strdup (source_path (names, values));
+  }
+  return TRUE;
+}
+
+/* The disk's image and its backing chain, when libvirt gave all of it. */
+static GPtrArray *
+disk_layers (const parsed_disk *p)
+{
+  g_autoptr (GPtrArray) layers = stor_layers_new ();
+  const virt_disk *d = p->disk;
+
+  if (p->backing == NULL || p->backing_bad || d->path == NULL)
+    return NULL;
+  stor_layers_add (layers, d->path, d->format);
+  for (guint i = 0; i < p->backing->len; i++) {
+    const stor_layer *l = g_ptr_array_index (p->backing, i);
+
+    stor_layers_add (layers, l->path, l->format);
+  }
+  for (guint i = 0; i < layers->len; i++) {
+    const stor_layer *l = g_ptr_array_index (layers, i);
+
+    if (l->path == NULL || l->format == NULL ||
+        !(strcmp (l->format, "qcow2") == 0 ||
+          (strcmp (l->format, "raw") == 0 && i + 1 == layers->len)))
+      return NULL;
+  }
+  return g_steal_pointer (&layers);
 }
 
 static void
@@ -237,16 +320,12 @@ dom_start (GMarkupParseContext *pc, const char *name, const char **names,
     ctx->cur->device = g_strdup (attr (names, values, "device"));
     return;
   }
+  if (ctx->cur != NULL && depth >= 3 && backing_start (ctx, depth, name, names, values))
+    return;
   if (ctx->cur == NULL || depth != 3)
     return;
-  if (strcmp (name, "source") == 0 && ctx->cur->disk->path == NULL) {
-    const char *p = attr (names, values, "file");
-
-    if (p == NULL)
-      p = attr (names, values, "dev");
-    if (p && p[0] == '/' && strlen (p) < PATH_MAX)
-      ctx->cur->disk->path = g_strdup (p);
-  }
+  if (strcmp (name, "source") == 0 && ctx->cur->disk->path == NULL)
+    ctx->cur->disk->path = g_strdup (source_path (names, values));
   else if (strcmp (name, "driver") == 0 && ctx->cur->disk->format == NULL)
     ctx->cur->disk->format = g_strdup (attr (names, values, "type"));
   else if (strcmp (name, "target") == 0 && ctx->cur->disk->target == NULL)
@@ -270,6 +349,7 @@ dom_end (GMarkupParseContext *pc, const char *name, gpointer data, GError **erro
   if (ctx->cur && ctx->stack->len == 2 && strcmp (name, "disk") == 0) {
     if (ctx->cur->disk->serial && *g_strstrip (ctx->cur->disk->serial) == '\0')
       g_clear_pointer (&ctx->cur->disk->serial, g_free);
+    ctx->cur->disk->layers = disk_layers (ctx->cur);
     g_ptr_array_add (ctx->disks, ctx->cur);
     ctx->cur = NULL;
   }
@@ -342,7 +422,8 @@ dom_ctx_clear (dom_ctx *ctx)
   g_clear_pointer (&ctx->dac_label, g_free);
 }
 
-/* Why a disk cannot be backed up through a checkpoint, or NULL. */
+/* Why a disk cannot be backed up through a checkpoint, as its XML says
+ * (the image itself is looked at apart), or NULL. */
 static char *
 disk_unsupported (parsed_disk *p)
 {
@@ -366,27 +447,21 @@ disk_unsupported (parsed_disk *p)
     return g_strdup ("shareable disk");
   if (p->transient)
     return g_strdup ("transient disk");
-  if (g_strcmp0 (d->format, "qcow2") != 0)
-    return g_strdup_printf ("%s disk", d->format ? d->format : "raw");
-
-  return virt_image_unsupported (d->path, "qcow2", &d->virtual_size);
+  return NULL;
 }
 
 char *
-virt_image_unsupported (const char *path, const char *declared, guint64 *size)
+virt_image_unsupported (const char *path, const char *format, guint64 *size)
 {
   g_autoptr (stor_probe) probe = NULL;
   g_autoptr (GError) err = NULL;
-  const char *format;
 
-  probe = stor_probe_volume (path, &err);
+  if (g_strcmp0 (format, "qcow2") != 0)
+    return g_strdup_printf ("%s disk", format ? format : "raw");
+  probe = stor_probe_volume (path, STOR_FORMAT_COW, &err);
   if (probe == NULL)
     return g_strdup_printf ("cannot read its image: %s", err->message);
   *size = probe->virtual_size;
-  format = probe->format ? probe->format : "raw";
-  if (strcmp (format, "qcow2") != 0)
-    return declared ? g_strdup_printf ("libvirt says %s but the image is %s", declared, format)
-                    : g_strdup_printf ("%s disk", format);
   if (g_strcmp0 (probe->qcow2_compat, "1.1") != 0)
     return g_strdup_printf ("qcow2 compat %s cannot hold persistent bitmaps",
                             probe->qcow2_compat ? probe->qcow2_compat : "(unknown)");
@@ -398,17 +473,24 @@ virt_domain_disks (virDomainPtr dom, GError **error)
 {
   dom_ctx ctx = { 0 };
   GPtrArray *out;
+  gboolean active;
 
   if (!parse_domain_xml (dom, &ctx, error)) {
     dom_ctx_clear (&ctx);
     return NULL;
   }
+  /* A running domain's images are what QEMU opened as libvirt says; a
+   * stopped one's are described by VDSM's metadata, read by the caller. */
+  active = virDomainIsActive (dom) == 1;
   out = g_ptr_array_new_with_free_func ((GDestroyNotify) virt_disk_free);
   for (guint i = 0; i < ctx.disks->len; i++) {
     parsed_disk *p = g_ptr_array_index (ctx.disks, i);
+    virt_disk *d = p->disk;
 
-    p->disk->is_block = g_strcmp0 (p->type, "block") == 0;
-    p->disk->unsupported = disk_unsupported (p);
+    d->is_block = g_strcmp0 (p->type, "block") == 0;
+    d->unsupported = disk_unsupported (p);
+    if (d->unsupported == NULL && active)
+      d->unsupported = virt_image_unsupported (d->path, d->format, &d->virtual_size);
     g_ptr_array_add (out, g_steal_pointer (&p->disk));
   }
   dom_ctx_clear (&ctx);
@@ -479,7 +561,8 @@ virt_backup_xml (const char *from_checkpoint, const char *socket_path,
                    inc ? "incremental" : "full");
     if (inc)
       markup_append (s, " incremental=\"%s\"", from_checkpoint);
-    g_string_append (s, ">\n");
+    /* The scratch file's format named, never probed by libvirt. */
+    g_string_append (s, ">\n      <driver type=\"qcow2\"/>\n");
     markup_append (s, "      <scratch %s=\"%s\"><seclabel model=\"dac\" relabel=\"no\"/></scratch>\n",
                    d->scratch_block ? "dev" : "file", d->scratch);
     g_string_append (s, "    </disk>\n");
@@ -666,13 +749,18 @@ qemu_identity (const char *dac_label, uid_t *uid, gid_t *gid, GError **error)
   return lookup_user (user, uid, error) && lookup_group (group, gid, error);
 }
 
-/* QEMU binds the socket and opens the scratch files as its own user: the
- * directories are its own, 0770. */
+/* The directory of one backup's socket or scratch files under run_dir or
+ * scratch_dir. QEMU binds the socket itself, so that directory is QEMU's
+ * own, 0770; the scratch files are made here, so their directory stays
+ * root's, 0711 (QEMU only passes through it): nothing QEMU writes can
+ * plant a link where root later creates or changes a file. */
 static gboolean
-make_qemu_dir (const char *path, uid_t uid, gid_t gid, GError **error)
+make_backup_dir (const char *path, gboolean qemu_owned, uid_t uid, gid_t gid,
+                 GError **error)
 {
   g_autofree char *parent = g_path_get_dirname (path);
   struct stat st;
+  int fd;
 
   if (g_mkdir_with_parents (parent, 0711) < 0) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot create %s: %s",
@@ -681,7 +769,7 @@ make_qemu_dir (const char *path, uid_t uid, gid_t gid, GError **error)
   }
   /* The configured run_dir or scratch_dir: QEMU must be able to search it
    * to reach its own directory inside; nothing in it is readable by
-   * others (files 0600, directories 0700 or QEMU's 0770). */
+   * others (files 0600, directories 0700, 0711 or QEMU's 0770). */
   if (stat (parent, &st) == 0 && st.st_uid == geteuid () &&
       (st.st_mode & (S_IXGRP | S_IXOTH)) != (S_IXGRP | S_IXOTH) &&
       chmod (parent, (st.st_mode & 07777) | S_IXGRP | S_IXOTH) < 0)
@@ -691,13 +779,19 @@ make_qemu_dir (const char *path, uid_t uid, gid_t gid, GError **error)
                  "cannot create %s: %s", path, g_strerror (errno));
     return FALSE;
   }
-  if (chown (path, uid, gid) < 0 || chmod (path, 0770) < 0) {
+  fd = open (path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0 ||
+      (qemu_owned ? fchown (fd, uid, gid) < 0 || fchmod (fd, 0770) < 0
+                  : fchmod (fd, 0711) < 0)) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "cannot give %s to QEMU's user %u:%u: %s", path,
+                 "cannot make %s reachable by QEMU's user %u:%u: %s", path,
                  (unsigned) uid, (unsigned) gid, g_strerror (errno));
+    if (fd >= 0)
+      close (fd);
     rmdir (path);
     return FALSE;
   }
+  close (fd);
   return TRUE;
 }
 
@@ -757,23 +851,25 @@ check_scratch_space (const char *scratch_dir, guint64 need, GError **error)
 
 /* The scratch file as VDSM makes it: qcow2 of the disk's size, QEMU's
  * own, 0660. Made here rather than by libvirt because the XML asks libvirt
- * not to relabel it, and a file libvirt creates would stay root's. */
+ * not to relabel it, and a file libvirt creates would stay root's. Created
+ * new (never through a link) and handed over by its descriptor. */
 static gboolean
 make_scratch (const char *path, guint64 size, uid_t uid, gid_t gid, GError **error)
 {
-  g_autofree char *bytes = g_strdup_printf ("%" G_GUINT64_FORMAT, size);
-  const char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-o", "compat=1.1",
-                         "--", path, bytes, NULL };
+  int fd = ova_create_new_file (path, error);
+  gboolean ok;
 
-  if (!ova_run (argv, NULL, NULL, error))
+  if (fd < 0)
     return FALSE;
-  if (chown (path, uid, gid) < 0 || chmod (path, 0660) < 0) {
+  ok = stor_qemu_img_create (path, fd, "qcow2", "compat=1.1", size, NULL, NULL, error);
+  if (ok && (fchown (fd, uid, gid) < 0 || fchmod (fd, 0660) < 0)) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
                  "cannot give scratch file %s to QEMU's user %u:%u: %s", path,
                  (unsigned) uid, (unsigned) gid, g_strerror (errno));
-    return FALSE;
+    ok = FALSE;
   }
-  return TRUE;
+  close (fd);
+  return ok;
 }
 
 static gboolean
@@ -949,8 +1045,8 @@ virt_backup_begin (virDomainPtr dom, const virt_backup_request *req, GError **er
   dom_ctx ctx = { 0 };
   guint percent = req->scratch_percent ? req->scratch_percent : VIRT_SCRATCH_PERCENT_DEFAULT;
   guint64 need = 0;
-  uid_t uid;
-  gid_t gid;
+  uid_t uid = 0;
+  gid_t gid = 0;
   gboolean ok;
 
   silence_libvirt ();
@@ -1042,9 +1138,9 @@ virt_backup_begin (virDomainPtr dom, const virt_backup_request *req, GError **er
     : NULL;
   bk_xml = virt_backup_xml (req->from_checkpoint, b->socket_path, spec, chosen->len);
 
-  if (!make_qemu_dir (b->socket_dir, uid, gid, error))
+  if (!make_backup_dir (b->socket_dir, TRUE, uid, gid, error))
     return NULL;
-  if (!make_qemu_dir (b->scratch_dir, uid, gid, error)) {
+  if (!make_backup_dir (b->scratch_dir, FALSE, uid, gid, error)) {
     rmdir (b->socket_dir);
     return NULL;
   }
@@ -1556,32 +1652,13 @@ has_flag (JsonObject *bitmap, const char *flag)
   return FALSE;
 }
 
-char *
-virt_bitmap_chain_problem_json (const char *json, const char *bitmap,
-                                gboolean running, GError **error)
+/* The features.md §5 rules on a chain of `qemu-img info` objects, top first. */
+static char *
+chain_problem (JsonArray *chain, const char *bitmap, gboolean running)
 {
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  g_autoptr (GError) perr = NULL;
   g_autofree char *last_with = NULL;
-  JsonNode *root;
-  JsonArray *chain;
-  guint n;
+  guint n = json_array_get_length (chain);
   gboolean ended = FALSE;
-
-  if (strlen (json) > CHAIN_JSON_MAX || !json_parser_load_from_data (parser, json, -1, &perr)) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "cannot parse qemu-img info --backing-chain output: %s",
-                 perr ? perr->message : "too large");
-    return NULL;
-  }
-  root = json_parser_get_root (parser);
-  if (root == NULL || !JSON_NODE_HOLDS_ARRAY (root) ||
-      (n = json_array_get_length (json_node_get_array (root))) == 0) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "qemu-img info --backing-chain did not print a list of images");
-    return NULL;
-  }
-  chain = json_node_get_array (root);
 
   /* Top first; bitmaps stop at the first node that is not qcow2. */
   for (guint i = 0; i < n; i++) {
@@ -1621,104 +1698,104 @@ virt_bitmap_chain_problem_json (const char *json, const char *bitmap,
 }
 
 char *
-virt_bitmap_chain_problem (const char *top_path, const char *bitmap, gboolean running,
-                           GError **error)
+virt_bitmap_chain_problem_json (const char *json, const char *bitmap,
+                                gboolean running, GError **error)
 {
-  const char *argv[] = { "qemu-img", "info", "-U", "--backing-chain", "--output=json",
-                         "--", top_path, NULL };
-  g_autofree char *out = NULL;
-  char *problem;
-  g_autoptr (GError) err = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) perr = NULL;
+  JsonNode *root;
 
-  if (!ova_run (argv, &out, NULL, error))
-    return NULL;
-  problem = virt_bitmap_chain_problem_json (out, bitmap, running, &err);
-  if (err) {
-    g_propagate_prefixed_error (error, g_steal_pointer (&err), "%s: ", top_path);
+  if (strlen (json) > CHAIN_JSON_MAX || !json_parser_load_from_data (parser, json, -1, &perr)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot parse qemu-img info output: %s",
+                 perr ? perr->message : "too large");
     return NULL;
   }
-  return problem;
+  root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_ARRAY (root) ||
+      json_array_get_length (json_node_get_array (root)) == 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "qemu-img info did not give a list of images");
+    return NULL;
+  }
+  return chain_problem (json_node_get_array (root), bitmap, running);
+}
+
+/* One layer's `qemu-img info`, named by its path rather than by its spec. */
+static JsonNode *
+layer_info (const stor_layer *l, GError **error)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autofree char *out = NULL;
+  g_autoptr (GError) perr = NULL;
+  JsonNode *root;
+
+  if (!stor_qemu_img_info (l->path, l->format, &out, error))
+    return NULL;
+  if (!json_parser_load_from_data (parser, out, -1, &perr) ||
+      (root = json_parser_get_root (parser)) == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "%s: cannot parse qemu-img info output: %s", l->path,
+                 perr ? perr->message : "not a JSON object");
+    return NULL;
+  }
+  json_object_set_string_member (json_node_get_object (root), "filename", l->path);
+  return json_node_copy (root);
+}
+
+char *
+virt_bitmap_chain_problem (GPtrArray *layers, const char *bitmap, gboolean running,
+                           GError **error)
+{
+  g_autoptr (JsonArray) chain = json_array_new ();
+
+  /* Bitmaps live only in qcow2 layers, and stop at the first other one. */
+  for (guint i = 0; i < layers->len; i++) {
+    const stor_layer *l = g_ptr_array_index (layers, i);
+    JsonNode *info;
+
+    if (strcmp (l->format, "qcow2") != 0) {
+      JsonObject *o = json_object_new ();
+
+      json_object_set_string_member (o, "filename", l->path);
+      json_object_set_string_member (o, "format", l->format);
+      json_array_add_object_element (chain, o);
+      break;
+    }
+    info = layer_info (l, error);
+    if (info == NULL)
+      return NULL;
+    json_array_add_element (chain, info);
+  }
+  return chain_problem (chain, bitmap, running);
 }
 
 /* ------------------------------------------------------------------ */
 /* Bitmaps of a stopped domain's images */
 
-/* The image alone, never its backing chain (which may be inactive LVs or
- * on another domain); a block device is opened as one. */
-static char *
-image_spec (const char *image)
-{
-  struct stat st;
-  gboolean is_block = stat (image, &st) == 0 && S_ISBLK (st.st_mode);
-
-  return stor_qemu_img_spec (image, is_block);
-}
-
-static gboolean
-valid_bitmap_name (const char *bitmap, GError **error)
-{
-  if (bitmap == NULL || *bitmap == '\0' || strlen (bitmap) > CHECKPOINT_NAME_MAX) {
-    g_autofree char *q = ova_quote_untrusted (bitmap ? bitmap : "", 64);
-
-    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE, "invalid bitmap name %s", q);
-    return FALSE;
-  }
-  return TRUE;
-}
-
-static gboolean
-image_bitmap_op (const char *image, const char *op, const char *bitmap,
-                 const char *merge_from, GError **error)
-{
-  g_autofree char *spec = image_spec (image);
-  g_autoptr (GError) err = NULL;
-  const char *argv[8];
-  int n = 0;
-
-  if (!valid_bitmap_name (bitmap, error) ||
-      (merge_from && !valid_bitmap_name (merge_from, error)))
-    return FALSE;
-  argv[n++] = "qemu-img";
-  argv[n++] = "bitmap";
-  argv[n++] = op;
-  if (merge_from)
-    argv[n++] = merge_from;
-  argv[n++] = spec;
-  argv[n++] = bitmap;
-  argv[n] = NULL;
-  if (!ova_run (argv, NULL, NULL, &err)) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "%s: cannot %s bitmap %s%s%s: %s", image, op + 2, bitmap,
-                 merge_from ? " from " : "", merge_from ? merge_from : "",
-                 err->message);
-    return FALSE;
-  }
-  return TRUE;
-}
-
 gboolean
 virt_image_bitmap_add (const char *image, const char *bitmap, GError **error)
 {
-  return image_bitmap_op (image, "--add", bitmap, NULL, error);
+  return stor_qemu_img_bitmap (image, "--add", bitmap, NULL, error);
 }
 
 gboolean
 virt_image_bitmap_disable (const char *image, const char *bitmap, GError **error)
 {
-  return image_bitmap_op (image, "--disable", bitmap, NULL, error);
+  return stor_qemu_img_bitmap (image, "--disable", bitmap, NULL, error);
 }
 
 gboolean
 virt_image_bitmap_enable (const char *image, const char *bitmap, GError **error)
 {
-  return image_bitmap_op (image, "--enable", bitmap, NULL, error);
+  return stor_qemu_img_bitmap (image, "--enable", bitmap, NULL, error);
 }
 
 gboolean
 virt_image_bitmap_merge (const char *image, const char *from, const char *into,
                          GError **error)
 {
-  return image_bitmap_op (image, "--merge", into, from, error);
+  return stor_qemu_img_bitmap (image, "--merge", into, from, error);
 }
 
 gboolean
@@ -1727,9 +1804,7 @@ virt_image_bitmap_remove (const char *image, const char *bitmap, GError **error)
   g_autoptr (GError) err = NULL;
   g_autoptr (GPtrArray) bitmaps = NULL;
 
-  if (!valid_bitmap_name (bitmap, error))
-    return FALSE;
-  if (image_bitmap_op (image, "--remove", bitmap, NULL, &err))
+  if (stor_qemu_img_bitmap (image, "--remove", bitmap, NULL, &err))
     return TRUE;
   /* Only when the removal failed: was there nothing to remove? */
   bitmaps = virt_image_bitmaps (image, NULL);
@@ -1758,8 +1833,6 @@ virt_image_bitmap_free (virt_image_bitmap *b)
 GPtrArray *
 virt_image_bitmaps (const char *image, GError **error)
 {
-  g_autofree char *spec = image_spec (image);
-  const char *argv[] = { "qemu-img", "info", "-U", "--output=json", spec, NULL };
   g_autofree char *out = NULL;
   g_autoptr (GError) err = NULL;
   g_autoptr (JsonParser) parser = json_parser_new ();
@@ -1771,9 +1844,9 @@ virt_image_bitmaps (const char *image, GError **error)
   JsonNode *bms = NULL;
   JsonArray *arr;
 
-  if (!ova_run (argv, &out, NULL, &err)) {
+  if (!stor_qemu_img_info (image, "qcow2", &out, &err)) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "%s: cannot read the bitmaps: %s", image, err->message);
+                 "cannot read the bitmaps: %s", err->message);
     return NULL;
   }
   if (strlen (out) > CHAIN_JSON_MAX ||

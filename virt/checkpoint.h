@@ -21,9 +21,13 @@ typedef struct virt_disk {
   char *path;           /* <source file|dev>; NULL for network disks */
   char *format;         /* <driver type>: qcow2, raw ... */
   gboolean is_block;    /* type='block' */
-  guint64 virtual_size; /* from the image header; 0 if not probed */
+  guint64 virtual_size; /* from the image header; 0 if not read */
   char *unsupported;    /* NULL if it can be backed up, else why not */
   char *serial;         /* <serial>, trimmed; NULL if none */
+  GPtrArray *layers;    /* stor_layer*: the image and its backing chain, top
+                         * first, as the live XML's <backingStore> gives
+                         * them; NULL unless every layer's path and format
+                         * (qcow2 or raw) are given there */
 } virt_disk;
 
 void virt_disk_free (virt_disk *d);
@@ -35,11 +39,16 @@ virConnectPtr virt_connect (const char *uri, GError **error);
 virDomainPtr virt_find_domain (virConnectPtr conn, const char *vm, GError **error);
 
 /* Why the image at path cannot carry a checkpoint (not qcow2, compat
- * 0.10, unreadable), or NULL; *size gets its virtual size. declared: the
- * format libvirt names for it, or NULL. */
-char *virt_image_unsupported (const char *path, const char *declared, guint64 *size);
+ * 0.10, unreadable), or NULL; *size gets its virtual size. format: what
+ * the image is ("qcow2", "raw") as libvirt's XML or VDSM's metadata say,
+ * never guessed from its bytes. */
+char *virt_image_unsupported (const char *path, const char *format, guint64 *size);
 
-/* Every <disk> of the domain's live XML, in XML order (virt_disk*). */
+/* Every <disk> of the domain's live XML, in XML order (virt_disk*). For a
+ * running domain the images are looked at too (virt_image_unsupported, as
+ * the format libvirt names); a stopped domain's are not (unsupported then
+ * says only what the XML tells, virtual_size is 0): VDSM's metadata
+ * describes them. */
 GPtrArray *virt_domain_disks (virDomainPtr dom, GError **error);
 
 /* Pure XML builders, in VDSM's form (vdsm-storage.md §6.3-6.4). */
@@ -137,14 +146,16 @@ gboolean virt_checkpoint_redefine_missing (virDomainPtr dom, const char *state_d
 gboolean virt_checkpoint_delete (virDomainPtr dom, const char *name,
                                  const char *state_dir, GError **error);
 
-/* features.md §5 rules for bitmap in the chain under top_path: present in
+/* features.md §5 rules for bitmap in the chain layers (stor_layer*, top
+ * first, formats known; each layer read alone): present in
  * the top, contiguous, auto, not in-use (unless running: QEMU holding the
  * image marks its bitmaps in-use). NULL if the chain is good, else the
  * reason; NULL with *error set if qemu-img fails. */
-char *virt_bitmap_chain_problem (const char *top_path, const char *bitmap,
+char *virt_bitmap_chain_problem (GPtrArray *layers, const char *bitmap,
                                  gboolean running, GError **error);
 
-/* The same rules on `qemu-img info --backing-chain --output=json` text. */
+/* The same rules on a JSON array of `qemu-img info --output=json` objects,
+ * top first (what `qemu-img info --backing-chain` prints). */
 char *virt_bitmap_chain_problem_json (const char *json, const char *bitmap,
                                       gboolean running, GError **error);
 

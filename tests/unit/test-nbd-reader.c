@@ -13,6 +13,7 @@
 #include "error.h"
 #include "util.h"
 #include "nbd/nbd.h"
+#include "storage/qemu-img.h"
 #include "stream/stream.h"
 
 #define MiB (1024 * 1024)
@@ -258,6 +259,17 @@ make_mixed (fixture *f)
 /* What must go as DATA in the mixed image: the non-zero writes. */
 #define MIXED_DATA ((guint64) 3 * MiB + 64 * 1024 + 5 * MiB + 64 * 1024 + 64 * 1024)
 
+/* qemu-nbd on one qcow2 image alone. */
+static nbdr_server *
+start_server (const char *img, const char *const *bitmaps, const char *dir,
+              GError **error)
+{
+  g_autoptr(GPtrArray) layers = stor_layers_new ();
+
+  stor_layers_add (layers, img, "qcow2");
+  return nbdr_server_start (layers, 0, bitmaps, -1, dir, error);
+}
+
 static void
 check_full (fixture *f, const nbdr_read_opts *opts)
 {
@@ -273,7 +285,7 @@ check_full (fixture *f, const nbdr_read_opts *opts)
     return;
   img = make_mixed (f);
   want = convert_raw (f, img);
-  srv = nbdr_server_start (img, "qcow2", 0, NULL, f->dir, &error);
+  srv = start_server (img, NULL, f->dir, &error);
   g_assert_no_error (error);
   g_assert_true (encode_export (f, nbdr_server_uri (srv), NULL, opts, &ps, NULL,
                                 &stream, &error));
@@ -355,7 +367,7 @@ test_dirty_bitmap (fixture *f, gconstpointer data G_GNUC_UNUSED)
   }
   qemu_io (img, dirty);
   want = convert_raw (f, img);
-  srv = nbdr_server_start (img, "qcow2", 0, bitmaps, f->dir, &error);
+  srv = start_server (img, bitmaps, f->dir, &error);
   g_assert_no_error (error);
   g_assert_true (encode_export (f, nbdr_server_uri (srv), "qemu:dirty-bitmap:b0",
                                 &opts, &ps, NULL, &stream, &error));
@@ -404,7 +416,7 @@ test_missing_bitmap (fixture *f, gconstpointer data G_GNUC_UNUSED)
   if (!have_qemu ())
     return;
   img = make_qcow2 (f, "plain.qcow2", 4 * MiB);
-  srv = nbdr_server_start (img, "qcow2", 0, NULL, f->dir, &error);
+  srv = start_server (img, NULL, f->dir, &error);
   g_assert_no_error (error);
   r = nbdr_reader_open (nbdr_server_uri (srv), "qemu:dirty-bitmap:nope", NULL, &error);
   g_assert_null (r);
@@ -438,7 +450,7 @@ test_cancel (fixture *f, gconstpointer data G_GNUC_UNUSED)
   if (!have_qemu ())
     return;
   img = make_full (f, 64 * MiB);
-  srv = nbdr_server_start (img, "qcow2", 0, NULL, f->dir, &error);
+  srv = start_server (img, NULL, f->dir, &error);
   g_assert_no_error (error);
   g_assert_false (encode_export (f, nbdr_server_uri (srv), NULL, &opts, &ps,
                                  &cancel, &stream, &error));
@@ -469,7 +481,7 @@ test_cancel_before (fixture *f, gconstpointer data G_GNUC_UNUSED)
   if (!have_qemu ())
     return;
   img = make_full (f, 8 * MiB);
-  srv = nbdr_server_start (img, "qcow2", 0, NULL, f->dir, &error);
+  srv = start_server (img, NULL, f->dir, &error);
   g_assert_no_error (error);
   g_assert_false (encode_export (f, nbdr_server_uri (srv), NULL, NULL, &ps,
                                  &cancel, &stream, &error));

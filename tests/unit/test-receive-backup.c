@@ -14,6 +14,7 @@
 #include "error.h"
 #include "util.h"
 #include "repo/repo.h"
+#include "storage/qemu-img.h"
 #include "stream/stream.h"
 
 #define DISK_A "0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b"
@@ -481,8 +482,7 @@ test_verify_resolve (void)
   };
   g_autofree char *path = NULL;
   g_autofree char *backing = NULL;
-  g_autofree char *top = NULL;
-  g_autofree char *fmt = NULL;
+  g_autoptr(GPtrArray) layers = NULL;
   g_autofree char *resolved = NULL;
   g_autofree guint8 *ref_a = NULL;
   g_autofree guint8 *ref_b = NULL;
@@ -512,19 +512,27 @@ test_verify_resolve (void)
   g_assert_cmpuint (vres.disks, ==, 2);
   g_assert_cmpuint (vres.backups, ==, 4 + 2);
   g_assert_cmpuint (vres.files, ==, 6);
-  g_clear_pointer (&r, repo_close);
 
-  g_assert_true (repo_resolve (repo_dir, DISK_A, NULL, &top, &fmt, &vsize, &resolved, &err));
+  g_assert_true (repo_resolve (r, DISK_A, NULL, &layers, &vsize, &resolved, &err));
   g_assert_no_error (err);
   g_assert_cmpstr (resolved, ==, res.backup_id);
-  g_assert_cmpstr (fmt, ==, "qcow2");
   g_assert_cmpuint (vsize, ==, DISK_SIZE);
-  g_assert_true (g_str_has_suffix (top, DISK_A ".qcow2"));
-  g_clear_pointer (&top, g_free);
-  g_clear_pointer (&fmt, g_free);
+  /* The latest is backed by the differential, itself backed by the full. */
+  g_assert_cmpuint (layers->len, ==, 3);
+  for (guint i = 0; i < layers->len; i++) {
+    const stor_layer *l = g_ptr_array_index (layers, i);
+
+    g_assert_cmpstr (l->format, ==, "qcow2");
+    g_assert_true (g_str_has_suffix (l->path, DISK_A ".qcow2"));
+  }
+  g_assert_nonnull (strstr (((const stor_layer *) layers->pdata[0])->path, res.backup_id));
+  g_assert_nonnull (strstr (((const stor_layer *) layers->pdata[1])->path, id_diff));
+  g_assert_nonnull (strstr (((const stor_layer *) layers->pdata[2])->path, id_full));
+  g_clear_pointer (&layers, g_ptr_array_unref);
   g_clear_pointer (&resolved, g_free);
-  g_assert_true (repo_resolve (repo_dir, DISK_A, id_inc, &top, &fmt, &vsize, &resolved, &err));
+  g_assert_true (repo_resolve (r, DISK_A, id_inc, &layers, &vsize, &resolved, &err));
   g_assert_cmpstr (resolved, ==, id_inc);
+  g_clear_pointer (&r, repo_close);
 
   /* A manifest the commit wrote parses again with its CBT members. */
   {

@@ -1,0 +1,334 @@
+/* ovagent: the one place that names an image to qemu and runs qemu-img (see
+ * qemu-img.h): json: specs with every layer's driver, and the qemu-img calls. */
+#include <config.h>
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <json-glib/json-glib.h>
+
+#include "error.h"
+#include "qemu-img.h"
+#include "util.h"
+
+/* One image's `qemu-img info`: a few KiB, more only with many bitmaps. */
+#define INFO_JSON_MAX (4 * 1024 * 1024)
+
+/* qemu's own limit on a bitmap name. */
+#define BITMAP_NAME_MAX 1023
+
+stor_layer *
+stor_layer_new (const char *path, const char *format)
+{
+  stor_layer *l = g_new0 (stor_layer, 1);
+
+  l->path = g_strdup (path);
+  l->format = g_strdup (format);
+  return l;
+}
+
+void
+stor_layer_free (stor_layer *l)
+{
+  if (l == NULL)
+    return;
+  g_free (l->path);
+  g_free (l->format);
+  g_free (l);
+}
+
+GPtrArray *
+stor_layers_new (void)
+{
+  return g_ptr_array_new_with_free_func ((GDestroyNotify) stor_layer_free);
+}
+
+void
+stor_layers_add (GPtrArray *layers, const char *path, const char *format)
+{
+  g_ptr_array_add (layers, stor_layer_new (path, format));
+}
+
+/* The protocol node: what holds the bytes of a layer. */
+static void
+add_protocol (JsonBuilder *b, const char *path)
+{
+  struct stat st;
+  gboolean is_block = stat (path, &st) == 0 && S_ISBLK (st.st_mode);
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "driver");
+  json_builder_add_string_value (b, is_block ? "host_device" : "file");
+  json_builder_set_member_name (b, "filename");
+  json_builder_add_string_value (b, path);
+  json_builder_end_object (b);
+}
+
+/* layers[i] and, for a qcow2, the chain under it. A format other than
+ * qcow2 and raw never gets this far (g_return: a programming error). */
+static void
+add_layer (JsonBuilder *b, GPtrArray *layers, guint i)
+{
+  const stor_layer *l = g_ptr_array_index (layers, i);
+  gboolean qcow2 = strcmp (l->format, "qcow2") == 0;
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "driver");
+  json_builder_add_string_value (b, qcow2 ? "qcow2" : "raw");
+  json_builder_set_member_name (b, "file");
+  add_protocol (b, l->path);
+  if (qcow2) {
+    json_builder_set_member_name (b, "backing");
+    if (i + 1 < layers->len)
+      add_layer (b, layers, i + 1);
+    else
+      json_builder_add_null_value (b);
+  }
+  json_builder_end_object (b);
+}
+
+char *
+stor_image_spec (GPtrArray *layers)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonNode) root = NULL;
+  g_autofree char *json = NULL;
+
+  g_return_val_if_fail (layers != NULL && layers->len > 0, NULL);
+  for (guint i = 0; i < layers->len; i++) {
+    const stor_layer *l = g_ptr_array_index (layers, i);
+
+    g_return_val_if_fail (l->path != NULL && l->format != NULL, NULL);
+    g_return_val_if_fail (strcmp (l->format, "qcow2") == 0 ||
+                          (strcmp (l->format, "raw") == 0 && i + 1 == layers->len), NULL);
+  }
+  add_layer (b, layers, 0);
+  root = json_builder_get_root (b);
+  json = json_to_string (root, FALSE);
+  return g_strconcat ("json:", json, NULL);
+}
+
+char *
+stor_image_spec_alone (const char *path, const char *format)
+{
+  g_autoptr (GPtrArray) layers = stor_layers_new ();
+
+  stor_layers_add (layers, path, format);
+  return stor_image_spec (layers);
+}
+
+char *
+stor_fd_path (int fd)
+{
+  return g_strdup_printf ("/dev/fd/%d", fd);
+}
+
+/* qemu-img's own words after "Could not open '<spec>': ", which otherwise
+ * repeat the whole spec. */
+static const char *
+qemu_img_reason (const char *message, const char *spec)
+{
+  const char *s = g_strrstr (message, spec);
+
+  if (s == NULL)
+    return message;
+  s += strlen (spec);
+  if (g_str_has_prefix (s, "': "))
+    s += 3;
+  return *s ? s : message;
+}
+
+/* Run qemu-img; on failure one error naming what was done to which file. */
+static gboolean
+run (const char *const *argv, int keep_fd, const char *spec, char **out,
+     const char *doing, const char *path, GError **error)
+{
+  g_autoptr (GError) err = NULL;
+
+  if (ova_run_fd (argv, keep_fd, out, NULL, &err))
+    return TRUE;
+  g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot %s %s: %s", doing, path,
+               spec ? qemu_img_reason (err->message, spec) : err->message);
+  return FALSE;
+}
+
+gboolean
+stor_qemu_img_info (const char *path, const char *format, char **json_out,
+                    GError **error)
+{
+  g_autofree char *spec = stor_image_spec_alone (path, format);
+  g_autofree char *out = NULL;
+  const char *argv[] = { "qemu-img", "info", "-U", "--output=json", spec, NULL };
+
+  if (!run (argv, -1, spec, &out, "read the header of", path, error))
+    return FALSE;
+  if (strlen (out) > INFO_JSON_MAX) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "%s: qemu-img info printed more than %d bytes", path, INFO_JSON_MAX);
+    return FALSE;
+  }
+  *json_out = g_steal_pointer (&out);
+  return TRUE;
+}
+
+gboolean
+stor_qemu_img_check (const char *path, char **json_out, char **stderr_out,
+                     int *exit_status, GError **error)
+{
+  g_autofree char *spec = stor_image_spec_alone (path, "qcow2");
+  g_autofree char *out = NULL;
+  const char *argv[] = { "qemu-img", "check", "-U", "--output=json", spec, NULL };
+
+  if (!ova_run_status (argv, &out, stderr_out, exit_status, error)) {
+    g_prefix_error (error, "cannot check %s: ", path);
+    return FALSE;
+  }
+  if (strlen (out) > INFO_JSON_MAX) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "%s: qemu-img check printed more than %d bytes", path, INFO_JSON_MAX);
+    return FALSE;
+  }
+  *json_out = g_steal_pointer (&out);
+  return TRUE;
+}
+
+gboolean
+stor_qemu_img_create (const char *path, int file_fd, const char *format,
+                      const char *options, guint64 size, const char *backing,
+                      const char *backing_format, GError **error)
+{
+  g_autofree char *bytes = g_strdup_printf ("%" G_GUINT64_FORMAT, size);
+  g_autofree char *file = file_fd >= 0 ? stor_fd_path (file_fd) : g_strdup (path);
+  const char *argv[16];
+  int n = 0;
+
+  g_return_val_if_fail (backing == NULL || backing_format != NULL, FALSE);
+  argv[n++] = "qemu-img";
+  argv[n++] = "create";
+  argv[n++] = "-q";
+  argv[n++] = "-f";
+  argv[n++] = format;
+  if (options) {
+    argv[n++] = "-o";
+    argv[n++] = options;
+  }
+  if (backing) {
+    argv[n++] = "-u";
+    argv[n++] = "-b";
+    argv[n++] = backing;
+    argv[n++] = "-F";
+    argv[n++] = backing_format;
+  }
+  argv[n++] = "--";
+  argv[n++] = file;
+  argv[n++] = bytes;
+  argv[n] = NULL;
+  return run (argv, file_fd, NULL, NULL, "create", path ? path : file, error);
+}
+
+gboolean
+stor_qemu_img_rebase_unsafe (const char *path, const char *format, const char *backing,
+                             const char *backing_format, GError **error)
+{
+  const char *argv[12];
+  int n = 0;
+
+  g_return_val_if_fail (*backing == '\0' || backing_format != NULL, FALSE);
+  argv[n++] = "qemu-img";
+  argv[n++] = "rebase";
+  argv[n++] = "-u";
+  argv[n++] = "-f";
+  argv[n++] = format;
+  argv[n++] = "-b";
+  argv[n++] = backing;
+  if (*backing != '\0') {
+    argv[n++] = "-F";
+    argv[n++] = backing_format;
+  }
+  argv[n++] = "--";
+  argv[n++] = path;
+  argv[n] = NULL;
+  return run (argv, -1, NULL, NULL, "rewrite the backing file name of", path, error);
+}
+
+gboolean
+stor_bitmap_name_is_valid (const char *name)
+{
+  gsize len = name ? strlen (name) : 0;
+
+  if (len == 0 || len > BITMAP_NAME_MAX || name[0] == '-')
+    return FALSE;
+  for (gsize i = 0; i < len; i++)
+    if (!g_ascii_isgraph (name[i]) || name[i] == ',' || name[i] == '=')
+      return FALSE;
+  return TRUE;
+}
+
+gboolean
+stor_qemu_img_bitmap (const char *path, const char *op, const char *bitmap,
+                      const char *merge_from, GError **error)
+{
+  g_autofree char *spec = NULL;
+  g_autofree char *doing = NULL;
+  const char *argv[10];
+  int n = 0;
+
+  for (int i = 0; i < 2; i++) {
+    const char *name = i == 0 ? bitmap : merge_from;
+
+    if ((i == 0 || name != NULL) && !stor_bitmap_name_is_valid (name)) {
+      g_autofree char *q = ova_quote_untrusted (name ? name : "", 64);
+
+      g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                   "%s: invalid bitmap name %s (1 to %d printable characters, not "
+                   "starting with '-', without ',' or '=')", path, q, BITMAP_NAME_MAX);
+      return FALSE;
+    }
+  }
+  spec = stor_image_spec_alone (path, "qcow2");
+  argv[n++] = "qemu-img";
+  argv[n++] = "bitmap";
+  argv[n++] = op;
+  if (merge_from)
+    argv[n++] = merge_from;
+  argv[n++] = "--";
+  argv[n++] = spec;
+  argv[n++] = bitmap;
+  argv[n] = NULL;
+  doing = g_strdup_printf ("%s bitmap %s%s%s in", op + 2, bitmap,
+                           merge_from ? " from " : "", merge_from ? merge_from : "");
+  return run (argv, -1, spec, NULL, doing, path, error);
+}
+
+gboolean
+stor_qemu_img_convert (GPtrArray *src, int target_fd, const char *target_format,
+                       guint64 size, GError **error)
+{
+  g_autofree char *spec = stor_image_spec (src);
+  g_autofree char *target = stor_fd_path (target_fd);
+  const char *top = ((const stor_layer *) g_ptr_array_index (src, 0))->path;
+  const char *argv[] = {
+    "qemu-img", "convert", "-q", "-n", "--target-is-zero",
+    /* Runs of zeros stay (or become) holes. */
+    "-S", "4k",
+    "-O", target_format, "--", spec, target, NULL,
+  };
+
+  if (strcmp (target_format, "qcow2") == 0) {
+    if (!stor_qemu_img_create (NULL, target_fd, "qcow2", "compat=1.1", size, NULL,
+                               NULL, error))
+      return FALSE;
+  }
+  else if (ftruncate (target_fd, size) < 0) {
+    int saved = errno;
+
+    g_set_error (error, OVA_ERROR,
+                 saved == ENOSPC || saved == EDQUOT || saved == EFBIG
+                 ? OVA_ERROR_NO_SPACE : OVA_ERROR_INTERNAL,
+                 "cannot size the new file for %s: %s", top, g_strerror (saved));
+    return FALSE;
+  }
+  return run (argv, target_fd, spec, NULL, "convert", top, error);
+}
