@@ -239,3 +239,16 @@ bk_fresh () {
     rm -f "$TESTDIR/x.strm"
     echo "$TESTDIR/x.strm"
 }
+
+# ---- the documentation's recipes ---------------------------------------------
+
+# load_backup_spec_recipe: define backup_spec, the shell function of
+# docs/repository.md §6, exactly as the document gives it.
+load_backup_spec_recipe () {
+    awk '/<!-- backup-spec:/ { on = 1; next } on && /^```sh/ { body = 1; next }
+         body && /^```/ { exit } body' "$top_srcdir/docs/repository.md" >"$TESTDIR/recipe.sh"
+    grep -q '^backup_spec ()' "$TESTDIR/recipe.sh" ||
+        fail "no backup_spec recipe in docs/repository.md"
+    # shellcheck disable=SC1091
+    . "$TESTDIR/recipe.sh"
+}

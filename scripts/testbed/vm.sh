@@ -5,7 +5,10 @@
 #   vm.sh create [--uuid UUID] ROOT NAME DISK [DISK...]
 #                                           start domain NAME; disks become vda, vdb, ...;
 #                                           prints its UUID (UUID: the same one again
-#                                           on a restart, as VDSM keeps a VM's UUID)
+#                                           on a restart, as VDSM keeps a VM's UUID);
+#                                           DISK may be raw:PATH or qcow2:PATH, its
+#                                           format as VDSM's metadata gives it (a raw
+#                                           guest disk may look like anything)
 #   vm.sh destroy ROOT NAME                 stop it (no error when it is not running)
 #   vm.sh kill ROOT NAME                    SIGKILL its QEMU (a host crash as the disks
 #                                           see it) and wait until libvirt forgot it
@@ -137,7 +140,10 @@ write_xml () {
         echo "  <devices>"
         [ -z "$emulator" ] || echo "    <emulator>$(xml_escape "$emulator")</emulator>"
         for disk in "$@"; do
-            fmt=$(disk_format "$disk")
+            case $disk in
+                raw:/*|qcow2:/*) fmt=${disk%%:*}; disk=${disk#*:} ;;
+                *) fmt=$(disk_format "$disk") ;;
+            esac
             dev=vd${DISK_LETTERS:idx:1}
             echo "    <disk type='file' device='disk'>"
             echo "      <driver name='qemu' type='$fmt'/>"
@@ -154,7 +160,7 @@ write_xml () {
 
 cmd_create () {
     local uuid=$1 root=$2 name=$3; shift 3
-    local disks=() disk file pid i
+    local disks=() disk file pid i fmt
     check_name "$name"
     [ $# -ge 1 ] || usage
     [ $# -le ${#DISK_LETTERS} ] || die "too many disks"
@@ -164,12 +170,16 @@ cmd_create () {
         die "a domain named $name already exists"
     fi
     for disk in "$@"; do
+        fmt=
+        case $disk in
+            raw:*|qcow2:*) fmt=${disk%%:*}; disk=${disk#*:} ;;
+        esac
         [ -f "$disk" ] || die "no such disk image: $disk"
         case $disk in
             /*) ;;
             *) disk=$PWD/$disk ;;
         esac
-        disks+=("$disk")
+        disks+=("${fmt:+$fmt:}$disk")
     done
 
     # Undo a half-done start on any failure below.
@@ -179,7 +189,14 @@ cmd_create () {
     : > "$root/vm-$name.owners"
     # Backing files are opened by QEMU too, wherever they are.
     for disk in "${disks[@]}"; do
-        qemu-img info -U --backing-chain --output=json -- "$disk" |
+        fmt=()
+        case $disk in
+            raw:*) fmt=(-f raw) ;;
+            qcow2:*) fmt=(-f qcow2) ;;
+        esac
+        disk=${disk#raw:}
+        disk=${disk#qcow2:}
+        qemu-img info -U --backing-chain --output=json "${fmt[@]}" -- "$disk" |
             jq -r 'if type == "array" then .[] else . end | .filename' > "$root/vm-$name.chain" ||
             die "cannot read the backing chain of $disk"
         while read -r file; do
