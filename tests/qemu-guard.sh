@@ -377,6 +377,41 @@ PATH=$TESTDIR/empty:$FAKE guard qemu-img info "$SA"
 [ "$rc" -eq 1 ] && grep -q 'jq is missing' "$TESTDIR/err" && [ ! -e "$TESTDIR/ran" ] ||
     fail "without jq the guard did not refuse a spec it cannot check"
 
+# ---- the suite's wiring -------------------------------------------------------------
+# Every test reaches the guard first on PATH.
+q=$(command -v qemu-img) n=$(command -v qemu-nbd)
+[ -e "${q%/*}/guard.sh" ] && [ -e "${n%/*}/guard.sh" ] ||
+    fail "qemu-img ($q) or qemu-nbd ($n) on the tests' PATH is not the guard's"
+# A test whose ovagent launched against the rules fails at exit, even one
+# that expected (and got) a failure, or that skips; the helper lists the
+# launches that were let through.
+cat >"$TESTDIR/child.sh" <<'EOF'
+. "$top_srcdir/tests/functions.sh"
+case $1 in
+    refused)
+        expect_exit 1 env OVAGENT_QEMU_GUARD_ENFORCE=1 "$G/qemu-img" info -f qcow2 "$A"
+        exit "$2" ;;
+    accepted)
+        OVAGENT_QEMU_GUARD_ENFORCE=1 "$G/qemu-img" info "$SA" >/dev/null
+        qemu_guard_launches qemu-img
+        qemu_guard_launches qemu-nbd ;;
+esac
+EOF
+for status in 0 77; do
+    rc=0
+    G=$G A=$A bash "$TESTDIR/child.sh" refused "$status" >"$TESTDIR/out" 2>"$TESTDIR/err" || rc=$?
+    [ "$rc" -eq 1 ] && grep -q '^VIOLATION qemu-img: -f' "$TESTDIR/err" || {
+        show child.sh refused "$status"
+        fail "a test ending with status $status after a refused launch did not fail"
+    }
+done
+rc=0
+G=$G SA=$SA bash "$TESTDIR/child.sh" accepted >"$TESTDIR/out" 2>"$TESTDIR/err" || rc=$?
+[ "$rc" -eq 0 ] && [ "$(wc -l <"$TESTDIR/out")" -eq 1 ] && grep -q '^ok qemu-img info ' "$TESTDIR/out" || {
+    show child.sh accepted
+    fail "qemu_guard_launches: not the one accepted qemu-img launch"
+}
+
 # Every line of the log is one launch (no line broken by a quoted newline).
 [ "$(wc -l <"$LOG")" -eq "$(grep -c '^\(ok qemu-\(img\|nbd\) \|VIOLATION qemu-\(img\|nbd\): \)' "$LOG")" ] ||
     fail "the guard log holds a line that is not one launch"
