@@ -33,6 +33,9 @@ requires_root () {
 }
 
 # cleanup_add CMD...: run CMD at exit (last added runs first), even on failure.
+# Then the test fails if the qemu guard refused a launch, whatever its own
+# verdict (a test expecting ovagent to fail passes through here too), and
+# TESTDIR goes.
 _cleanups=()
 cleanup_add () {
     _cleanups+=("$(printf '%q ' "$@")")
@@ -42,6 +45,12 @@ _run_cleanups () {
     for (( i=${#_cleanups[@]}-1; i>=0; i-- )); do
         eval "${_cleanups[$i]}" || true
     done
+    if [ -n "${_qemu_guard_log:-}" ] && grep -q '^VIOLATION ' "$_qemu_guard_log" 2>/dev/null; then
+        echo "FAIL: qemu-img/qemu-nbd launched against the rules (tests/qemu-guard/guard.sh):" >&2
+        grep '^VIOLATION ' "$_qemu_guard_log" >&2
+        rc=1
+    fi
+    [ -z "${TESTDIR:-}" ] || rm -rf "$TESTDIR"
     exit $rc
 }
 trap _run_cleanups EXIT
@@ -49,7 +58,17 @@ trap 'exit 130' INT TERM
 
 # A private scratch directory, removed at exit.
 TESTDIR=$(mktemp -d "${TMPDIR:-/tmp}/ovagent-test.XXXXXX")
-cleanup_add rm -rf "$TESTDIR"
+
+# Every qemu-img and qemu-nbd the tests reach on PATH is tests/qemu-guard's:
+# it checks the launches by ovagent and records them here.
+_qemu_guard_log=$TESTDIR/qemu-guard.log
+export OVAGENT_QEMU_GUARD_LOG=$_qemu_guard_log
+
+# qemu_guard_launches TOOL: the launches of TOOL (qemu-img or qemu-nbd) the
+# guard checked and let run, one "ok TOOL ARGV" line each.
+qemu_guard_launches () {
+    grep "^ok $1 " "$_qemu_guard_log" 2>/dev/null || true
+}
 
 # expect_exit CODE CMD...: run CMD, require exit code CODE; stderr in $TESTDIR/err.
 expect_exit () {

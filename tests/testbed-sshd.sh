@@ -1,6 +1,7 @@
 #!/bin/bash
-# The test-bed sshd: key login with strict host key checking works, a wrong
-# host key is refused, and "down" leaves no sshd behind.
+# The test-bed sshd: key login with strict host key checking works, commands
+# run with the suite's PATH, a wrong host key is refused, and "down" leaves no
+# sshd behind.
 
 . "$top_srcdir/tests/functions.sh"
 
@@ -20,6 +21,13 @@ kill -0 "$pid" || fail "sshd (pid $pid) is not running"
 
 out=$(ssh -F "$S/ssh_config" tbhost 'echo hi') || fail "ssh to tbhost failed"
 [ "$out" = hi ] || fail "unexpected output from ssh: $out"
+
+# A command through it runs with the suite's PATH (the qemu guard first) and
+# guard log, as ovagent on this side does.
+out=$(ssh -F "$S/ssh_config" tbhost 'command -v qemu-img; echo "$OVAGENT_QEMU_GUARD_LOG"') ||
+    fail "ssh to tbhost failed"
+[ "$out" = "$(command -v qemu-img)
+$OVAGENT_QEMU_GUARD_LOG" ] || fail "a command through sshd sees another qemu-img or guard log: $out"
 
 grep -q '^ *StrictHostKeyChecking yes' "$S/ssh_config" ||
     fail "ssh_config does not check host keys strictly"

@@ -65,6 +65,12 @@ StrictModes no
 PrintMotd no
 Subsystem sftp internal-sftp
 EOF
+    # Under the test suite, a command run through this sshd finds the same
+    # programs (the qemu-img/qemu-nbd guard first) and logs to the same file.
+    if [ -n "${OVAGENT_QEMU_GUARD_LOG:-}" ]; then
+        printf 'SetEnv "PATH=%s" "OVAGENT_QEMU_GUARD_LOG=%s"\n' \
+               "$PATH" "$OVAGENT_QEMU_GUARD_LOG" >> "$dir/sshd_config"
+    fi
 }
 
 write_client_files () {
