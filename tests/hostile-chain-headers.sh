@@ -163,4 +163,10 @@ qemu-img info -U --output=json -f qcow2 "$L" |
     jq -e '[."format-specific".data.bitmaps[].name] | index("-x") != null' >/dev/null ||
     fail "bitmap -x went away"
 [ "$(sha256sum "$B" | cut -d' ' -f1)" = "$base_sum" ] || fail "the raw base changed"
+# Every qemu tool ovagent ran here was checked by the guard (no violation,
+# or the exit handler fails the test), and there were such runs.
+for tool in qemu-img qemu-nbd; do
+    [ -n "$(qemu_guard_launches "$tool")" ] || fail "no $tool launch by ovagent was checked"
+done
+echo "$(qemu_guard_launches qemu-img | wc -l) qemu-img and $(qemu_guard_launches qemu-nbd | wc -l) qemu-nbd launches by ovagent checked"
 echo "every header was checked before qemu opened it"

@@ -193,4 +193,10 @@ bk_no_job "$VM"
 bk_no_leftovers "after the running backup"
 vm.sh destroy "$LV" "$VM"
 [ "$(sum_of "$V")" = "$before" ] || fail "the raw volume changed while the VM ran"
+# Every qemu tool ovagent ran here was checked by the guard (no violation,
+# or the exit handler fails the test), and there were such runs.
+for tool in qemu-img qemu-nbd; do
+    [ -n "$(qemu_guard_launches "$tool")" ] || fail "no $tool launch by ovagent was checked"
+done
+echo "$(qemu_guard_launches qemu-img | wc -l) qemu-img and $(qemu_guard_launches qemu-nbd | wc -l) qemu-nbd launches by ovagent checked"
 echo "every guest-made header was read as the guest's bytes"

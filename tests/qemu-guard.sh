@@ -267,6 +267,8 @@ cmp -s "$TESTDIR/cv.raw" "$TESTDIR/direct.raw" ||
     fail "convert of the chain's spec differs from the real tool's conversion of the chain"
 accepts 0 qemu-img convert -q -O qcow2 -o compat=1.1 -- "$SBASE" "$TESTDIR/cv.qcow2"
 accepts 0 qemu-img convert -p -n -O qcow2 "$SBASE" "$TESTDIR/c1.qcow2"
+truncate -s 1M "$TESTDIR/c2.raw"
+accepts 0 qemu-img convert -q -n --target-is-zero -S 4k -O raw "$SBASE" "$TESTDIR/c2.raw"
 refuses "-f (or --format)" qemu-img convert -f qcow2 -O raw "$A" "$TESTDIR/x.raw"
 refuses "-B gives the target a backing file" qemu-img convert -O qcow2 -B "$BASE" "$SA" "$TESTDIR/x.qcow2"
 refuses "-F names a backing format" qemu-img convert -O qcow2 -F qcow2 "$SA" "$TESTDIR/x.qcow2"

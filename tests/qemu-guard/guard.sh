@@ -6,7 +6,9 @@
 #
 # Enforced when the parent process is ovagent, lt-ovagent, test-* (unit tests)
 # or memcheck* (valgrind), or when OVAGENT_QEMU_GUARD_ENFORCE=1; other callers
-# (the test scripts building fixtures) run the real tool unchecked. A command
+# (the test scripts building fixtures, and a unit test's own fixture commands,
+# which set OVAGENT_QEMU_GUARD_FIXTURE=1 for that command alone) run the real
+# tool unchecked. A command
 # line that breaks a rule is not run: "VIOLATION TOOL: REASON: ARGV" goes to
 # $OVAGENT_QEMU_GUARD_LOG (when set) and to stderr, and the exit status is 1.
 # An accepted one is logged as "ok TOOL ARGV" and the real tool replaces this
@@ -49,6 +51,9 @@ else
     case $parent in
         ovagent|lt-ovagent|test-*|memcheck*) enforce=1 ;;
     esac
+    # A unit test's own fixture (tests/unit/fixture.h), set only in the
+    # environment of that one command, never in the test's own.
+    [ "${OVAGENT_QEMU_GUARD_FIXTURE:-}" != 1 ] || enforce=0
 fi
 [ "$enforce" = 1 ] || exec "$real" "$@"
 
@@ -370,7 +375,7 @@ img_convert () {
     forbid --image-opts "is not used: sources are json: specs"
     forbid --target-image-opts "is not used: the target is a plain path"
     need -O "convert without -O: the target's format must be named"
-    only -q -n -p -S -W -m -t -T -o -U -O
+    only -q -n -p -S -W -m -t -T -o -U -O --target-is-zero
     formats -O
     no_backing_in_o
     [ "${#pos[@]}" -ge 2 ] ||

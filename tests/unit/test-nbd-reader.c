@@ -12,6 +12,7 @@
 
 #include "error.h"
 #include "util.h"
+#include "fixture.h"
 #include "nbd/nbd.h"
 #include "storage/qemu-img.h"
 #include "stream/stream.h"
@@ -60,7 +61,7 @@ run_ok (const char *const *argv)
 {
   g_autoptr(GError) error = NULL;
 
-  if (!ova_run (argv, NULL, NULL, &error))
+  if (!fixture_run (argv, NULL, &error))
     g_error ("%s", error->message);
 }
 

@@ -14,6 +14,7 @@
 #include "model.h"
 #include "probe.h"
 #include "util.h"
+#include "fixture.h"
 
 #define IMG "a1b2c3d4-0000-4000-8000-000000000001"
 #define IMG2 "a1b2c3d4-0000-4000-8000-000000000002"
@@ -102,7 +103,7 @@ run_ok (const char *const *argv)
 {
   g_autoptr (GError) err = NULL;
 
-  if (!ova_run (argv, NULL, NULL, &err))
+  if (!fixture_run (argv, NULL, &err))
     g_error ("%s", err->message);
 }
 

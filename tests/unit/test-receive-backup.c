@@ -13,6 +13,7 @@
 
 #include "error.h"
 #include "util.h"
+#include "fixture.h"
 #include "repo/repo.h"
 #include "storage/qemu-img.h"
 #include "stream/stream.h"
@@ -193,7 +194,7 @@ assert_same (const char *disk, const char *id, const guint8 *ref)
                          qcow2, raw, NULL };
 
   g_assert_true (g_file_set_contents (raw, (const char *) ref, DISK_SIZE, &err));
-  if (!ova_run (argv, NULL, NULL, &err))
+  if (!fixture_run (argv, NULL, &err))
     g_error ("disk %s backup %s differs from the reference: %s", disk, id, err->message);
   g_unlink (raw);
 }
@@ -212,7 +213,7 @@ assert_chain (const char *disk, const char *id, guint length, const char *backin
   JsonArray *a;
   JsonObject *o;
 
-  g_assert_true (ova_run (argv, &out, NULL, &err));
+  g_assert_true (fixture_run (argv, &out, &err));
   g_assert_true (json_parser_load_from_data (parser, out, -1, &err));
   a = json_node_get_array (json_parser_get_root (parser));
   g_assert_cmpuint (json_array_get_length (a), ==, length);

@@ -12,6 +12,7 @@
 
 #include "error.h"
 #include "util.h"
+#include "fixture.h"
 #include "virt/checkpoint.h"
 #include "virt/state.h"
 
@@ -362,7 +363,7 @@ make_image (const fixture *f, const char *name, const char *backing)
   const char *over[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
                          "-b", backing, path, NULL };
 
-  g_assert_true (ova_run (backing ? over : plain, NULL, NULL, &err));
+  g_assert_true (fixture_run (backing ? over : plain, NULL, &err));
   g_assert_no_error (err);
   return g_steal_pointer (&path);
 }
