@@ -24,9 +24,6 @@
  * is not removed. */
 #define REMOVE_DEPTH_MAX 4
 
-/* Free-text fields of the stream kept in the manifest. */
-#define TEXT_FIELD_MAX 255
-
 #define QUOTE_MAX 80
 
 /* Writeback of a volume file is started after every WRITEBACK_STEP bytes
@@ -485,7 +482,7 @@ parse_meta (rx *x, const char *json, GError **error)
 {
   g_autoptr(JsonParser) parser = json_parser_new ();
   g_autoptr(GError) err = NULL;
-  const char *format, *mode, *host;
+  const char *format, *mode;
   JsonNode *root, *vols, *domain;
   JsonObject *o;
   guint64 version = 0;
@@ -501,9 +498,6 @@ parse_meta (rx *x, const char *json, GError **error)
     repo_rx_meta_error (error, "not a JSON object");
     return FALSE;
   }
-  /* It goes into the manifest: refuse now what could not be saved there. */
-  if (!repo_meta_check (root, "the stream's metadata", error))
-    return FALSE;
   o = json_node_get_object (root);
   format = repo_rx_member_string (o, "format", &ok);
   if (g_strcmp0 (format, "ovagent-stream") != 0) {
@@ -536,13 +530,15 @@ parse_meta (rx *x, const char *json, GError **error)
                  "changed-block backups can)", q);
     return FALSE;
   }
+  /* What the manifest will keep, within its bounds; the rest is dropped. */
+  x->meta = repo_meta_keep (root, NULL, error);
+  if (x->meta == NULL)
+    return FALSE;
   if (!repo_rx_member_uuid (o, "disk", FALSE, &x->disk, "", error) ||
       !repo_rx_member_uuid (o, "since", TRUE, &x->since, "", error))
     return FALSE;
 
-  host = repo_rx_member_string (o, "host", &ok);
-  if (host && strlen (host) <= TEXT_FIELD_MAX && g_utf8_validate (host, -1, NULL))
-    x->host = g_strdup (host);
+  x->host = g_strdup (repo_rx_member_string (o, "host", &ok));
   domain = json_object_get_member (o, "domain");
   if (domain && JSON_NODE_HOLDS_OBJECT (domain) &&
       !repo_rx_member_uuid (json_node_get_object (domain), "uuid", TRUE, &x->domain,
@@ -552,8 +548,9 @@ parse_meta (rx *x, const char *json, GError **error)
   vols = json_object_get_member (o, "volumes");
   if (vols == NULL || !JSON_NODE_HOLDS_ARRAY (vols) ||
       (n = json_array_get_length (json_node_get_array (vols))) == 0 ||
-      n > STRM_MAX_VOLUMES) {
-    repo_rx_meta_error (error, "\"volumes\" must be an array of 1 to %d volumes", STRM_MAX_VOLUMES);
+      n > STRM_MAX_CHAIN_VOLUMES) {
+    repo_rx_meta_error (error, "\"volumes\" must be an array of 1 to %d volumes",
+                        STRM_MAX_CHAIN_VOLUMES);
     return FALSE;
   }
   x->vols = g_ptr_array_new_with_free_func ((GDestroyNotify) rx_volume_free);
@@ -586,7 +583,6 @@ parse_meta (rx *x, const char *json, GError **error)
     }
     x->total_size += v->size;
   }
-  x->meta = json_node_copy (root);
   return TRUE;
 }
 
@@ -1096,12 +1092,11 @@ finish_volume (rx *x, guint i, const repo_backup *b, const repo_backup *parent,
   return g_steal_pointer (&rv);
 }
 
-static gboolean
-commit (rx *x, repo_manifest *m, GDateTime *now, GError **error)
+/* The manifest entry of this backup, without its volumes. */
+static repo_backup *
+new_entry (const rx *x, const repo_backup *parent, GDateTime *now)
 {
-  g_autoptr(repo_backup) b = repo_backup_new ();
-  g_autofree guint8 *head = g_malloc (REPO_DIGEST_BLOCK);
-  const repo_backup *parent = x->since ? repo_manifest_latest (m) : NULL;
+  repo_backup *b = repo_backup_new ();
 
   b->id = g_strdup (x->backup_id);
   b->time = g_date_time_format (now, "%Y-%m-%dT%H:%M:%SZ");
@@ -1111,6 +1106,35 @@ commit (rx *x, repo_manifest *m, GDateTime *now, GError **error)
   b->since = g_strdup (x->since);
   b->parent = parent ? g_strdup (parent->id) : NULL;
   b->meta = json_node_ref (x->meta);
+  return b;
+}
+
+/* Whether the manifest has room for the entry this stream will add, as
+ * far as META tells (the commit checks the entry as it is). */
+static gboolean
+check_room (const rx *x, const repo_manifest *m, GDateTime *now, GError **error)
+{
+  const repo_backup *parent = x->since ? repo_manifest_latest (m) : NULL;
+  g_autoptr(repo_backup) b = new_entry (x, parent, now);
+
+  for (guint i = 0; i < x->vols->len; i++) {
+    const rx_volume *v = g_ptr_array_index (x->vols, i);
+    gboolean qcow2 = strcmp (v->format, "qcow2") == 0;
+
+    g_ptr_array_add (b->volumes,
+                     repo_volume_new_draft (b->id, v->uuid, v->format, v->size,
+                                            qcow2 ? v->capacity : v->size,
+                                            repo_expected_backing (b, i, parent)));
+  }
+  return repo_manifest_check_room (m, b, error);
+}
+
+static gboolean
+commit (rx *x, repo_manifest *m, GDateTime *now, GError **error)
+{
+  g_autofree guint8 *head = g_malloc (REPO_DIGEST_BLOCK);
+  const repo_backup *parent = x->since ? repo_manifest_latest (m) : NULL;
+  g_autoptr(repo_backup) b = new_entry (x, parent, now);
 
   for (guint i = 0; i < x->vols->len; i++) {
     repo_volume *rv;
@@ -1121,7 +1145,16 @@ commit (rx *x, repo_manifest *m, GDateTime *now, GError **error)
     if (rv == NULL)
       return FALSE;
     g_ptr_array_add (b->volumes, rv);
+    if (rv->virtual_size > STRM_MAX_DISK_SIZE) {
+      repo_rx_meta_error (error, "volume %s: its qcow2 header gives a virtual size of %"
+                          G_GUINT64_FORMAT " bytes, over the limit of %" G_GUINT64_FORMAT,
+                          rv->uuid, rv->virtual_size, STRM_MAX_DISK_SIZE);
+      return FALSE;
+    }
   }
+  /* The new manifest must be writable before anything is renamed. */
+  if (!repo_manifest_check_room (m, b, error))
+    return FALSE;
 
   if (interrupted (x, error) || !repo_fsync_dir (x->incoming, error))
     return FALSE;
@@ -1186,9 +1219,6 @@ prepare (rx *x, repo_manifest **m_out, GDateTime *now, GError **error)
                  x->since, x->disk, latest->uuid, latest->uuid);
     return FALSE;
   }
-  if (!repo_rx_open_disk_dir (x->disk_dir, m, &x->made_disk_dir, error))
-    return FALSE;
-
   for (;;) {
     g_autofree char *id = repo_backup_id_new (now);
 
@@ -1197,6 +1227,9 @@ prepare (rx *x, repo_manifest **m_out, GDateTime *now, GError **error)
     x->backup_id = g_steal_pointer (&id);
     break;
   }
+  if (!check_room (x, m, now, error) ||
+      !repo_rx_open_disk_dir (x->disk_dir, m, &x->made_disk_dir, error))
+    return FALSE;
   {
     g_autofree char *inc = g_strconcat (REPO_INCOMING_PREFIX, x->backup_id, NULL);
 
