@@ -979,7 +979,7 @@ repo_manifest_save (const repo_manifest *m, const char *disk_dir, GError **error
   /* The new manifest is in place and the caller must not undo the
    * backup it names; a power cut before the directory reaches the disk
    * can only bring back the old manifest, and the next receive then
-   * removes the unreferenced backup directory. */
+   * moves the unlisted backup directory aside. */
   if (!repo_fsync_dir (disk_dir, &err))
     ova_warn ("%s", err->message);
   return TRUE;
