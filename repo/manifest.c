@@ -71,6 +71,23 @@ repo_manifest_free (repo_manifest *m)
   g_free (m);
 }
 
+repo_volume *
+repo_volume_new_draft (const char *id, const char *uuid, const char *format,
+                       guint64 size, guint64 virtual_size, char *backing)
+{
+  repo_volume *v = g_new0 (repo_volume, 1);
+  g_autofree char *base = repo_volume_basename (uuid, format);
+
+  v->uuid = g_strdup (uuid);
+  v->format = g_strdup (format);
+  v->file = g_build_filename (id, base, NULL);
+  v->size = size;
+  v->virtual_size = virtual_size;
+  v->digest = g_strnfill (REPO_DIGEST_LEN, '0');
+  v->backing = backing;
+  return v;
+}
+
 repo_backup *
 repo_backup_new (void)
 {
@@ -283,16 +300,6 @@ meta_is_finite (JsonNode *node)
   case JSON_NODE_NULL:
     return TRUE;
   }
-  return FALSE;
-}
-
-gboolean
-repo_meta_check (JsonNode *meta, const char *what, GError **error)
-{
-  if (meta_is_finite (meta))
-    return TRUE;
-  g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-               "%s holds a number beyond the range of a double", what);
   return FALSE;
 }
 
@@ -721,9 +728,25 @@ repo_manifest_parse (const char *disk, const char *text, gsize len,
 
 /* ---- writing ---- */
 
-static void
-build_backup (JsonBuilder *jb, const repo_backup *b)
+/* The manifest is pretty-printed for people, except each backup's meta:
+ * one compact line, so that what a stream sends never grows by the
+ * indentation (pretty-printing multiplies a deep META many times over). */
+
+static char *
+json_text (JsonNode *node, gboolean pretty)
 {
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+
+  json_generator_set_root (gen, node);
+  json_generator_set_pretty (gen, pretty);
+  return json_generator_to_data (gen, NULL);
+}
+
+static JsonNode *
+build_backup (const repo_backup *b)
+{
+  g_autoptr(JsonBuilder) jb = json_builder_new ();
+
   json_builder_begin_object (jb);
   ova_json_add_string (jb, "id", b->id);
   ova_json_add_string (jb, "time", b->time);
@@ -754,38 +777,70 @@ build_backup (JsonBuilder *jb, const repo_backup *b)
     json_builder_end_object (jb);
   }
   json_builder_end_array (jb);
-  json_builder_set_member_name (jb, "meta");
-  if (b->meta)
-    json_builder_add_value (jb, json_node_copy (b->meta));
-  else
-    json_builder_add_null_value (jb);
   json_builder_end_object (jb);
+  return json_builder_get_root (jb);
+}
+
+/* One entry of "backups": its members pretty-printed at the depth of the
+ * array's elements, "meta" last on one line. JSON text holds no raw
+ * newline inside a string, so indenting line by line is safe. */
+static void
+append_backup (GString *out, const repo_backup *b)
+{
+  g_autoptr(JsonNode) node = build_backup (b);
+  g_autofree char *text = json_text (node, TRUE);
+  g_autofree char *meta = b->meta ? json_text (b->meta, FALSE) : g_strdup ("null");
+  g_auto(GStrv) lines = NULL;
+  char *close = strrchr (text, '}');
+
+  /* The generator ends the object with "\n}". */
+  g_assert (close != NULL && close > text && close[-1] == '\n');
+  close[-1] = '\0';
+  lines = g_strsplit (text, "\n", -1);
+  for (size_t i = 0; lines[i] != NULL; i++)
+    g_string_append_printf (out, "%s    %s", i ? "\n" : "", lines[i]);
+  g_string_append_printf (out, ",\n      \"meta\" : %s\n    }", meta);
+}
+
+static char *
+manifest_text (const repo_manifest *m, const repo_backup *extra)
+{
+  g_autoptr(JsonNode) disk = json_node_init_string (json_node_alloc (), m->disk);
+  g_autofree char *disk_text = json_text (disk, FALSE);
+  GString *out = g_string_new (NULL);
+  guint n = m->backups->len + (extra ? 1 : 0);
+
+  g_string_append_printf (out, "{\n  \"format\" : \"%s\",\n  \"version\" : %d,\n"
+                          "  \"disk\" : %s,\n  \"backups\" : [", REPO_MANIFEST_FORMAT,
+                          REPO_MANIFEST_VERSION, disk_text);
+  for (guint i = 0; i < n; i++) {
+    g_string_append (out, i ? ",\n" : "\n");
+    append_backup (out, i < m->backups->len ? g_ptr_array_index (m->backups, i) : extra);
+  }
+  g_string_append (out, n ? "\n  ]\n}\n" : "]\n}\n");
+  return g_string_free (out, FALSE);
 }
 
 char *
 repo_manifest_to_json (const repo_manifest *m)
 {
-  g_autoptr(JsonBuilder) jb = json_builder_new ();
-  g_autoptr(JsonGenerator) gen = json_generator_new ();
-  g_autoptr(JsonNode) root = NULL;
-  g_autofree char *text = NULL;
+  return manifest_text (m, NULL);
+}
 
-  json_builder_begin_object (jb);
-  ova_json_add_string (jb, "format", REPO_MANIFEST_FORMAT);
-  ova_json_add_uint (jb, "version", REPO_MANIFEST_VERSION);
-  ova_json_add_string (jb, "disk", m->disk);
-  json_builder_set_member_name (jb, "backups");
-  json_builder_begin_array (jb);
-  for (guint i = 0; i < m->backups->len; i++)
-    build_backup (jb, g_ptr_array_index (m->backups, i));
-  json_builder_end_array (jb);
-  json_builder_end_object (jb);
+gboolean
+repo_manifest_check_room (const repo_manifest *m, const repo_backup *b, GError **error)
+{
+  g_autofree char *text = manifest_text (m, b);
+  gsize len = strlen (text);
 
-  root = json_builder_get_root (jb);
-  json_generator_set_root (gen, root);
-  json_generator_set_pretty (gen, TRUE);
-  text = json_generator_to_data (gen, NULL);
-  return g_strconcat (text, "\n", NULL);
+  if (len <= REPO_MANIFEST_MAX)
+    return TRUE;
+  g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+               "the manifest of disk %s would grow to %" G_GSIZE_FORMAT " bytes, over "
+               "the limit of %d; nothing was committed: back this disk up into "
+               "another repository (its %u backups here stay readable)",
+               m->disk, len, REPO_MANIFEST_MAX, m->backups->len);
+  return FALSE;
 }
 
 repo_manifest *
@@ -885,8 +940,17 @@ repo_manifest_save (const repo_manifest *m, const char *disk_dir, GError **error
   g_autofree char *tmp = g_build_filename (disk_dir, MANIFEST_TMP, NULL);
   g_autofree char *path = g_build_filename (disk_dir, REPO_MANIFEST_NAME, NULL);
   g_autoptr(GError) err = NULL;
+  gsize len = strlen (text);
 
   /* Never write a manifest that would not load again. */
+  if (len > REPO_MANIFEST_MAX) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "cannot write %s: it would be %" G_GSIZE_FORMAT " bytes, over the "
+                 "limit of %d that a manifest can be read with", path, len,
+                 REPO_MANIFEST_MAX);
+    return FALSE;
+  }
+
   for (guint i = 0; i < m->backups->len; i++) {
     const repo_backup *b = g_ptr_array_index (m->backups, i);
 
@@ -915,7 +979,7 @@ repo_manifest_save (const repo_manifest *m, const char *disk_dir, GError **error
   /* The new manifest is in place and the caller must not undo the
    * backup it names; a power cut before the directory reaches the disk
    * can only bring back the old manifest, and the next receive then
-   * removes the unreferenced backup directory. */
+   * moves the unlisted backup directory aside. */
   if (!repo_fsync_dir (disk_dir, &err))
     ova_warn ("%s", err->message);
   return TRUE;

@@ -20,9 +20,14 @@
 #define REPO_DIGEST_HEX_LEN 32
 #define REPO_DIGEST_LEN (sizeof REPO_DIGEST_PREFIX - 1 + REPO_DIGEST_HEX_LEN)
 
-/* A manifest read from disk is at most this long: with a few KiB of stream
- * metadata per backup, tens of thousands of backups. */
+/* A manifest is at most this long, read or written: with a few KiB of
+ * stream metadata per backup, thousands of backups. */
 #define REPO_MANIFEST_MAX (64 * 1024 * 1024)
+
+/* What a backup's entry keeps of its stream's META (repo_meta_keep), as
+ * compact JSON: so a manifest holds at least a hundred backups of the
+ * largest kind (docs/repository.md §2.2). */
+#define REPO_META_MAX (512 * 1024)
 
 typedef enum {
   REPO_KIND_FULL = 0,
@@ -60,7 +65,8 @@ typedef struct repo_backup {
   char *from_checkpoint;
   char *vm;
   GPtrArray *volumes;    /* repo_volume*, base first */
-  JsonNode *meta;        /* the stream's META object, kept as received */
+  JsonNode *meta;        /* what is kept of the stream's META (repo_meta_keep);
+                          * older manifests may hold it whole */
 } repo_backup;
 
 typedef struct repo_manifest {
@@ -70,6 +76,12 @@ typedef struct repo_manifest {
 
 /* A changed-block backup (it has a checkpoint), not a chain export. */
 #define repo_backup_is_cbt(b) ((b)->checkpoint != NULL)
+
+/* A volume's entry as it will be written once its file is finished, to
+ * measure a manifest before the file exists: its digest a placeholder of
+ * the same length. Takes backing. */
+repo_volume *repo_volume_new_draft (const char *id, const char *uuid, const char *format,
+                                    guint64 size, guint64 virtual_size, char *backing);
 
 void repo_volume_free (repo_volume *v);
 void repo_backup_free (repo_backup *b);
@@ -104,17 +116,26 @@ repo_manifest *repo_manifest_parse (const char *disk, const char *text, gsize le
                                     const char *what, GError **error);
 char *repo_manifest_to_json (const repo_manifest *m);
 
-/* A stream's META can be kept in a manifest: no number in it is beyond the
- * range of a double (1e400 parses as an infinity, which JSON cannot hold).
- * OVA_ERROR_INTEGRITY naming what if not. */
-gboolean repo_meta_check (JsonNode *meta, const char *what, GError **error);
+/* What a manifest keeps of a stream's META (an object): the members
+ * docs/repository.md §2.2 lists for its mode, each checked against its
+ * bound; for a changed-block backup (disk not NULL) only the entry of disk
+ * in "volumes". Other members are dropped. A kept member of another type
+ * or over its bound, or a result longer than REPO_META_MAX as compact
+ * JSON, is OVA_ERROR_INTEGRITY naming it. */
+JsonNode *repo_meta_keep (JsonNode *meta, const char *disk, GError **error);
 
 /* Load disk_dir/manifest.json; a missing file gives an empty manifest when
  * missing_ok, else OVA_ERROR_NOT_FOUND. */
 repo_manifest *repo_manifest_load (const char *disk_dir, const char *disk,
                                    gboolean missing_ok, GError **error);
+/* Whether m, with b added when b is not NULL, can be written: its text
+ * within REPO_MANIFEST_MAX. Else OVA_ERROR_INTEGRITY: "the manifest of disk
+ * IMG would grow to N bytes, over the limit of M; ...". */
+gboolean repo_manifest_check_room (const repo_manifest *m, const repo_backup *b,
+                                   GError **error);
 /* Write manifest.json.tmp, fsync it, rename it over manifest.json, fsync
- * the directory. */
+ * the directory; a text over REPO_MANIFEST_MAX is refused
+ * (OVA_ERROR_INTEGRITY) before anything is written. */
 gboolean repo_manifest_save (const repo_manifest *m, const char *disk_dir,
                              GError **error);
 

@@ -22,11 +22,7 @@
 
 #define QUOTE_MAX 80
 
-/* Free-text fields of the stream kept in the manifest. */
-#define TEXT_FIELD_MAX 255
-
-/* The largest disk a stream may announce (64 TiB), and the unit of its size. */
-#define DISK_SIZE_MAX ((guint64) 64 << 40)
+/* The unit of a disk's size. */
 #define SECTOR 512
 
 /* One disk of the stream and where it goes. */
@@ -36,6 +32,7 @@ typedef struct bk_disk {
   repo_kind kind;
   char *from_checkpoint;   /* NULL for a full */
   guint64 size;            /* virtual size */
+  JsonNode *meta;          /* what its manifest keeps of the stream's META */
 
   char *disk_dir;
   repo_manifest *m;        /* as loaded; the new entry is added at the commit */
@@ -51,6 +48,7 @@ typedef struct bk_disk {
   gboolean renamed;        /* it is now final */
   gboolean committed;      /* the manifest names it */
   repo_volume *vol;        /* what the manifest gets, once checked */
+  repo_backup *entry;      /* its manifest entry, until the manifest takes it */
 } bk_disk;
 
 static void
@@ -61,6 +59,8 @@ bk_disk_free (bk_disk *d)
   g_free (d->disk);
   g_free (d->domain);
   g_free (d->from_checkpoint);
+  if (d->meta)
+    json_node_unref (d->meta);
   g_free (d->disk_dir);
   repo_manifest_free (d->m);
   g_free (d->backing);
@@ -68,6 +68,7 @@ bk_disk_free (bk_disk *d)
   g_free (d->final);
   g_free (d->path);
   repo_volume_free (d->vol);
+  repo_backup_free (d->entry);
   g_free (d);
 }
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (bk_disk, bk_disk_free)
@@ -173,7 +174,7 @@ parse_disk (JsonNode *node, guint i, GError **error)
     return NULL;
   }
   if (!repo_rx_member_size (o, "size", &d->size) || d->size == 0 ||
-      d->size % SECTOR != 0 || d->size > DISK_SIZE_MAX) {
+      d->size % SECTOR != 0 || d->size > STRM_MAX_DISK_SIZE) {
     repo_rx_meta_error (error, "disk %s: size must be a multiple of %d bytes "
                         "from %d bytes to 64 TiB", d->disk, SECTOR, SECTOR);
     return NULL;
@@ -193,13 +194,9 @@ parse_meta (bk *b, GError **error)
   JsonObject *o = json_node_get_object (b->meta);
   g_autofree char *job = NULL;
   JsonNode *vm, *vols, *xml;
-  const char *host;
   gboolean ok;
   guint n;
 
-  /* The META goes into each disk's manifest as it is. */
-  if (!repo_meta_check (b->meta, "the stream's metadata", error))
-    return FALSE;
   vm = json_object_get_member (o, "vm");
   if (vm == NULL || !JSON_NODE_HOLDS_OBJECT (vm)) {
     repo_rx_meta_error (error, "\"vm\" must be an object");
@@ -215,16 +212,12 @@ parse_meta (bk *b, GError **error)
     repo_rx_meta_error (error, "\"checkpoint_xml\" must be a string or null");
     return FALSE;
   }
-  host = repo_rx_member_string (o, "host", &ok);
-  if (host && strlen (host) <= TEXT_FIELD_MAX && g_utf8_validate (host, -1, NULL))
-    b->host = g_strdup (host);
-
   vols = json_object_get_member (o, "volumes");
   if (vols == NULL || !JSON_NODE_HOLDS_ARRAY (vols) ||
       (n = json_array_get_length (json_node_get_array (vols))) == 0 ||
-      n > STRM_MAX_VOLUMES) {
+      n > STRM_MAX_BACKUP_DISKS) {
     repo_rx_meta_error (error, "\"volumes\" must be an array of 1 to %d disks",
-                        STRM_MAX_VOLUMES);
+                        STRM_MAX_BACKUP_DISKS);
     return FALSE;
   }
   b->disks = g_ptr_array_new_with_free_func ((GDestroyNotify) bk_disk_free);
@@ -248,7 +241,13 @@ parse_meta (bk *b, GError **error)
                           "this backup creates", d->disk, b->checkpoint);
       return FALSE;
     }
+    /* Each disk's manifest keeps the stream's members and its own entry. */
+    d->meta = repo_meta_keep (b->meta, d->disk, error);
+    if (d->meta == NULL)
+      return FALSE;
   }
+  /* Bounded by the checks above. */
+  b->host = g_strdup (repo_rx_member_string (o, "host", &ok));
   return TRUE;
 }
 
@@ -352,6 +351,25 @@ find_parent (bk_disk *d, const char *checkpoint, GError **error)
   return TRUE;
 }
 
+/* The manifest entry of disk d, without its volume. */
+static repo_backup *
+new_entry (const bk *b, const bk_disk *d, GDateTime *now)
+{
+  repo_backup *e = repo_backup_new ();
+
+  e->id = g_strdup (b->backup_id);
+  e->time = g_date_time_format (now, "%Y-%m-%dT%H:%M:%SZ");
+  e->host = g_strdup (b->host);
+  e->domain = g_strdup (d->domain);
+  e->kind = d->kind;
+  e->parent = d->parent ? g_strdup (d->parent->id) : NULL;
+  e->checkpoint = g_strdup (b->checkpoint);
+  e->from_checkpoint = g_strdup (d->from_checkpoint);
+  e->vm = g_strdup (b->vm);
+  e->meta = json_node_ref (d->meta);
+  return e;
+}
+
 static gboolean
 id_is_free (const bk *b, const char *id)
 {
@@ -380,12 +398,6 @@ prepare (bk *b, GDateTime *now, GError **error)
       return FALSE;
     d->had_manifest = g_file_test (mpath, G_FILE_TEST_EXISTS);
   }
-  for (guint i = 0; i < b->disks->len; i++) {
-    bk_disk *d = g_ptr_array_index (b->disks, i);
-
-    if (!repo_rx_open_disk_dir (d->disk_dir, d->m, &d->made_disk_dir, error))
-      return FALSE;
-  }
   for (;;) {
     g_autofree char *id = repo_backup_id_new (now);
 
@@ -393,6 +405,24 @@ prepare (bk *b, GDateTime *now, GError **error)
       continue;
     b->backup_id = g_steal_pointer (&id);
     break;
+  }
+  /* Every manifest has room for its new entry (as far as META tells; the
+   * commit checks the entries as they are) before anything is written. */
+  for (guint i = 0; i < b->disks->len; i++) {
+    bk_disk *d = g_ptr_array_index (b->disks, i);
+    g_autoptr(repo_backup) draft = new_entry (b, d, now);
+
+    g_ptr_array_add (draft->volumes,
+                     repo_volume_new_draft (b->backup_id, d->disk, "qcow2", d->size,
+                                            d->size, g_strdup (d->backing)));
+    if (!repo_manifest_check_room (d->m, draft, error))
+      return FALSE;
+  }
+  for (guint i = 0; i < b->disks->len; i++) {
+    bk_disk *d = g_ptr_array_index (b->disks, i);
+
+    if (!repo_rx_open_disk_dir (d->disk_dir, d->m, &d->made_disk_dir, error))
+      return FALSE;
   }
   for (guint i = 0; i < b->disks->len; i++) {
     bk_disk *d = g_ptr_array_index (b->disks, i);
@@ -654,31 +684,21 @@ finish_disk (bk *b, bk_disk *d, GError **error)
   return TRUE;
 }
 
-static repo_backup *
-new_entry (const bk *b, bk_disk *d, GDateTime *now)
-{
-  repo_backup *e = repo_backup_new ();
-
-  e->id = g_strdup (b->backup_id);
-  e->time = g_date_time_format (now, "%Y-%m-%dT%H:%M:%SZ");
-  e->host = g_strdup (b->host);
-  e->domain = g_strdup (d->domain);
-  e->kind = d->kind;
-  e->parent = d->parent ? g_strdup (d->parent->id) : NULL;
-  e->checkpoint = g_strdup (b->checkpoint);
-  e->from_checkpoint = g_strdup (d->from_checkpoint);
-  e->vm = g_strdup (b->vm);
-  e->meta = json_node_ref (b->meta);
-  g_ptr_array_add (e->volumes, g_steal_pointer (&d->vol));
-  return e;
-}
-
 static gboolean
 commit (bk *b, GDateTime *now, GError **error)
 {
   for (guint i = 0; i < b->disks->len; i++) {
     if (repo_rx_interrupted (b->r, b->cancel, error) ||
         !finish_disk (b, g_ptr_array_index (b->disks, i), error))
+      return FALSE;
+  }
+  /* Every new manifest must be writable before anything is renamed. */
+  for (guint i = 0; i < b->disks->len; i++) {
+    bk_disk *d = g_ptr_array_index (b->disks, i);
+
+    d->entry = new_entry (b, d, now);
+    g_ptr_array_add (d->entry->volumes, g_steal_pointer (&d->vol));
+    if (!repo_manifest_check_room (d->m, d->entry, error))
       return FALSE;
   }
   for (guint i = 0; i < b->disks->len; i++) {
@@ -701,7 +721,7 @@ commit (bk *b, GDateTime *now, GError **error)
   for (guint i = 0; i < b->disks->len; i++) {
     bk_disk *d = g_ptr_array_index (b->disks, i);
 
-    g_ptr_array_add (d->m->backups, new_entry (b, d, now));
+    g_ptr_array_add (d->m->backups, g_steal_pointer (&d->entry));
     if (!repo_manifest_save (d->m, d->disk_dir, error)) {
       g_ptr_array_remove_index (d->m->backups, d->m->backups->len - 1);
       return FALSE;

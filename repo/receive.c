@@ -26,9 +26,6 @@
  * is not removed. */
 #define REMOVE_DEPTH_MAX 4
 
-/* Free-text fields of the stream kept in the manifest. */
-#define TEXT_FIELD_MAX 255
-
 #define QUOTE_MAX 80
 
 /* Writeback of a volume file is started after every WRITEBACK_STEP bytes
@@ -254,16 +251,106 @@ repo_rx_remove_tree (const char *dir, const char *name, GError **error)
   return ok;
 }
 
-/* Leftovers of an interrupted run in a disk directory: .incoming-ID dirs,
- * a manifest.json.tmp, and a backup dir the manifest does not list (the
- * window between its rename and the manifest's). One run leaves at most
- * one such dir; more means something else happened, and nothing is
- * removed. Runs under the exclusive lock only. */
-gboolean
-repo_rx_remove_leftovers (const char *disk_dir, const repo_manifest *m, GError **error)
+/* What an interrupted run of ovagent leaves and only that run could have
+ * made: .incoming-ID directories and the next manifest. */
+static gboolean
+is_own_debris (const char *name)
 {
+  return (g_str_has_prefix (name, REPO_INCOMING_PREFIX) &&
+          repo_backup_id_is_valid (name + strlen (REPO_INCOMING_PREFIX))) ||
+    strcmp (name, REPO_MANIFEST_NAME ".tmp") == 0;
+}
+
+static gboolean
+is_listed (const char *name, const repo_manifest *m)
+{
+  return strcmp (name, REPO_MANIFEST_NAME) == 0 || strcmp (name, REPO_UNLISTED) == 0 ||
+    (repo_backup_id_is_valid (name) && repo_manifest_find (m, name) != NULL);
+}
+
+/* A new directory in parent (synced into it). */
+static gboolean
+make_dir_synced (const char *parent, const char *dir, GError **error)
+{
+  return repo_rx_make_dir (dir, error) && repo_fsync_dir (parent, error);
+}
+
+/* A new directory under disk_dir/.unlisted named by the time now (UTC),
+ * for what this run moves aside. Runs under the exclusive lock: nothing
+ * else makes directories there meanwhile. */
+static char *
+aside_dir (const char *disk_dir, GError **error)
+{
+  g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
+  g_autofree char *stamp = g_date_time_format (now, "%Y%m%dT%H%M%SZ");
+  g_autofree char *top = g_build_filename (disk_dir, REPO_UNLISTED, NULL);
+  struct stat st;
+
+  if (lstat (top, &st) < 0 && !make_dir_synced (disk_dir, top, error))
+    return NULL;
+  if (!ova_is_directory (top) || g_file_test (top, G_FILE_TEST_IS_SYMLINK)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "%s is not a directory; move it away: receive moves there what "
+                 "the manifest does not list", top);
+    return NULL;
+  }
+  for (guint i = 1; i < 100; i++) {
+    g_autofree char *name = i == 1 ? g_strdup (stamp) : g_strdup_printf ("%s-%u", stamp, i);
+    g_autofree char *dir = g_build_filename (top, name, NULL);
+
+    if (lstat (dir, &st) == 0)
+      continue;
+    if (!make_dir_synced (top, dir, error))
+      return NULL;
+    return g_steal_pointer (&dir);
+  }
+  g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+               "cannot make a directory for %s in %s: too many of that second", stamp, top);
+  return NULL;
+}
+
+/* Move names (in disk_dir) into one new directory under .unlisted, with
+ * the names they had: backups moved together still find each other by
+ * their relative backing names. Nothing is removed. */
+static gboolean
+set_aside (const char *disk_dir, GPtrArray *names, gboolean had_manifest, GError **error)
+{
+  g_autofree char *dest = aside_dir (disk_dir, error);
+
+  if (dest == NULL)
+    return FALSE;
+  for (guint i = 0; i < names->len; i++) {
+    const char *name = g_ptr_array_index (names, i);
+    g_autofree char *from = g_build_filename (disk_dir, name, NULL);
+    g_autofree char *to = g_build_filename (dest, name, NULL);
+    /* Names not made by ovagent are shown quoted. */
+    g_autofree char *shown = repo_backup_id_is_valid (name)
+      ? g_strdup (name) : ova_quote_untrusted (name, QUOTE_MAX);
+
+    if (rename (from, to) < 0) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "cannot move %s/%s, which the manifest does not list, to %s: %s",
+                   disk_dir, shown, dest, g_strerror (errno));
+      return FALSE;
+    }
+    ova_warn ("%s/%s is not listed in %s%s: moved to %s/; to keep it, put it back "
+              "together with a manifest that lists it, else remove it", disk_dir,
+              shown, REPO_MANIFEST_NAME, had_manifest ? "" : " (there is none)", dest);
+  }
+  return repo_fsync_dir (dest, error) && repo_fsync_dir (disk_dir, error);
+}
+
+/* Leftovers in a disk directory: an interrupted run's own incomplete work
+ * is removed; anything else the manifest does not list (a backup
+ * committed in the instant before its manifest, or listed by a manifest
+ * that was lost or replaced by an older copy) is moved aside. Runs under
+ * the exclusive lock only. */
+static gboolean
+tidy_disk_dir (const char *disk_dir, const repo_manifest *m, GError **error)
+{
+  g_autofree char *mpath = g_build_filename (disk_dir, REPO_MANIFEST_NAME, NULL);
   g_autoptr(GPtrArray) names = NULL;
-  g_autoptr(GPtrArray) orphans = g_ptr_array_new ();
+  g_autoptr(GPtrArray) unlisted = g_ptr_array_new ();
   g_autoptr(GError) err = NULL;
 
   names = ova_list_dir_sorted (disk_dir, &err);
@@ -275,52 +362,32 @@ repo_rx_remove_leftovers (const char *disk_dir, const repo_manifest *m, GError *
   for (guint i = 0; i < names->len; i++) {
     const char *name = g_ptr_array_index (names, i);
 
-    if (g_str_has_prefix (name, REPO_INCOMING_PREFIX) &&
-        repo_backup_id_is_valid (name + strlen (REPO_INCOMING_PREFIX))) {
+    if (is_own_debris (name)) {
       ova_warn ("removing %s/%s, left by a receive that did not finish", disk_dir, name);
       if (!repo_rx_remove_tree (disk_dir, name, error))
         return FALSE;
     }
-    else if (strcmp (name, REPO_MANIFEST_NAME ".tmp") == 0) {
-      if (!repo_rx_remove_tree (disk_dir, name, error))
-        return FALSE;
-    }
-    else if (repo_backup_id_is_valid (name) && repo_manifest_find (m, name) == NULL)
-      g_ptr_array_add (orphans, (gpointer) name);
+    else if (!is_listed (name, m))
+      g_ptr_array_add (unlisted, (gpointer) name);
   }
-  if (orphans->len > 1) {
-    g_autofree char *list = NULL;
-
-    g_ptr_array_add (orphans, NULL);
-    list = g_strjoinv (", ", (char **) orphans->pdata);
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                 "%s holds %u backup directories that its manifest does not list "
-                 "(%s); an interrupted receive leaves at most one, so nothing was "
-                 "removed: check %s/%s", disk_dir, orphans->len - 1, list,
-                 disk_dir, REPO_MANIFEST_NAME);
-    return FALSE;
-  }
-  if (orphans->len == 1) {
-    const char *name = g_ptr_array_index (orphans, 0);
-
-    ova_warn ("removing %s/%s: the manifest does not list it (left by a receive "
-              "interrupted before its commit)", disk_dir, name);
-    if (!repo_rx_remove_tree (disk_dir, name, error))
-      return FALSE;
-  }
-  return TRUE;
+  if (unlisted->len == 0)
+    return TRUE;
+  return set_aside (disk_dir, unlisted, g_file_test (mpath, G_FILE_TEST_EXISTS), error);
 }
 
 gboolean
 repo_rx_open_disk_dir (const char *disk_dir, const repo_manifest *m, gboolean *made,
                        GError **error)
 {
+  g_autofree char *disks = g_path_get_dirname (disk_dir);
+
   if (ova_is_directory (disk_dir))
-    return repo_rx_remove_leftovers (disk_dir, m, error);
+    return tidy_disk_dir (disk_dir, m, error);
+  /* On disk before anything is written into it. */
   if (!repo_rx_make_dir (disk_dir, error))
     return FALSE;
   *made = TRUE;
-  return TRUE;
+  return repo_fsync_dir (disks, error);
 }
 
 /* Undo a failed run: nothing of it stays, the manifest was not touched. */
@@ -487,7 +554,7 @@ parse_meta (rx *x, const char *json, GError **error)
 {
   g_autoptr(JsonParser) parser = json_parser_new ();
   g_autoptr(GError) err = NULL;
-  const char *format, *mode, *host;
+  const char *format, *mode;
   JsonNode *root, *vols, *domain;
   JsonObject *o;
   guint64 version = 0;
@@ -503,9 +570,6 @@ parse_meta (rx *x, const char *json, GError **error)
     repo_rx_meta_error (error, "not a JSON object");
     return FALSE;
   }
-  /* It goes into the manifest: refuse now what could not be saved there. */
-  if (!repo_meta_check (root, "the stream's metadata", error))
-    return FALSE;
   o = json_node_get_object (root);
   format = repo_rx_member_string (o, "format", &ok);
   if (g_strcmp0 (format, "ovagent-stream") != 0) {
@@ -538,13 +602,15 @@ parse_meta (rx *x, const char *json, GError **error)
                  "changed-block backups can)", q);
     return FALSE;
   }
+  /* What the manifest will keep, within its bounds; the rest is dropped. */
+  x->meta = repo_meta_keep (root, NULL, error);
+  if (x->meta == NULL)
+    return FALSE;
   if (!repo_rx_member_uuid (o, "disk", FALSE, &x->disk, "", error) ||
       !repo_rx_member_uuid (o, "since", TRUE, &x->since, "", error))
     return FALSE;
 
-  host = repo_rx_member_string (o, "host", &ok);
-  if (host && strlen (host) <= TEXT_FIELD_MAX && g_utf8_validate (host, -1, NULL))
-    x->host = g_strdup (host);
+  x->host = g_strdup (repo_rx_member_string (o, "host", &ok));
   domain = json_object_get_member (o, "domain");
   if (domain && JSON_NODE_HOLDS_OBJECT (domain) &&
       !repo_rx_member_uuid (json_node_get_object (domain), "uuid", TRUE, &x->domain,
@@ -554,8 +620,9 @@ parse_meta (rx *x, const char *json, GError **error)
   vols = json_object_get_member (o, "volumes");
   if (vols == NULL || !JSON_NODE_HOLDS_ARRAY (vols) ||
       (n = json_array_get_length (json_node_get_array (vols))) == 0 ||
-      n > STRM_MAX_VOLUMES) {
-    repo_rx_meta_error (error, "\"volumes\" must be an array of 1 to %d volumes", STRM_MAX_VOLUMES);
+      n > STRM_MAX_CHAIN_VOLUMES) {
+    repo_rx_meta_error (error, "\"volumes\" must be an array of 1 to %d volumes",
+                        STRM_MAX_CHAIN_VOLUMES);
     return FALSE;
   }
   x->vols = g_ptr_array_new_with_free_func ((GDestroyNotify) rx_volume_free);
@@ -588,7 +655,6 @@ parse_meta (rx *x, const char *json, GError **error)
     }
     x->total_size += v->size;
   }
-  x->meta = json_node_copy (root);
   return TRUE;
 }
 
@@ -994,12 +1060,11 @@ finish_volume (rx *x, guint i, const repo_backup *b, const repo_backup *parent,
   return g_steal_pointer (&rv);
 }
 
-static gboolean
-commit (rx *x, repo_manifest *m, GDateTime *now, GError **error)
+/* The manifest entry of this backup, without its volumes. */
+static repo_backup *
+new_entry (const rx *x, const repo_backup *parent, GDateTime *now)
 {
-  g_autoptr(repo_backup) b = repo_backup_new ();
-  g_autofree guint8 *head = g_malloc (REPO_DIGEST_BLOCK);
-  const repo_backup *parent = x->since ? repo_manifest_latest (m) : NULL;
+  repo_backup *b = repo_backup_new ();
 
   b->id = g_strdup (x->backup_id);
   b->time = g_date_time_format (now, "%Y-%m-%dT%H:%M:%SZ");
@@ -1009,6 +1074,35 @@ commit (rx *x, repo_manifest *m, GDateTime *now, GError **error)
   b->since = g_strdup (x->since);
   b->parent = parent ? g_strdup (parent->id) : NULL;
   b->meta = json_node_ref (x->meta);
+  return b;
+}
+
+/* Whether the manifest has room for the entry this stream will add, as
+ * far as META tells (the commit checks the entry as it is). */
+static gboolean
+check_room (const rx *x, const repo_manifest *m, GDateTime *now, GError **error)
+{
+  const repo_backup *parent = x->since ? repo_manifest_latest (m) : NULL;
+  g_autoptr(repo_backup) b = new_entry (x, parent, now);
+
+  for (guint i = 0; i < x->vols->len; i++) {
+    const rx_volume *v = g_ptr_array_index (x->vols, i);
+    gboolean qcow2 = strcmp (v->format, "qcow2") == 0;
+
+    g_ptr_array_add (b->volumes,
+                     repo_volume_new_draft (b->id, v->uuid, v->format, v->size,
+                                            qcow2 ? v->capacity : v->size,
+                                            repo_expected_backing (b, i, parent)));
+  }
+  return repo_manifest_check_room (m, b, error);
+}
+
+static gboolean
+commit (rx *x, repo_manifest *m, GDateTime *now, GError **error)
+{
+  g_autofree guint8 *head = g_malloc (REPO_DIGEST_BLOCK);
+  const repo_backup *parent = x->since ? repo_manifest_latest (m) : NULL;
+  g_autoptr(repo_backup) b = new_entry (x, parent, now);
 
   for (guint i = 0; i < x->vols->len; i++) {
     repo_volume *rv;
@@ -1019,7 +1113,16 @@ commit (rx *x, repo_manifest *m, GDateTime *now, GError **error)
     if (rv == NULL)
       return FALSE;
     g_ptr_array_add (b->volumes, rv);
+    if (rv->virtual_size > STRM_MAX_DISK_SIZE) {
+      repo_rx_meta_error (error, "volume %s: its qcow2 header gives a virtual size of %"
+                          G_GUINT64_FORMAT " bytes, over the limit of %" G_GUINT64_FORMAT,
+                          rv->uuid, rv->virtual_size, STRM_MAX_DISK_SIZE);
+      return FALSE;
+    }
   }
+  /* The new manifest must be writable before anything is renamed. */
+  if (!repo_manifest_check_room (m, b, error))
+    return FALSE;
 
   if (interrupted (x, error) || !repo_fsync_dir (x->incoming, error))
     return FALSE;
@@ -1084,9 +1187,6 @@ prepare (rx *x, repo_manifest **m_out, GDateTime *now, GError **error)
                  x->since, x->disk, latest->uuid, latest->uuid);
     return FALSE;
   }
-  if (!repo_rx_open_disk_dir (x->disk_dir, m, &x->made_disk_dir, error))
-    return FALSE;
-
   for (;;) {
     g_autofree char *id = repo_backup_id_new (now);
 
@@ -1095,6 +1195,9 @@ prepare (rx *x, repo_manifest **m_out, GDateTime *now, GError **error)
     x->backup_id = g_steal_pointer (&id);
     break;
   }
+  if (!check_room (x, m, now, error) ||
+      !repo_rx_open_disk_dir (x->disk_dir, m, &x->made_disk_dir, error))
+    return FALSE;
   {
     g_autofree char *inc = g_strconcat (REPO_INCOMING_PREFIX, x->backup_id, NULL);
 

@@ -254,7 +254,14 @@ repo_open (const char *dir, gboolean create, repo_lock_mode lock, GError **error
     return NULL;
 
   disks = g_build_filename (r->dir, REPO_DISKS, NULL);
-  if (lock == REPO_LOCK_EXCLUSIVE && mkdir (disks, 0700) < 0 && errno != EEXIST) {
+  if (lock != REPO_LOCK_EXCLUSIVE)
+    return g_steal_pointer (&r);
+  if (mkdir (disks, 0700) == 0) {
+    /* On disk before receive writes under it. */
+    if (!repo_fsync_dir (r->dir, error))
+      return NULL;
+  }
+  else if (errno != EEXIST) {
     e = errno;
     g_set_error (error, OVA_ERROR, errno_code (e),
                  "cannot create %s: %s", disks, g_strerror (e));

@@ -16,6 +16,9 @@
 #define REPO_LOCK "lock"
 #define REPO_DISKS "disks"
 #define REPO_INCOMING_PREFIX ".incoming-"
+/* R/disks/IMG/.unlisted/TIME/: what receive found in a disk directory that
+ * the manifest does not list (docs/repository.md §3). */
+#define REPO_UNLISTED ".unlisted"
 
 typedef enum {
   REPO_LOCK_SHARED = 0,     /* verify, restore */
@@ -141,12 +144,10 @@ gboolean repo_receive_backup (repo *r, struct strm_decoder *dec, JsonNode *meta,
 /* OVA_ERROR_INTERNAL "interrupted" if *cancel (may be NULL) is set. */
 gboolean repo_rx_interrupted (const repo *r, volatile sig_atomic_t *cancel,
                               GError **error);
-/* Leftovers of interrupted runs in a disk directory (under the exclusive
- * lock): .incoming-ID, manifest.json.tmp, one unlisted backup directory. */
-gboolean repo_rx_remove_leftovers (const char *disk_dir, const repo_manifest *m,
-                                   GError **error);
-/* The disk's directory ready for a new backup: leftovers of a crash
- * removed (under the exclusive lock), or the directory made (*made). */
+/* The disk's directory ready for a new backup (under the exclusive lock):
+ * an interrupted run's .incoming-ID and manifest.json.tmp removed, any
+ * other entry m does not list moved to .unlisted/TIME/ with a warning; or
+ * the directory made (*made) and R/disks synced. */
 gboolean repo_rx_open_disk_dir (const char *disk_dir, const repo_manifest *m,
                                 gboolean *made, GError **error);
 /* Remove name (a file or a backup directory) inside dir. */

@@ -21,9 +21,6 @@
 #define DEC_RBUF_SIZE (1024u * 1024)
 #define DEC_RBUF_FIRST_SIZE (64u * 1024)
 
-/* Deeper JSON is refused before json-glib sees it: its parser recurses. */
-#define DEC_MAX_JSON_DEPTH 64
-
 /* Built for fuzzing only (fuzz/run-fuzzers.sh): hash mismatches are ignored
  * so that mutated inputs reach the checks behind them. Never in a release. */
 #ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
@@ -197,7 +194,8 @@ json_object_parse (const char *json, gsize len, const char *what, GError **error
                  "%s is not UTF-8 text", what);
     return NULL;
   }
-  problem = strm_json_text_problem (json, len, DEC_MAX_JSON_DEPTH, &where);
+  /* Deeper JSON is refused before json-glib sees it: its parser recurses. */
+  problem = strm_json_text_problem (json, len, STRM_MAX_JSON_DEPTH, &where);
   if (problem != NULL) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY, "%s holds %s at byte %"
                  G_GSIZE_FORMAT, what, problem, where);

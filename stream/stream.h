@@ -51,7 +51,28 @@ enum {
 #define STRM_MAX_DATA_PAYLOAD (16u * 1024 * 1024)  /* one DATA frame */
 #define STRM_MAX_JSON_PAYLOAD (4u * 1024 * 1024)   /* META/BEGIN/END/STREAM_END */
 #define STRM_MAX_VOLUMES 4096
+#define STRM_MAX_JSON_DEPTH 64                     /* arrays and objects */
 #define STRM_DEFAULT_FRAME_SIZE (4u * 1024 * 1024)   /* what the encoder sends */
+
+/* Bounds on what a stream can make the backup target store, checked by
+ * receive before it writes anything (docs/stream-format.md §7). Breaking
+ * one is an integrity error (exit 6), like any other unusable META. */
+#define STRM_MAX_CHAIN_VOLUMES 256    /* volumes of one chain export */
+#define STRM_MAX_BACKUP_DISKS 256     /* disks of one changed-block backup */
+/* A disk's guest-visible size: capacity, virtual size. */
+#define STRM_MAX_DISK_SIZE ((guint64) 64 << 40)
+/* A chain volume's file (its "size"): a qcow2 file holds the capacity in
+ * data clusters and its tables: with the smallest clusters (512 bytes),
+ * extended L2 entries (16 bytes per cluster: 1/32) and 64-bit refcounts
+ * (8 bytes per cluster of the file: 1/64) about 1/21 more, which leaves
+ * 1/8 room for the header and bitmaps. */
+#define STRM_MAX_VOLUME_SIZE (STRM_MAX_DISK_SIZE + STRM_MAX_DISK_SIZE / 8)
+#define STRM_MAX_TEXT 255             /* bytes of a name, host, time, type... */
+#define STRM_MAX_BACKING 1023         /* qcow2's own limit on a backing name */
+/* One value of a VDSM volume metadata record: VDSM writes the whole record
+ * in at most 512 bytes. */
+#define STRM_MAX_VDSM_VALUE 512
+#define STRM_MAX_CHECKPOINT_XML (64u * 1024)
 
 /* ---- the volumes a META frame declares ---- */
 

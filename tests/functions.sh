@@ -94,6 +94,16 @@ start_filedomain () {
     . "$FD/env"
 }
 
+# agent_env: the agent's run and state directories inside TESTDIR, no LVM
+# devices and the libvirt test driver (one running VM, using no test-bed
+# volume), exported.
+agent_env () {
+    export OVAGENT_LVM_DEVICES=
+    export OVAGENT_STATE_DIR=$TESTDIR/state OVAGENT_RUN_DIR=$TESTDIR/run
+    export OVAGENT_LIBVIRT_URI=test:///default
+    mkdir -p "$OVAGENT_STATE_DIR" "$OVAGENT_RUN_DIR"
+}
+
 # requires_vm_components [CMD...]: what a test running a VM needs (libvirtd,
 # QEMU, qemu-img, jq, root), and the further core components CMD.
 requires_vm_components () {

@@ -13,16 +13,8 @@ requires_core jq
 requires_core python3
 requires ovagent
 
-TB=$TESTDIR/tb
-cleanup_add filedomain.sh down "$TB"
-filedomain.sh up "$TB" >/dev/null
-. "$TB/env"
-. "$TB/ids"
-export OVAGENT_LVM_DEVICES=
-export OVAGENT_STATE_DIR=$TESTDIR/state OVAGENT_RUN_DIR=$TESTDIR/run
-# The libvirt test driver: one running VM, using none of these volumes.
-export OVAGENT_LIBVIRT_URI=test:///default
-mkdir -p "$OVAGENT_STATE_DIR" "$OVAGENT_RUN_DIR"
+start_filedomain
+agent_env
 
 R=$TESTDIR/repo
 D=$R/disks/$CHAIN_IMG
@@ -235,24 +227,29 @@ echo "ok: SIGTERM mid-stream: exit $rc"
 
 # ---- leftovers of a crash -------------------------------------------------
 
-# One unlisted backup dir (renamed, manifest not yet written) and an
-# .incoming dir: the next receive removes both. Two unlisted dirs are not
-# what a crash leaves: refused, nothing removed.
+# An .incoming dir is an interrupted receive's own work: removed. Backup
+# directories the manifest does not list (renamed just before a crash, or
+# dropped from a manifest put back from an older copy) and anything else
+# unlisted are moved aside to .unlisted/TIME/, never removed.
 mkdir "$D/20200101T000000Z-000001" "$D/20200101T000000Z-000002" \
     "$D/.incoming-20200101T000000Z-000003"
 touch "$D/20200101T000000Z-000001/x.qcow2" "$D/.incoming-20200101T000000Z-000003/y.qcow2"
-expect_exit 6 ovagent receive --repo "$R" <"$TESTDIR/inc1.strm"
-grep -q "2 backup directories that its manifest does not list" "$TESTDIR/err" ||
-    fail "two orphans: $(cat "$TESTDIR/err")"
-[ -d "$D/20200101T000000Z-000001" ] && [ -d "$D/20200101T000000Z-000002" ] ||
-    fail "orphan backup directories were removed"
-rmdir "$D/20200101T000000Z-000002"
+echo note >"$D/notes.txt"
 
 # ---- good incrementals ------------------------------------------------------
 
 expect_exit 0 ovagent receive --repo "$R" --json <"$TESTDIR/inc1.strm"
-[ ! -e "$D/20200101T000000Z-000001" ] || fail "the orphan backup dir was not removed"
 [ ! -e "$D/.incoming-20200101T000000Z-000003" ] || fail "the stale .incoming dir was not removed"
+aside=$(compgen -G "$D/.unlisted/*") || fail "nothing was moved to $D/.unlisted"
+[ -f "$aside/20200101T000000Z-000001/x.qcow2" ] && [ -d "$aside/20200101T000000Z-000002" ] &&
+    [ "$(cat "$aside/notes.txt")" = note ] || fail "unlisted entries not moved aside: $(ls -R "$D")"
+[ ! -e "$D/20200101T000000Z-000001" ] && [ ! -e "$D/notes.txt" ] ||
+    fail "unlisted entries left in place: $(ls "$D")"
+for name in 20200101T000000Z-000001 20200101T000000Z-000002 '"notes.txt"'; do
+    grep -qF "$D/$name is not listed in manifest.json: moved to $aside/" "$TESTDIR/err" ||
+        fail "$name moved aside without a warning: $(cat "$TESTDIR/err")"
+done
+rm -r "$D/.unlisted"
 ID2=$(jq -r .backup_id "$TESTDIR/out")
 jq -e --arg s "$SNAP1" '.kind == "incremental" and .volumes == [$s]' "$TESTDIR/out" >/dev/null ||
     fail "inc1: $(cat "$TESTDIR/out")"

@@ -13,15 +13,8 @@ requires_core losetup
 requires_core mkfs.ext4
 requires ovagent
 
-TB=$TESTDIR/tb
-cleanup_add filedomain.sh down "$TB"
-filedomain.sh up "$TB" >/dev/null
-. "$TB/env"
-. "$TB/ids"
-export OVAGENT_LVM_DEVICES=
-export OVAGENT_STATE_DIR=$TESTDIR/state OVAGENT_RUN_DIR=$TESTDIR/run
-export OVAGENT_LIBVIRT_URI=test:///default
-mkdir -p "$OVAGENT_STATE_DIR" "$OVAGENT_RUN_DIR"
+start_filedomain
+agent_env
 
 # A 64 MiB file system for the repository.
 truncate -s 64M "$TESTDIR/fs.img"

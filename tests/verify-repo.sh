@@ -14,15 +14,8 @@ requires_core qemu-io
 requires_core jq
 requires ovagent
 
-TB=$TESTDIR/tb
-cleanup_add filedomain.sh down "$TB"
-filedomain.sh up "$TB" >/dev/null
-. "$TB/env"
-. "$TB/ids"
-export OVAGENT_LVM_DEVICES=
-export OVAGENT_STATE_DIR=$TESTDIR/state OVAGENT_RUN_DIR=$TESTDIR/run
-export OVAGENT_LIBVIRT_URI=test:///default
-mkdir -p "$OVAGENT_STATE_DIR" "$OVAGENT_RUN_DIR"
+start_filedomain
+agent_env
 
 R=$TESTDIR/repo
 D=$R/disks/$CHAIN_IMG

@@ -15,6 +15,7 @@
 #include "util.h"
 #include "repo/manifest.h"
 #include "repo/repo.h"
+#include "stream/stream.h"
 
 #define DISK "0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b"
 #define SD "5e6f3a2c-8d1b-4c7e-9f0a-1b2c3d4e5f60"
@@ -313,6 +314,354 @@ test_expected_backing (void)
   g_assert_cmpstr (repo_format_ext ("qcow2"), ==, ".qcow2");
   g_assert_cmpstr (repo_format_ext ("raw"), ==, ".raw");
   g_assert_null (repo_format_ext ("vmdk"));
+}
+
+/* ---- what a manifest keeps of META ---- */
+
+#define META_VM "11111111-2222-4333-8444-555555555555"
+#define META_JOB "22222222-3333-4444-8555-666666666666"
+#define CPX "c0000009-0000-4000-8000-000000000009"
+
+/* A chain export's META as export-chain writes it, with members nobody
+ * keeps at every level. */
+static const char chain_meta[] =
+  "{\"format\":\"ovagent-stream\",\"version\":1,\"tool\":\"ovagent 0.1.0\","
+  "\"host\":\"node1\",\"created\":\"2026-11-22T03:10:00Z\",\"mode\":\"chain\","
+  "\"extra\":[[[[1]]]],"
+  "\"domain\":{\"uuid\":\"" SD "\",\"kind\":\"file\",\"storage\":\"nfs\",\"version\":5,"
+  "\"extra\":{\"x\":1}},"
+  "\"disk\":\"" DISK "\",\"capacity\":1073741824,\"since\":null,"
+  "\"volumes\":[{\"uuid\":\"" BASE "\",\"parent\":null,\"format\":\"raw\","
+  "\"voltype\":\"internal\",\"legality\":\"legal\",\"capacity\":1073741824,"
+  "\"generation\":0,\"size\":1073741824,\"qcow2_compat\":null,\"backing\":null,"
+  "\"extra\":\"x\",\"metadata\":{\"CAP\":\"1073741824\",\"DESCRIPTION\":\"{}\","
+  "\"NOT_VDSM\":\"x\",\"VOLTYPE\":\"INTERNAL\"}}]}";
+
+static const char chain_kept[] =
+  "{\"format\":\"ovagent-stream\",\"version\":1,\"tool\":\"ovagent 0.1.0\","
+  "\"host\":\"node1\",\"created\":\"2026-11-22T03:10:00Z\",\"mode\":\"chain\","
+  "\"domain\":{\"uuid\":\"" SD "\",\"kind\":\"file\",\"storage\":\"nfs\",\"version\":5},"
+  "\"disk\":\"" DISK "\",\"capacity\":1073741824,\"since\":null,"
+  "\"volumes\":[{\"uuid\":\"" BASE "\",\"parent\":null,\"format\":\"raw\","
+  "\"voltype\":\"internal\",\"legality\":\"legal\",\"capacity\":1073741824,"
+  "\"generation\":0,\"size\":1073741824,\"qcow2_compat\":null,\"backing\":null,"
+  "\"metadata\":{\"CAP\":\"1073741824\",\"DESCRIPTION\":\"{}\",\"VOLTYPE\":\"INTERNAL\"}}]}";
+
+static const char backup_meta[] =
+  "{\"format\":\"ovagent-stream\",\"version\":1,\"tool\":\"ovagent 0.1.0\","
+  "\"host\":\"node1\",\"created\":\"2026-11-22T03:10:00Z\",\"mode\":\"backup\","
+  "\"vm\":{\"uuid\":\"" META_VM "\",\"name\":\"vm1\",\"running\":true,\"extra\":1},"
+  "\"job\":\"" META_JOB "\",\"checkpoint\":\"" CPX "\",\"checkpoint_xml\":\"<domaincheckpoint/>\","
+  "\"volumes\":["
+  "{\"uuid\":\"" NEW "\",\"disk\":\"" NEW "\",\"target\":\"vda\",\"domain\":null,"
+  "\"volume\":null,\"kind\":\"full\",\"from_checkpoint\":null,\"format\":\"guest\","
+  "\"size\":1048576,\"capacity\":1048576},"
+  "{\"uuid\":\"" DISK "\",\"disk\":\"" DISK "\",\"target\":\"vdb\",\"domain\":\"" SD "\","
+  "\"volume\":\"" TOP "\",\"kind\":\"full\",\"from_checkpoint\":null,\"format\":\"guest\","
+  "\"size\":2097152,\"capacity\":2097152,\"extra\":[1]}]}";
+
+static const char backup_kept[] =
+  "{\"format\":\"ovagent-stream\",\"version\":1,\"tool\":\"ovagent 0.1.0\","
+  "\"host\":\"node1\",\"created\":\"2026-11-22T03:10:00Z\",\"mode\":\"backup\","
+  "\"vm\":{\"uuid\":\"" META_VM "\",\"name\":\"vm1\",\"running\":true},"
+  "\"job\":\"" META_JOB "\",\"checkpoint\":\"" CPX "\",\"checkpoint_xml\":\"<domaincheckpoint/>\","
+  "\"volumes\":["
+  "{\"uuid\":\"" DISK "\",\"disk\":\"" DISK "\",\"target\":\"vdb\",\"domain\":\"" SD "\","
+  "\"volume\":\"" TOP "\",\"kind\":\"full\",\"from_checkpoint\":null,\"format\":\"guest\","
+  "\"size\":2097152,\"capacity\":2097152}]}";
+
+static JsonNode *
+json_parse (const char *text)
+{
+  g_autoptr(JsonParser) p = json_parser_new ();
+  g_autoptr(GError) err = NULL;
+
+  g_assert_true (json_parser_load_from_data (p, text, -1, &err));
+  g_assert_no_error (err);
+  return json_parser_steal_root (p);
+}
+
+/* repo_meta_keep of text, as compact JSON; NULL with *error if refused. */
+static char *
+kept (const char *text, const char *disk, GError **error)
+{
+  g_autoptr(JsonNode) meta = json_parse (text);
+  g_autoptr(JsonNode) out = repo_meta_keep (meta, disk, error);
+
+  return out ? json_to_string (out, FALSE) : NULL;
+}
+
+static void
+test_meta_keep (void)
+{
+  g_autoptr(GError) err = NULL;
+  g_autofree char *chain = kept (chain_meta, NULL, &err);
+  g_autofree char *backup = NULL;
+  g_autofree char *again = NULL;
+
+  g_assert_no_error (err);
+  g_assert_cmpstr (chain, ==, chain_kept);
+  /* What is kept is kept again as it is. */
+  again = kept (chain, NULL, &err);
+  g_assert_no_error (err);
+  g_assert_cmpstr (again, ==, chain);
+
+  /* A backup stream's disk keeps the stream's members and its own entry. */
+  backup = kept (backup_meta, DISK, &err);
+  g_assert_no_error (err);
+  g_assert_cmpstr (backup, ==, backup_kept);
+}
+
+/* META text with the first `from` replaced by `to`. */
+static char *
+edited (const char *text, const char *from, const char *to)
+{
+  g_autoptr(GString) s = g_string_new (text);
+
+  if (g_string_replace (s, from, to, 1) != 1)
+    g_error ("'%s' is not in the META", from);
+  return g_string_free (g_steal_pointer (&s), FALSE);
+}
+
+/* Each case edits the chain or backup META once: at the bound it is kept,
+ * one past it refused naming the member. */
+static void
+test_meta_bounds (void)
+{
+  g_autofree char *s255 = g_strnfill (255, 'h');
+  g_autofree char *s256 = g_strnfill (256, 'h');
+  g_autofree char *s512 = g_strnfill (512, 'd');
+  g_autofree char *s513 = g_strnfill (513, 'd');
+  g_autofree char *s1023 = g_strnfill (1023, 'b');
+  g_autofree char *s1024 = g_strnfill (1024, 'b');
+  g_autofree char *x64k = g_strnfill (64 * 1024, 'x');
+  g_autofree char *x64k1 = g_strnfill (64 * 1024 + 1, 'x');
+  g_autofree char *host_ok = g_strdup_printf ("\"host\":\"%s\"", s255);
+  g_autofree char *host_long = g_strdup_printf ("\"host\":\"%s\"", s256);
+  g_autofree char *desc_ok = g_strdup_printf ("\"DESCRIPTION\":\"%s\"", s512);
+  g_autofree char *desc_long = g_strdup_printf ("\"DESCRIPTION\":\"%s\"", s513);
+  g_autofree char *backing_ok = g_strdup_printf ("\"backing\":\"%s\"", s1023);
+  g_autofree char *backing_long = g_strdup_printf ("\"backing\":\"%s\"", s1024);
+  g_autofree char *xml_ok = g_strdup_printf ("\"checkpoint_xml\":\"%s\"", x64k);
+  g_autofree char *xml_long = g_strdup_printf ("\"checkpoint_xml\":\"%s\"", x64k1);
+  const struct {
+    const char *what;
+    gboolean backup;
+    const char *from, *to;
+    const char *refusal;   /* NULL: kept */
+  } cases[] = {
+    { "host of 255 bytes", FALSE, "\"host\":\"node1\"", host_ok, NULL },
+    { "host of 256 bytes", FALSE, "\"host\":\"node1\"", host_long,
+      "host is 256 bytes long, over the limit of 255" },
+    { "DESCRIPTION of 512 bytes", FALSE, "\"DESCRIPTION\":\"{}\"", desc_ok, NULL },
+    { "DESCRIPTION of 513 bytes", FALSE, "\"DESCRIPTION\":\"{}\"", desc_long,
+      "volumes[0].metadata.DESCRIPTION is 513 bytes long, over the limit of 512" },
+    { "backing of 1023 bytes", FALSE, "\"backing\":null", backing_ok, NULL },
+    { "backing of 1024 bytes", FALSE, "\"backing\":null", backing_long,
+      "volumes[0].backing is 1024 bytes long" },
+    { "checkpoint_xml of 64 KiB", TRUE, "\"checkpoint_xml\":\"<domaincheckpoint/>\"",
+      xml_ok, NULL },
+    { "checkpoint_xml over 64 KiB", TRUE, "\"checkpoint_xml\":\"<domaincheckpoint/>\"",
+      xml_long, "checkpoint_xml is 65537 bytes long, over the limit of 65536" },
+    { "capacity of 64 TiB", FALSE, "\"capacity\":1073741824,\"since\"",
+      "\"capacity\":70368744177664,\"since\"", NULL },
+    { "capacity over 64 TiB", FALSE, "\"capacity\":1073741824,\"since\"",
+      "\"capacity\":70368744177665,\"since\"", "capacity is 70368744177665, over the limit" },
+    { "volume size of 72 TiB", FALSE, "\"size\":1073741824", "\"size\":79164837199872", NULL },
+    { "volume size over 72 TiB", FALSE, "\"size\":1073741824", "\"size\":79164837199873",
+      "volumes[0].size is 79164837199873, over the limit of 79164837199872" },
+    { "disk size over 64 TiB", TRUE, "\"size\":2097152", "\"size\":70368744177665",
+      "volumes[1].size is 70368744177665" },
+    { "negative generation", FALSE, "\"generation\":0", "\"generation\":-1",
+      "volumes[0].generation must be an integer from 0 to 9223372036854775807" },
+    { "fractional version", FALSE, "\"version\":1,\"tool\"", "\"version\":1.5,\"tool\"",
+      "version must be an integer" },
+    { "infinite capacity", FALSE, "\"capacity\":1073741824,\"since\"",
+      "\"capacity\":1e400,\"since\"", "capacity must be an integer" },
+    { "tool as a number", FALSE, "\"tool\":\"ovagent 0.1.0\"", "\"tool\":7",
+      "tool must be a string or null" },
+    { "tool as an object", FALSE, "\"tool\":\"ovagent 0.1.0\"", "\"tool\":{\"a\":[1]}",
+      "tool must be a string or null" },
+    { "parent not a UUID", FALSE, "\"parent\":null", "\"parent\":\"../x\"",
+      "volumes[0].parent must be a UUID or null" },
+    { "running not a boolean", TRUE, "\"running\":true", "\"running\":\"yes\"",
+      "vm.running must be true, false or null" },
+    { "domain not an object", FALSE, "\"domain\":{", "\"domain\":\"x\",\"d\":{",
+      "domain must be an object" },
+    { "a VDSM value null", FALSE, "\"CAP\":\"1073741824\"", "\"CAP\":null", NULL },
+    { "a VDSM value not a string", FALSE, "\"CAP\":\"1073741824\"", "\"CAP\":1073741824",
+      "volumes[0].metadata.CAP must be a string or null" },
+    { "metadata not an object", FALSE, "\"metadata\":{", "\"metadata\":7,\"m\":{",
+      "volumes[0].metadata must be an object" },
+    { "volume not an object", FALSE, "\"volumes\":[{", "\"volumes\":[1,{",
+      "volumes[0] must be an object" },
+    { "unknown members of any type", FALSE, "\"extra\":[[[[1]]]]",
+      "\"extra\":1e400,\"x\":{\"y\":[\"z\"]}", NULL },
+    { "the disk's own entry twice", TRUE, "\"extra\":[1]}]}",
+      "\"extra\":[1]},{\"uuid\":\"" DISK "\"}]}", "does not list disk " DISK " once" },
+  };
+
+  for (size_t i = 0; i < G_N_ELEMENTS (cases); i++) {
+    const char *base = cases[i].backup ? backup_meta : chain_meta;
+    g_autofree char *text = edited (base, cases[i].from, cases[i].to);
+    g_autoptr(GError) err = NULL;
+    g_autofree char *out = kept (text, cases[i].backup ? DISK : NULL, &err);
+
+    if (cases[i].refusal == NULL) {
+      if (out == NULL)
+        g_error ("case '%s': refused: %s", cases[i].what, err->message);
+      continue;
+    }
+    if (out != NULL)
+      g_error ("case '%s': kept", cases[i].what);
+    g_assert_error (err, OVA_ERROR, OVA_ERROR_INTEGRITY);
+    if (strstr (err->message, cases[i].refusal) == NULL)
+      g_error ("case '%s': %s", cases[i].what, err->message);
+    g_test_message ("%s: %s", cases[i].what, err->message);
+  }
+}
+
+/* The counts: 256 volumes or disks at most, and the kept copy at most
+ * REPO_META_MAX bytes however the members within their bounds add up. */
+static void
+test_meta_counts (void)
+{
+  g_autoptr(GString) vols = g_string_new (NULL);
+  g_autoptr(GString) big = g_string_new (NULL);
+  g_autoptr(GError) err = NULL;
+  g_autofree char *text = NULL;
+  g_autofree char *out = NULL;
+
+  for (int i = 0; i < STRM_MAX_CHAIN_VOLUMES; i++)
+    g_string_append_printf (vols, "%s{\"uuid\":\"%08x-0000-4000-8000-000000000000\"}",
+                            i ? "," : "", i + 1);
+  text = g_strdup_printf ("{\"mode\":\"chain\",\"volumes\":[%s]}", vols->str);
+  out = kept (text, NULL, &err);
+  g_assert_no_error (err);
+  g_clear_pointer (&out, g_free);
+  g_free (text);
+  text = g_strdup_printf ("{\"mode\":\"chain\",\"volumes\":[%s,{}]}", vols->str);
+  out = kept (text, NULL, &err);
+  g_assert_null (out);
+  g_assert_error (err, OVA_ERROR, OVA_ERROR_INTEGRITY);
+  g_assert_nonnull (strstr (err->message, "volumes lists 257 entries, over the limit of 256"));
+  g_clear_error (&err);
+
+  /* 256 volumes whose VDSM records hold 512 quotes each, escaped on
+   * output: within every member's bound, over the whole one. */
+  for (int i = 0; i < STRM_MAX_CHAIN_VOLUMES; i++) {
+    g_string_append_printf (big, "%s{\"metadata\":{", i ? "," : "");
+    for (const char *const *k = (const char *const[]) { "CAP", "CTIME", "DESCRIPTION", NULL };
+         *k; k++) {
+      g_string_append_printf (big, "%s\"%s\":\"", strcmp (*k, "CAP") ? "," : "", *k);
+      for (int j = 0; j < STRM_MAX_VDSM_VALUE; j++)
+        g_string_append (big, "\\\"");
+      g_string_append_c (big, '"');
+    }
+    g_string_append (big, "}}");
+  }
+  g_free (text);
+  text = g_strdup_printf ("{\"mode\":\"chain\",\"volumes\":[%s]}", big->str);
+  out = kept (text, NULL, &err);
+  g_assert_null (out);
+  g_assert_error (err, OVA_ERROR, OVA_ERROR_INTEGRITY);
+  g_assert_nonnull (strstr (err->message, "over the limit of 524288 bytes per backup"));
+  g_test_message ("%s", err->message);
+}
+
+/* The manifest is pretty-printed, each meta on one compact line. */
+static void
+test_compact_meta (void)
+{
+  g_autoptr(GError) err = NULL;
+  g_autofree char *deep = NULL;
+  g_autofree char *text = NULL;
+  g_autofree char *json = NULL;
+  g_autoptr(repo_manifest) m = NULL;
+  g_autoptr(repo_manifest) m2 = NULL;
+  g_auto(GStrv) lines = NULL;
+  guint meta_lines = 0;
+
+  /* An older manifest with a deep META: its meta is written compact. */
+  deep = g_strconcat ("\"meta\":{\"a\":[[[[[[[[[[[[[[[[[[[[{\"b\":[1,2,3]}]]]]]]]]]]]]]]]]]]]],",
+                      "\"mode\":\"chain\",\"disk\":\"" DISK "\"}}", NULL);
+  text = edited (good, "\"meta\":{\"mode\":\"chain\",\"disk\":\"" DISK "\"}}", deep);
+  m = parse (text, &err);
+  g_assert_no_error (err);
+  json = repo_manifest_to_json (m);
+  lines = g_strsplit (json, "\n", -1);
+  for (size_t i = 0; lines[i] != NULL; i++)
+    if (strstr (lines[i], "\"meta\" : ") != NULL) {
+      meta_lines++;
+      g_assert_true (g_str_has_prefix (lines[i], "      \"meta\" : "));
+    }
+  g_assert_cmpuint (meta_lines, ==, 2);
+  g_assert_nonnull (strstr (json, "      \"meta\" : {\"a\":[[[[[[[[[[[[[[[[[[[[{\"b\":[1,2,3]}]]]]]]]]]]]]]]]]]]]],"
+                            "\"mode\":\"chain\",\"disk\":\"" DISK "\"}\n    },\n"));
+  g_assert_nonnull (strstr (json, "      \"meta\" : null\n    }\n  ]\n}\n"));
+  g_assert_true (g_str_has_prefix (json, "{\n  \"format\" : \"ovagent-manifest\",\n"));
+  m2 = parse (json, &err);
+  g_assert_no_error (err);
+  g_assert_cmpuint (m2->backups->len, ==, 2);
+}
+
+/* A manifest over REPO_MANIFEST_MAX is never written, and receive can ask
+ * first whether one more backup fits. */
+static void
+test_size_limit (void)
+{
+  g_autoptr(GError) err = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("test-manifest.XXXXXX", &err);
+  g_autofree char *path = g_build_filename (dir, REPO_MANIFEST_NAME, NULL);
+  g_autofree char *tmp = g_build_filename (dir, REPO_MANIFEST_NAME ".tmp", NULL);
+  g_autoptr(repo_manifest) m = parse (good, &err);
+  g_autofree char *before = NULL;
+  g_autofree char *after = NULL;
+  g_autofree char *padding = NULL;
+  g_autofree char *json = NULL;
+  repo_backup *b = g_ptr_array_index (m->backups, 0);
+  repo_backup *extra;
+  gsize len;
+
+  g_assert_no_error (err);
+  g_assert_true (repo_manifest_save (m, dir, &err));
+  g_assert_no_error (err);
+  g_assert_true (g_file_get_contents (path, &before, NULL, NULL));
+
+  /* Padded to exactly the limit: it fits, and nothing more does. */
+  json = repo_manifest_to_json (m);
+  len = strlen (json);
+  padding = g_strnfill (REPO_MANIFEST_MAX - len - strlen (",\"p\":\"\""), 'p');
+  json_object_set_string_member (json_node_get_object (b->meta), "p", padding);
+  g_free (json);
+  json = repo_manifest_to_json (m);
+  g_assert_cmpuint (strlen (json), ==, REPO_MANIFEST_MAX);
+  g_assert_true (repo_manifest_check_room (m, NULL, &err));
+  g_assert_no_error (err);
+  extra = repo_backup_new ();
+  extra->id = g_strdup ("20261125T031000Z-000001");
+  extra->time = g_strdup ("2026-11-25T03:10:00Z");
+  g_ptr_array_add (extra->volumes,
+                   repo_volume_new_draft (extra->id, BASE, "raw", 1, 1, NULL));
+  g_assert_false (repo_manifest_check_room (m, extra, &err));
+  repo_backup_free (extra);
+  g_assert_error (err, OVA_ERROR, OVA_ERROR_INTEGRITY);
+  g_assert_nonnull (strstr (err->message, "the manifest of disk " DISK " would grow to "));
+  g_assert_nonnull (strstr (err->message, "over the limit of 67108864"));
+  g_test_message ("%s", err->message);
+  g_clear_error (&err);
+
+  /* Over: not written, the manifest on disk as it was. */
+  json_object_set_string_member (json_node_get_object (b->meta), "q", "");
+  g_assert_false (repo_manifest_save (m, dir, &err));
+  g_assert_error (err, OVA_ERROR, OVA_ERROR_INTEGRITY);
+  g_test_message ("%s", err->message);
+  g_assert_true (g_file_get_contents (path, &after, NULL, NULL));
+  g_assert_cmpstr (before, ==, after);
+  g_assert_false (g_file_test (tmp, G_FILE_TEST_EXISTS));
+
+  g_assert_cmpint (g_unlink (path), ==, 0);
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
 }
 
 /* ---- the block digest ---- */
@@ -643,6 +992,11 @@ main (int argc, char **argv)
   g_test_add_func ("/manifest/expected-backing", test_expected_backing);
   g_test_add_func ("/manifest/cbt", test_cbt);
   g_test_add_func ("/manifest/cbt-malformed", test_cbt_malformed);
+  g_test_add_func ("/manifest/compact-meta", test_compact_meta);
+  g_test_add_func ("/manifest/size-limit", test_size_limit);
+  g_test_add_func ("/meta/keep", test_meta_keep);
+  g_test_add_func ("/meta/bounds", test_meta_bounds);
+  g_test_add_func ("/meta/counts", test_meta_counts);
   g_test_add_func ("/digest/stream", test_digest_stream);
   g_test_add_func ("/digest/file", test_digest_file);
   return g_test_run ();

@@ -224,6 +224,28 @@ assert_chain (const char *disk, const char *id, guint length, const char *backin
                    ==, backing);
 }
 
+/* The latest backup of disk keeps the stream's members and, of its disks,
+ * only its own. */
+static void
+assert_own_meta (const char *disk)
+{
+  g_autofree char *dir = g_build_filename (repo_dir, REPO_DISKS, disk, NULL);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(repo_manifest) m = repo_manifest_load (dir, disk, FALSE, &err);
+  JsonObject *meta;
+  JsonArray *vols;
+
+  g_assert_no_error (err);
+  meta = json_node_get_object (repo_manifest_latest (m)->meta);
+  g_assert_cmpstr (json_object_get_string_member (meta, "checkpoint_xml"), ==,
+                   "<domaincheckpoint/>");
+  g_assert_cmpstr (json_object_get_string_member (meta, "job"), ==, JOB);
+  vols = json_object_get_array_member (meta, "volumes");
+  g_assert_cmpuint (json_array_get_length (vols), ==, 1);
+  g_assert_cmpstr (json_object_get_string_member (json_array_get_object_element (vols, 0),
+                                                  "uuid"), ==, disk);
+}
+
 /* Every path, type, mode and content hash under the repository. */
 static void
 snapshot_dir (GString *out, const char *dir, const char *rel)
@@ -334,6 +356,8 @@ test_full (void)
   assert_same (DISK_B, id_full, ref_b_full);
   assert_chain (DISK_A, id_full, 1, NULL);
   assert_chain (DISK_B, id_full, 1, NULL);
+  assert_own_meta (DISK_A);
+  assert_own_meta (DISK_B);
   g_unlink (path);
 }
 
