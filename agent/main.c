@@ -189,10 +189,14 @@ static const struct ova_command commands[] = {
                "directory that is not a repository is exit 2. A full backup "
                "starts a new chain; an incremental (export-chain --since VOL) "
                "must continue the latest backup of the disk (VOL its last "
-               "volume), else exit 6. Another receive holding the repository "
-               "lock is exit 4, a stream cut short exit 7, a full file system "
-               "exit 8. --json prints backup_id, disk, kind (full or "
-               "incremental), volumes, bytes_received, data_bytes, seconds.",
+               "volume), else exit 6. The stream's metadata is checked before "
+               "DIR is opened; then receive holds the repository lock shared "
+               "(verify and restore run alongside, and so do receives of other "
+               "disks) and the lock of its disk: another receive writing the "
+               "same disk, or a run holding the repository exclusively, is "
+               "exit 4. A stream cut short is exit 7, a full file system exit "
+               "8. --json prints backup_id, disk, kind (full or incremental), "
+               "volumes, bytes_received, data_bytes, seconds.",
     .examples =
       "  ssh root@node ovagent export-chain 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --output - | \\\n"
       "      ovagent receive --repo /backup --json\n"
