@@ -92,6 +92,7 @@ cmd_receive (ova_ctx *ctx, int argc, char **argv, GError **error)
   const GOptionEntry entries[] = {
     { "repo", 0, 0, G_OPTION_ARG_FILENAME, &repo_dir,
       "The repository (created if missing)", "DIR" },
+    OVA_IO_TIMEOUT_OPTION_ENTRY,
     { NULL },
   };
 
@@ -114,6 +115,7 @@ cmd_receive (ova_ctx *ctx, int argc, char **argv, GError **error)
 
   ova_cancel_install ();
   opts.run_dir = ctx->cfg->env.run_dir;
+  opts.io_timeout = ctx->cfg->io_timeout;
   ok = repo_receive (repo_dir, STDIN_FILENO, &opts, &res, error);
   if (ok)
     print_result (ctx, &res);

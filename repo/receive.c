@@ -62,6 +62,7 @@ typedef struct rx {
   const char *repo_dir;  /* as given: the repository is opened after META */
   repo *r;               /* once opened (not owned) */
   volatile sig_atomic_t *cancel;
+  guint io_timeout;
   int in_fd;
   guint64 bytes_in;
 
@@ -166,29 +167,31 @@ interrupted (const rx *x, GError **error)
   return repo_rx_interrupted (rx_repo_dir (x), x->cancel, error);
 }
 
-/* The decoder's input: plain reads, so that a signal (installed without
- * SA_RESTART) interrupts a read that waits for a slow sender. */
+/* The decoder's input: a signal (installed without SA_RESTART) ends a
+ * read that waits for a slow sender, and so does a sender that sends
+ * nothing for io_timeout seconds. */
 static gssize
 rx_read (void *opaque, void *buf, size_t len, GError **error)
 {
   rx *x = opaque;
+  gssize n = ova_read_idle (x->in_fd, buf, len, x->io_timeout, x->cancel);
+  int e;
 
-  for (;;) {
-    gssize n;
-
-    if (interrupted (x, error))
-      return -1;
-    n = read (x->in_fd, buf, len);
-    if (n >= 0) {
-      x->bytes_in += n;
-      return n;
-    }
-    if (errno != EINTR) {
-      g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
-                   "cannot read the stream: %s", g_strerror (errno));
-      return -1;
-    }
+  if (n >= 0) {
+    x->bytes_in += n;
+    return n;
   }
+  e = errno;
+  if (interrupted (x, error))
+    return -1;
+  if (e == ETIMEDOUT)
+    g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
+                 "the sender sent nothing for %u s (io_timeout); nothing was "
+                 "committed to %s", x->io_timeout, rx_repo_dir (x));
+  else
+    g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
+                 "cannot read the stream: %s", g_strerror (e));
+  return -1;
 }
 
 /* ---- removing what a run leaves ---- */
@@ -1302,6 +1305,7 @@ repo_receive (const char *repo_dir, int fd, const repo_receive_opts *opts,
 
   x->repo_dir = repo_dir;
   x->cancel = opts->cancel;
+  x->io_timeout = opts->io_timeout;
   x->in_fd = fd;
   x->cur_fd = -1;
 

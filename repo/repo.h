@@ -129,6 +129,7 @@ void repo_receive_result_clear (repo_receive_result *res);
 
 typedef struct repo_receive_opts {
   const char *run_dir;             /* qemu-nbd sockets (repo_set_run_dir); may be NULL */
+  guint io_timeout;                /* seconds the sender may send nothing; 0: no limit */
   volatile sig_atomic_t *cancel;   /* set by a signal handler; may be NULL */
 } repo_receive_opts;
 
@@ -139,7 +140,8 @@ typedef struct repo_receive_opts {
  * repository opened (made if missing) with R/lock shared and the disks it
  * writes locked (repo_lock_disks). On any failure nothing is committed and
  * nothing new is left behind. *cancel set stops the run at the next frame
- * or read. */
+ * or read; a sender that sends nothing for io_timeout seconds is
+ * OVA_ERROR_TRANSPORT naming the limit. */
 gboolean repo_receive (const char *repo_dir, int fd, const repo_receive_opts *opts,
                        repo_receive_result *res, GError **error);
 
