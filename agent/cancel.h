@@ -17,7 +17,9 @@ void ova_cancel_install (void);
 /* A descriptor this run writes a stream to, or -1. The handler points it
  * at /dev/null, so that a write blocked on a reader that stopped reading
  * returns instead of retrying; the reader then sees the stream cut, which
- * it rejects. */
+ * it rejects. (A sink given ova_cancelled with strm_sink_set_io_limits
+ * also stops waiting by itself: it writes a pipe through a descriptor of
+ * its own, which this does not reach.) */
 void ova_cancel_redirect (int fd);
 
 /* After a command failed: when a signal came, say so before the error (a

@@ -91,27 +91,29 @@ import_target_clear (import_target *t)
 }
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (import_target, import_target_clear)
 
-/* The stream from stdin; a signal breaks a blocked read (no SA_RESTART). */
+/* The stream from stdin (opaque: the io_timeout); a signal ends a read
+ * that waits for the sender (no SA_RESTART), and so does a sender that
+ * sends nothing for io_timeout seconds. */
 static gssize
-read_stdin (void *opaque G_GNUC_UNUSED, void *buf, size_t len, GError **error)
+read_stdin (void *opaque, void *buf, size_t len, GError **error)
 {
-  for (;;) {
-    ssize_t n = read (STDIN_FILENO, buf, len);
+  const guint *io_timeout = opaque;
+  gssize n = ova_read_idle (STDIN_FILENO, buf, len, *io_timeout, &ova_cancelled);
+  int e;
 
-    if (n >= 0)
-      return n;
-    if (errno != EINTR) {
-      int saved = errno;
-
-      g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
-                   "cannot read the stream from standard input: %s", g_strerror (saved));
-      return -1;
-    }
-    if (ova_cancelled) {
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "interrupted");
-      return -1;
-    }
-  }
+  if (n >= 0)
+    return n;
+  e = errno;
+  if (ova_cancelled)
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "interrupted");
+  else if (e == ETIMEDOUT)
+    g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
+                 "the sender of the stream on standard input sent nothing "
+                 "for %u s (io_timeout)", *io_timeout);
+  else
+    g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
+                 "cannot read the stream from standard input: %s", g_strerror (e));
+  return -1;
 }
 
 static gboolean
@@ -551,7 +553,7 @@ run_import (const ova_ctx *ctx, const import_opts *o, import_target *t,
             import_totals *tot, GError **error)
 {
   g_auto(restore_meta) m = { 0 };
-  g_autoptr(strm_decoder) dec = strm_decoder_new (read_stdin, NULL);
+  g_autoptr(strm_decoder) dec = strm_decoder_new (read_stdin, &ctx->cfg->io_timeout);
   strm_frame f;
 
   /* The stream is checked for what it is before the target is touched. */
@@ -619,6 +621,7 @@ cmd_import (ova_ctx *ctx, int argc, char **argv, GError **error)
     { "format", 0, 0, G_OPTION_ARG_STRING, &o.format,
       "raw or qcow2: the new file's format (default raw), or the volume's, "
       "which must agree with its metadata", "FMT" },
+    OVA_IO_TIMEOUT_OPTION_ENTRY,
     { NULL },
   };
   g_auto(import_target) t = { .fd = -1 };

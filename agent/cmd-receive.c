@@ -86,12 +86,13 @@ gboolean
 cmd_receive (ova_ctx *ctx, int argc, char **argv, GError **error)
 {
   g_autofree char *repo_dir = NULL;
-  g_autoptr(repo) r = NULL;
   repo_receive_result res = { 0 };
+  repo_receive_opts opts = { .cancel = &ova_cancelled };
   gboolean ok;
   const GOptionEntry entries[] = {
     { "repo", 0, 0, G_OPTION_ARG_FILENAME, &repo_dir,
       "The repository (created if missing)", "DIR" },
+    OVA_IO_TIMEOUT_OPTION_ENTRY,
     { NULL },
   };
 
@@ -113,12 +114,9 @@ cmd_receive (ova_ctx *ctx, int argc, char **argv, GError **error)
   }
 
   ova_cancel_install ();
-  r = repo_open (repo_dir, TRUE, REPO_LOCK_EXCLUSIVE, error);
-  if (r == NULL)
-    return FALSE;
-  if (ctx->cfg != NULL)
-    repo_set_run_dir (r, ctx->cfg->env.run_dir);
-  ok = repo_receive (r, STDIN_FILENO, &ova_cancelled, &res, error);
+  opts.run_dir = ctx->cfg->env.run_dir;
+  opts.io_timeout = ctx->cfg->io_timeout;
+  ok = repo_receive (repo_dir, STDIN_FILENO, &opts, &res, error);
   if (ok)
     print_result (ctx, &res);
   repo_receive_result_clear (&res);

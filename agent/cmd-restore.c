@@ -244,6 +244,7 @@ restore_to_stream (const ova_ctx *ctx, const char *disk, GPtrArray *layers,
 
   meta = restore_meta (disk, backup_id, size);
   sink = strm_sink_fd_new (STDOUT_FILENO, "standard output");
+  strm_sink_set_io_limits (sink, ctx->cfg->io_timeout, &ova_cancelled);
   enc = strm_encoder_new (sink, 0);
   meter = ova_progress_new (ctx->progress, disk, size);
   if (!check_interrupted ("starting", error) ||
@@ -276,6 +277,7 @@ cmd_restore (ova_ctx *ctx, int argc, char **argv, GError **error)
     { "output", 0, 0, G_OPTION_ARG_FILENAME, &o.output,
       "'-': write a restore stream to standard output (no result is "
       "printed then)", "-" },
+    OVA_IO_TIMEOUT_OPTION_ENTRY,
     { NULL },
   };
   g_autofree char *disk = NULL;

@@ -48,6 +48,16 @@ struct ova_command {
 gboolean ova_command_parse (ova_ctx *ctx, const GOptionEntry *entries,
                             int *argc, char ***argv, GError **error);
 
+/* --io-timeout SECONDS, taken by every command that reads or writes a
+ * stream: it overrides the io_timeout key in ctx->cfg. */
+gboolean ova_opt_io_timeout (const char *name, const char *value,
+                             gpointer data, GError **error);
+
+#define OVA_IO_TIMEOUT_OPTION_ENTRY \
+  { "io-timeout", 0, 0, G_OPTION_ARG_CALLBACK, ova_opt_io_timeout, \
+    "Fail (exit 7) when the other end of the stream moves no byte for " \
+    "SECONDS (0: no limit; default: the io_timeout key, 300)", "SECONDS" }
+
 /* An OVA_ERROR_USAGE error for ctx's command: the message, then the
  * command's synopsis so the user sees what to type. */
 void ova_usage_error (const ova_ctx *ctx, GError **error, const char *fmt, ...)

@@ -57,7 +57,7 @@ static const struct ova_command commands[] = {
     .name = "export-chain",
     .handler = cmd_export_chain,
     .args = "DISK",
-    .usage = "DISK [--since VOL] [--to VOL] (--output FILE|- | --target ssh://[USER@]HOST[:PORT]/PATH) [--compress[=LEVEL]] [--json]",
+    .usage = "DISK [--since VOL] [--to VOL] (--output FILE|- | --target ssh://[USER@]HOST[:PORT]/PATH) [--compress[=LEVEL]] [--io-timeout SECONDS] [--json]",
     .summary = "Send a disk's volume chain (or the part after --since) as a stream.",
     .details = "DISK is an image UUID, or SD_UUID/IMG_UUID. The volumes go base "
                "first, each as it is stored (qcow2 or raw, holes kept), with "
@@ -102,7 +102,7 @@ static const struct ova_command commands[] = {
     .name = "backup",
     .handler = cmd_backup,
     .args = "VM",
-    .usage = "VM [--disk DISK]... (--full | --incremental [--from CP] | --differential --from CP | --auto) (--output FILE|- | --target ssh://[USER@]HOST[:PORT]/PATH) [--compress[=LEVEL]] [--scratch-dir DIR] [--requests N] [--connections N] [--json]",
+    .usage = "VM [--disk DISK]... (--full | --incremental [--from CP] | --differential --from CP | --auto) (--output FILE|- | --target ssh://[USER@]HOST[:PORT]/PATH) [--compress[=LEVEL]] [--io-timeout SECONDS] [--scratch-dir DIR] [--requests N] [--connections N] [--json]",
     .summary = "Back up a VM's disks with changed-block tracking (libvirt "
                "checkpoints and qcow2 dirty bitmaps) as a stream.",
     .details = "VM is a libvirt domain name or a VM UUID; DISK an image UUID "
@@ -178,7 +178,7 @@ static const struct ova_command commands[] = {
     .name = "receive",
     .handler = cmd_receive,
     .args = NULL,
-    .usage = "--repo DIR [--json] < STREAM",
+    .usage = "--repo DIR [--io-timeout SECONDS] [--json] < STREAM",
     .summary = "Read a stream on standard input and commit it to a repository.",
     .details = "The stream comes from 'ovagent export-chain --output -' (or a "
                "file it wrote). It becomes a new backup of the repository DIR "
@@ -189,10 +189,16 @@ static const struct ova_command commands[] = {
                "directory that is not a repository is exit 2. A full backup "
                "starts a new chain; an incremental (export-chain --since VOL) "
                "must continue the latest backup of the disk (VOL its last "
-               "volume), else exit 6. Another receive holding the repository "
-               "lock is exit 4, a stream cut short exit 7, a full file system "
-               "exit 8. --json prints backup_id, disk, kind (full or "
-               "incremental), volumes, bytes_received, data_bytes, seconds.",
+               "volume), else exit 6. The stream's metadata is checked before "
+               "DIR is opened; then receive holds the repository lock shared "
+               "(verify and restore run alongside, and so do receives of other "
+               "disks) and the lock of its disk: another receive writing the "
+               "same disk, or a run holding the repository exclusively, is "
+               "exit 4. A stream cut short, or a sender that sends nothing for "
+               "--io-timeout seconds (the io_timeout key, default 300), is exit "
+               "7, a full file system exit 8. --json prints backup_id, disk, "
+               "kind (full or incremental), volumes, bytes_received, "
+               "data_bytes, seconds.",
     .examples =
       "  ssh root@node ovagent export-chain 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --output - | \\\n"
       "      ovagent receive --repo /backup --json\n"
@@ -218,7 +224,7 @@ static const struct ova_command commands[] = {
     .name = "restore",
     .handler = cmd_restore,
     .args = "DISK",
-    .usage = "--repo DIR DISK [--backup ID] (--to PATH [--format raw|qcow2] | --output -) [--json]",
+    .usage = "--repo DIR DISK [--backup ID] (--to PATH [--format raw|qcow2] | --output - [--io-timeout SECONDS]) [--json]",
     .summary = "Write a disk as it was at a backup, as a file or as a stream.",
     .details = "DISK is an image UUID; the backup is the latest one unless "
                "--backup names another. --to PATH writes the guest-visible "
@@ -239,7 +245,7 @@ static const struct ova_command commands[] = {
     .name = "import",
     .handler = cmd_import,
     .args = NULL,
-    .usage = "(--to-volume SD/IMG/VOL | --to PATH) [--format raw|qcow2] [--json] < STREAM",
+    .usage = "(--to-volume SD/IMG/VOL | --to PATH) [--format raw|qcow2] [--io-timeout SECONDS] [--json] < STREAM",
     .summary = "Write a restore stream into an existing volume or a local file.",
     .details = "The stream comes from 'ovagent restore --output -' on "
                "standard input; a chain stream is exit 2 (it goes to "
@@ -293,6 +299,8 @@ static struct {
   char *data_center;
   ova_progress progress;
   gboolean version;
+  gboolean io_timeout_set;  /* --io-timeout of a data command */
+  guint io_timeout;
 } globals;
 
 static void
@@ -343,6 +351,20 @@ opt_data_center (const char *name, const char *value,
     return FALSE;
   }
   set_string (&globals.data_center, value);
+  return TRUE;
+}
+
+gboolean
+ova_opt_io_timeout (const char *name, const char *value,
+                    gpointer data G_GNUC_UNUSED, GError **error)
+{
+  if (!ova_io_timeout_parse (value, &globals.io_timeout)) {
+    g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                 "%s takes whole seconds from 1 to %d, or 0 for no limit, "
+                 "not '%s'", name, OVA_IO_TIMEOUT_MAX, value);
+    return FALSE;
+  }
+  globals.io_timeout_set = TRUE;
   return TRUE;
 }
 
@@ -638,10 +660,13 @@ ova_command_parse (ova_ctx *ctx, const GOptionEntry *entries,
     return FALSE;
   if (globals.data_center != NULL)
     set_string (&cfg->env.data_center, globals.data_center);
+  if (globals.io_timeout_set)
+    cfg->io_timeout = globals.io_timeout;
   setup_logging (cfg);
-  ova_debug ("data_center=%s lvm_command=%s run_dir=%s state_dir=%s libvirt_uri=%s",
-             cfg->env.data_center, cfg->env.lvm_command, cfg->env.run_dir,
-             cfg->env.state_dir, cfg->env.libvirt_uri);
+  ova_debug ("data_center=%s lvm_command=%s run_dir=%s state_dir=%s libvirt_uri=%s "
+             "io_timeout=%u", cfg->env.data_center, cfg->env.lvm_command,
+             cfg->env.run_dir, cfg->env.state_dir, cfg->env.libvirt_uri,
+             cfg->io_timeout);
   ova_config_free (ctx->cfg);
   ctx->cfg = g_steal_pointer (&cfg);
   return TRUE;

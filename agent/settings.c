@@ -21,6 +21,7 @@ typedef enum {
   KEY_DEVICES,     /* list of absolute paths, ';' or ',' separated */
   KEY_LOG_LEVEL,
   KEY_BOOL,
+  KEY_SECONDS,     /* io_timeout: 0 (no limit) or 1..OVA_IO_TIMEOUT_MAX */
 } key_type;
 
 static const struct config_key {
@@ -39,6 +40,7 @@ static const struct config_key {
   { "ssh_known_hosts", KEY_PATH },
   { "remote_command", KEY_COMMAND },
   { "scratch_dir", KEY_PATH },
+  { "io_timeout", KEY_SECONDS },
 };
 
 static const struct config_key *
@@ -106,6 +108,18 @@ parse_bool (const char *value, gboolean *out)
   return FALSE;
 }
 
+gboolean
+ova_io_timeout_parse (const char *value, guint *out)
+{
+  guint64 v;
+
+  /* g_ascii_string_to_unsigned takes no sign, blank or base prefix. */
+  if (!g_ascii_string_to_unsigned (value, 10, 0, OVA_IO_TIMEOUT_MAX, &v, NULL))
+    return FALSE;
+  *out = (guint) v;
+  return TRUE;
+}
+
 static gboolean
 valid_path (const char *value)
 {
@@ -167,6 +181,16 @@ config_set (ova_config *cfg, const struct config_key *key, const char *value,
       return FALSE;
     }
     cfg->syslog = b;
+    return TRUE;
+
+  case KEY_SECONDS:
+    if (!ova_io_timeout_parse (value, &cfg->io_timeout)) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                   "%s: %s: invalid value '%s' (expected whole seconds from 1 "
+                   "to %d, or 0 for no limit)", source, name, value,
+                   OVA_IO_TIMEOUT_MAX);
+      return FALSE;
+    }
     return TRUE;
 
   case KEY_PATH:
@@ -306,6 +330,7 @@ ova_config_load (const char *path, GError **error)
   cfg->ssh_known_hosts = NULL;
   cfg->remote_command = g_strdup ("ovagent");
   cfg->scratch_dir = NULL;
+  cfg->io_timeout = OVA_IO_TIMEOUT_DEFAULT;
 
   /* A file named by the user must exist; only the default may be absent. */
   if (path == NULL) {

@@ -22,7 +22,18 @@ typedef struct ova_config {
   char *scratch_dir;     /* scratch_dir: where a running VM's backup keeps
                           * the old content of rewritten clusters; default
                           * <state_dir>/scratch */
+  guint io_timeout;      /* io_timeout: seconds a read or write of a stream
+                          * may wait for its peer to move a byte
+                          * (OVA_IO_TIMEOUT_MAX at most); 0 = no limit;
+                          * default OVA_IO_TIMEOUT_DEFAULT */
 } ova_config;
+
+#define OVA_IO_TIMEOUT_DEFAULT 300
+#define OVA_IO_TIMEOUT_MAX 86400
+
+/* A number of seconds for io_timeout or --io-timeout: 0 to
+ * OVA_IO_TIMEOUT_MAX, digits only. */
+gboolean ova_io_timeout_parse (const char *value, guint *out);
 
 /* Load configuration. path NULL means the default file, which may be
  * absent; an explicit path must exist. An unknown key, a bad value or an
@@ -31,7 +42,8 @@ typedef struct ova_config {
  * (comma-separated), OVAGENT_LVM_COMMAND, OVAGENT_RUN_DIR,
  * OVAGENT_STATE_DIR, OVAGENT_LIBVIRT_URI, OVAGENT_LOG_LEVEL,
  * OVAGENT_SYSLOG, OVAGENT_SSH_KEY, OVAGENT_SSH_KNOWN_HOSTS,
- * OVAGENT_REMOTE_COMMAND and OVAGENT_SCRATCH_DIR override the file. */
+ * OVAGENT_REMOTE_COMMAND, OVAGENT_SCRATCH_DIR and OVAGENT_IO_TIMEOUT
+ * override the file. */
 ova_config *ova_config_load (const char *path, GError **error);
 void ova_config_free (ova_config *cfg);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (ova_config, ova_config_free)

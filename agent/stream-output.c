@@ -164,14 +164,17 @@ ova_stream_output_open (const ova_ctx *ctx, ova_stream_output *o,
     o->sink = strm_sink_ssh_new (target, cfg->ssh_key, cfg->ssh_known_hosts,
                                  cfg->remote_command, error);
     o->ssh = TRUE;
-    return o->sink != NULL;
   }
-  if (strcmp (output, "-") == 0) {
+  else if (strcmp (output, "-") == 0) {
     o->sink = strm_sink_fd_new (STDOUT_FILENO, "standard output");
     ova_cancel_redirect (STDOUT_FILENO);
-    return TRUE;
   }
-  return open_file (ctx, o, output, error);
+  else if (!open_file (ctx, o, output, error))
+    return FALSE;
+  if (o->sink == NULL)
+    return FALSE;
+  strm_sink_set_io_limits (o->sink, cfg->io_timeout, &ova_cancelled);
+  return TRUE;
 }
 
 /* Flush what was written to its place (the fd sink syncs a regular file);

@@ -9,7 +9,7 @@
 #include "agent/command.h"
 #include "stream/stream.h"
 
-/* --output, --target and --compress, taken by every command that writes a
+/* --output, --target, --compress and --io-timeout, taken by every command that writes a
  * stream: its option table lists OVA_STREAM_OPTION_ENTRIES where they go in
  * its --help. One command runs per process: the values live here. */
 typedef struct {
@@ -33,7 +33,8 @@ gboolean ova_stream_opt_compress (const char *name, const char *value,
     "ssh://[USER@]HOST[:PORT]/PATH" }, \
   { "compress", 0, G_OPTION_FLAG_OPTIONAL_ARG, G_OPTION_ARG_CALLBACK, \
     ova_stream_opt_compress, \
-    "Compress data frames with zstd (default level 3)", "LEVEL" }
+    "Compress data frames with zstd (default level 3)", "LEVEL" }, \
+  OVA_IO_TIMEOUT_OPTION_ENTRY
 
 /* ova_command_parse for such a command; with --output - it also marks
  * standard output as the stream's, so that not even a usage error goes

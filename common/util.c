@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -488,4 +489,64 @@ ova_write_private_file (const char *path, const char *contents, GError **error)
     return FALSE;
   }
   return TRUE;
+}
+
+gint64
+ova_deadline_in (guint seconds)
+{
+  return seconds == 0 ? 0 : g_get_monotonic_time () + (gint64) seconds * G_USEC_PER_SEC;
+}
+
+int
+ova_wait_fd (int fd, short events, gint64 deadline, volatile sig_atomic_t *cancel)
+{
+  for (;;) {
+    struct pollfd pfd = { .fd = fd, .events = events };
+    int ms = OVA_WAIT_SLICE_MS;
+    int r;
+
+    if (cancel != NULL && *cancel) {
+      errno = EINTR;
+      return -1;
+    }
+    if (deadline != 0) {
+      gint64 left = deadline - g_get_monotonic_time ();
+
+      /* Rounded up: poll must not return just before the deadline. */
+      ms = left <= 0 ? 0 : (int) MIN ((left + 999) / 1000, (gint64) OVA_WAIT_SLICE_MS);
+    }
+    r = poll (&pfd, 1, ms);
+    if (r > 0)
+      return 1;
+    if (r < 0 && errno != EINTR)
+      return -1;
+    if (r == 0 && deadline != 0 && g_get_monotonic_time () >= deadline)
+      return 0;
+  }
+}
+
+gssize
+ova_read_idle (int fd, void *buf, size_t len, guint timeout, volatile sig_atomic_t *cancel)
+{
+  gint64 deadline = ova_deadline_in (timeout);
+
+  for (;;) {
+    gssize n;
+
+    switch (ova_wait_fd (fd, POLLIN, deadline, cancel)) {
+    case 0:
+      errno = ETIMEDOUT;
+      return -1;
+    case -1:
+      return -1;
+    default:
+      break;
+    }
+    n = read (fd, buf, len);
+    /* A signal, or readiness that went away again (an inherited
+     * non-blocking descriptor shared with another reader): wait again. */
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+      continue;
+    return n;
+  }
 }

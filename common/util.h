@@ -4,6 +4,7 @@
 #define OVA_UTIL_H
 
 #include <glib.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 #define OVA_UUID_LEN 36
@@ -79,6 +80,29 @@ gboolean ova_commit_file (const char *part, const char *path, GError **error);
  * scratch_dir under state_dir. */
 gboolean ova_write_private_file (const char *path, const char *contents,
                                  GError **error);
+
+/* ---- idle limits on stream I/O ---- */
+
+/* The monotonic time (µs) seconds from now; 0 (no deadline) for 0. */
+gint64 ova_deadline_in (guint seconds);
+
+/* Wait until fd is ready for events (POLLIN, POLLOUT), the deadline (from
+ * ova_deadline_in; 0: none) has passed or *cancel (a signal handler's
+ * flag; may be NULL) is set. 1: ready (an error or a hang-up counts: the
+ * next read or write reports it); 0: the deadline passed first; -1 with
+ * errno set, EINTR when *cancel is set. The flag is looked at between
+ * waits of at most OVA_WAIT_SLICE_MS too: a signal another thread took, or
+ * one that came just before the wait, is seen that late at the most. */
+#define OVA_WAIT_SLICE_MS 250
+int ova_wait_fd (int fd, short events, gint64 deadline, volatile sig_atomic_t *cancel);
+
+/* Read up to len bytes from fd, the input of a stream (a pipe, a socket or
+ * a file), waiting at most timeout seconds (0: no limit) for the first of
+ * them. Returns the count, 0 at the end of the input, or -1 with errno
+ * set: ETIMEDOUT when nothing came in time, EINTR when *cancel (may be
+ * NULL) is set. */
+gssize ova_read_idle (int fd, void *buf, size_t len, guint timeout,
+                      volatile sig_atomic_t *cancel);
 
 /* "1.5 GiB", "512 B". */
 char *ova_format_size (guint64 bytes);

@@ -73,10 +73,10 @@ bk_disk_free (bk_disk *d)
 }
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (bk_disk, bk_disk_free)
 
-typedef struct bk {
-  repo *r;
+typedef struct repo_rx_backup {
+  repo *r;                 /* not owned; set once the repository is open */
   volatile sig_atomic_t *cancel;
-  JsonNode *meta;          /* not owned */
+  JsonNode *meta;
   char *host;
   char *vm;
   char *checkpoint;
@@ -105,6 +105,8 @@ bk_free (bk *b)
   if (b == NULL)
     return;
   bk_close_dest (b);
+  if (b->meta)
+    json_node_unref (b->meta);
   g_free (b->host);
   g_free (b->vm);
   g_free (b->checkpoint);
@@ -251,12 +253,29 @@ parse_meta (bk *b, GError **error)
   return TRUE;
 }
 
+bk *
+repo_rx_backup_new (JsonNode *meta, GError **error)
+{
+  g_autoptr(bk) b = g_new0 (bk, 1);
+
+  b->meta = json_node_ref (meta);
+  if (!parse_meta (b, error))
+    return NULL;
+  return g_steal_pointer (&b);
+}
+
+void
+repo_rx_backup_free (bk *b)
+{
+  bk_free (b);
+}
+
 gboolean
 repo_backup_meta_check (const char *json, gsize len, GError **error)
 {
   g_autoptr(JsonParser) parser = json_parser_new ();
   g_autoptr(GError) err = NULL;
-  g_autoptr(bk) b = g_new0 (bk, 1);
+  g_autoptr(bk) b = NULL;
   g_autoptr(GArray) volumes = NULL;
   JsonNode *root;
 
@@ -285,8 +304,8 @@ repo_backup_meta_check (const char *json, gsize len, GError **error)
     repo_rx_meta_error (error, "not a JSON object");
     return FALSE;
   }
-  b->meta = root;
-  return parse_meta (b, error);
+  b = repo_rx_backup_new (root, error);
+  return b != NULL;
 }
 
 /* ---- before the first write ---- */
@@ -617,7 +636,7 @@ receive_frames (bk *b, strm_decoder *dec, GError **error)
   for (;;) {
     strm_frame f;
 
-    if (repo_rx_interrupted (b->r, b->cancel, error) || !strm_decoder_next (dec, &f, error))
+    if (repo_rx_interrupted (b->r->dir, b->cancel, error) || !strm_decoder_next (dec, &f, error))
       return FALSE;
     switch (f.type) {
     case STRM_FRAME_BEGIN:
@@ -688,7 +707,7 @@ static gboolean
 commit (bk *b, GDateTime *now, GError **error)
 {
   for (guint i = 0; i < b->disks->len; i++) {
-    if (repo_rx_interrupted (b->r, b->cancel, error) ||
+    if (repo_rx_interrupted (b->r->dir, b->cancel, error) ||
         !finish_disk (b, g_ptr_array_index (b->disks, i), error))
       return FALSE;
   }
@@ -704,7 +723,7 @@ commit (bk *b, GDateTime *now, GError **error)
   for (guint i = 0; i < b->disks->len; i++) {
     bk_disk *d = g_ptr_array_index (b->disks, i);
 
-    if (repo_rx_interrupted (b->r, b->cancel, error))
+    if (repo_rx_interrupted (b->r->dir, b->cancel, error))
       return FALSE;
     if (rename (d->incoming, d->final) < 0) {
       g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
@@ -715,7 +734,7 @@ commit (bk *b, GDateTime *now, GError **error)
     if (!repo_fsync_dir (d->disk_dir, error))
       return FALSE;
   }
-  if (repo_rx_interrupted (b->r, b->cancel, error))
+  if (repo_rx_interrupted (b->r->dir, b->cancel, error))
     return FALSE;
   /* The manifests last: a failure puts back the ones already written. */
   for (guint i = 0; i < b->disks->len; i++) {
@@ -786,26 +805,29 @@ fail (bk *b, GError **error)
 {
   if (b->cancel != NULL && *b->cancel && error != NULL && *error != NULL) {
     g_clear_error (error);
-    repo_rx_interrupted (b->r, b->cancel, error);
+    repo_rx_interrupted (b->r->dir, b->cancel, error);
   }
   undo (b);
   return FALSE;
 }
 
 gboolean
-repo_receive_backup (repo *r, strm_decoder *dec, JsonNode *meta, GDateTime *now,
+repo_receive_backup (bk *b, repo *r, strm_decoder *dec, GDateTime *now,
                      volatile sig_atomic_t *cancel, repo_receive_result *res,
                      GError **error)
 {
-  g_autoptr(bk) b = g_new0 (bk, 1);
+  g_autoptr(repo_disk_locks) locks = NULL;
+  g_autoptr(GPtrArray) names = g_ptr_array_new ();
   gint64 start = g_get_monotonic_time ();
   const strm_totals *t;
   const bk_disk *first;
 
   b->r = r;
   b->cancel = cancel;
-  b->meta = meta;
-  if (!parse_meta (b, error))
+  for (guint i = 0; i < b->disks->len; i++)
+    g_ptr_array_add (names, ((bk_disk *) g_ptr_array_index (b->disks, i))->disk);
+  locks = repo_lock_disks (r, names, error);
+  if (locks == NULL)
     return FALSE;
   ova_info ("receiving a changed-block backup of %u disk%s (checkpoint %s) into %s",
             b->disks->len, b->disks->len == 1 ? "" : "s", b->checkpoint, r->dir);

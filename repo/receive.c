@@ -58,13 +58,16 @@ rx_volume_free (rx_volume *v)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (rx_volume, rx_volume_free)
 
 typedef struct rx {
-  repo *r;
+  const char *repo_dir;  /* as given: the repository is opened after META */
+  repo *r;               /* once opened (not owned) */
   volatile sig_atomic_t *cancel;
+  guint io_timeout;
   int in_fd;
   guint64 bytes_in;
 
   JsonNode *meta;
   gboolean backup_mode;  /* a "backup" stream: receive-backup.c reads on */
+  struct repo_rx_backup *backup;  /* its META, checked */
   char *disk;
   char *since;
   char *host;
@@ -105,6 +108,7 @@ rx_free (rx *x)
     close (x->cur_fd);
   if (x->meta)
     json_node_unref (x->meta);
+  repo_rx_backup_free (x->backup);
   g_free (x->disk);
   g_free (x->since);
   g_free (x->host);
@@ -140,44 +144,53 @@ repo_receive_result_clear (repo_receive_result *res)
 }
 
 gboolean
-repo_rx_interrupted (const repo *r, volatile sig_atomic_t *cancel, GError **error)
+repo_rx_interrupted (const char *repo_dir, volatile sig_atomic_t *cancel, GError **error)
 {
   if (cancel == NULL || !*cancel)
     return FALSE;
   g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-               "receive interrupted by a signal; nothing was committed to %s", r->dir);
+               "receive interrupted by a signal; nothing was committed to %s", repo_dir);
   return TRUE;
+}
+
+/* The repository as messages name it: canonical once opened. */
+static const char *
+rx_repo_dir (const rx *x)
+{
+  return x->r != NULL ? x->r->dir : x->repo_dir;
 }
 
 static gboolean
 interrupted (const rx *x, GError **error)
 {
-  return repo_rx_interrupted (x->r, x->cancel, error);
+  return repo_rx_interrupted (rx_repo_dir (x), x->cancel, error);
 }
 
-/* The decoder's input: plain reads, so that a signal (installed without
- * SA_RESTART) interrupts a read that waits for a slow sender. */
+/* The decoder's input: a signal (installed without SA_RESTART) ends a
+ * read that waits for a slow sender, and so does a sender that sends
+ * nothing for io_timeout seconds. */
 static gssize
 rx_read (void *opaque, void *buf, size_t len, GError **error)
 {
   rx *x = opaque;
+  gssize n = ova_read_idle (x->in_fd, buf, len, x->io_timeout, x->cancel);
+  int e;
 
-  for (;;) {
-    gssize n;
-
-    if (interrupted (x, error))
-      return -1;
-    n = read (x->in_fd, buf, len);
-    if (n >= 0) {
-      x->bytes_in += n;
-      return n;
-    }
-    if (errno != EINTR) {
-      g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
-                   "cannot read the stream: %s", g_strerror (errno));
-      return -1;
-    }
+  if (n >= 0) {
+    x->bytes_in += n;
+    return n;
   }
+  e = errno;
+  if (interrupted (x, error))
+    return -1;
+  if (e == ETIMEDOUT)
+    g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
+                 "the sender sent nothing for %u s (io_timeout); nothing was "
+                 "committed to %s", x->io_timeout, rx_repo_dir (x));
+  else
+    g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
+                 "cannot read the stream: %s", g_strerror (e));
+  return -1;
 }
 
 /* ---- removing what a run leaves ---- */
@@ -276,8 +289,8 @@ make_dir_synced (const char *parent, const char *dir, GError **error)
 }
 
 /* A new directory under disk_dir/.unlisted named by the time now (UTC),
- * for what this run moves aside. Runs under the exclusive lock: nothing
- * else makes directories there meanwhile. */
+ * for what this run moves aside. Runs under the disk's lock: nothing else
+ * makes directories there meanwhile. */
 static char *
 aside_dir (const char *disk_dir, GError **error)
 {
@@ -344,7 +357,7 @@ set_aside (const char *disk_dir, GPtrArray *names, gboolean had_manifest, GError
  * is removed; anything else the manifest does not list (a backup
  * committed in the instant before its manifest, or listed by a manifest
  * that was lost or replaced by an older copy) is moved aside. Runs under
- * the exclusive lock only. */
+ * the disk's lock only. */
 static gboolean
 tidy_disk_dir (const char *disk_dir, const repo_manifest *m, GError **error)
 {
@@ -1215,24 +1228,12 @@ prepare (rx *x, repo_manifest **m_out, GDateTime *now, GError **error)
   return TRUE;
 }
 
-gboolean
-repo_receive (repo *r, int fd, volatile sig_atomic_t *cancel,
-              repo_receive_result *res, GError **error)
+/* The META frame, checked as far as it can be without the repository. */
+static gboolean
+read_meta (rx *x, strm_decoder *dec, GError **error)
 {
-  g_autoptr(rx) x = g_new0 (rx, 1);
-  g_autoptr(strm_decoder) dec = NULL;
-  g_autoptr(repo_manifest) m = NULL;
-  g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
-  gint64 start = g_get_monotonic_time ();
   strm_frame f;
 
-  g_return_val_if_fail (r->lock == REPO_LOCK_EXCLUSIVE, FALSE);
-  x->r = r;
-  x->cancel = cancel;
-  x->in_fd = fd;
-  x->cur_fd = -1;
-
-  dec = strm_decoder_new (rx_read, x);
   if (!strm_decoder_next (dec, &f, error))
     return FALSE;
   if (f.type != STRM_FRAME_META || f.data == NULL) {
@@ -1242,10 +1243,28 @@ repo_receive (repo *r, int fd, volatile sig_atomic_t *cancel,
   }
   if (!parse_meta (x, (const char *) f.data, error))
     return FALSE;
-  if (x->backup_mode)
-    return repo_receive_backup (r, dec, x->meta, now, cancel, res, error);
+  if (x->backup_mode) {
+    x->backup = repo_rx_backup_new (x->meta, error);
+    return x->backup != NULL;
+  }
+  return TRUE;
+}
+
+/* A chain export after its META, under the disk's lock. */
+static gboolean
+receive_chain (rx *x, strm_decoder *dec, GDateTime *now, gint64 start,
+               repo_receive_result *res, GError **error)
+{
+  g_autoptr(repo_manifest) m = NULL;
+  g_autoptr(repo_disk_locks) locks = NULL;
+  g_autoptr(GPtrArray) disks = g_ptr_array_new ();
+
+  g_ptr_array_add (disks, x->disk);
+  locks = repo_lock_disks (x->r, disks, error);
+  if (locks == NULL)
+    return FALSE;
   ova_info ("receiving %s backup of disk %s (%u volumes) into %s",
-            x->since ? "an incremental" : "a full", x->disk, x->vols->len, r->dir);
+            x->since ? "an incremental" : "a full", x->disk, x->vols->len, x->r->dir);
 
   if (!prepare (x, &m, now, error)) {
     rx_undo (x);
@@ -1273,4 +1292,35 @@ repo_receive (repo *r, int fd, volatile sig_atomic_t *cancel,
   res->data_bytes = x->data_bytes;
   res->seconds = (g_get_monotonic_time () - start) / 1e6;
   return TRUE;
+}
+
+gboolean
+repo_receive (const char *repo_dir, int fd, const repo_receive_opts *opts,
+              repo_receive_result *res, GError **error)
+{
+  g_autoptr(rx) x = g_new0 (rx, 1);
+  g_autoptr(strm_decoder) dec = NULL;
+  g_autoptr(repo) r = NULL;
+  g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
+  gint64 start = g_get_monotonic_time ();
+
+  x->repo_dir = repo_dir;
+  x->cancel = opts->cancel;
+  x->io_timeout = opts->io_timeout;
+  x->in_fd = fd;
+  x->cur_fd = -1;
+
+  /* A sender that stalls or lies before its META is complete never gets
+   * the repository made, opened or locked. */
+  dec = strm_decoder_new (rx_read, x);
+  if (!read_meta (x, dec, error))
+    return FALSE;
+  r = repo_open (repo_dir, TRUE, REPO_LOCK_SHARED, error);
+  if (r == NULL)
+    return FALSE;
+  repo_set_run_dir (r, opts->run_dir);
+  x->r = r;
+  if (x->backup != NULL)
+    return repo_receive_backup (x->backup, r, dec, now, x->cancel, res, error);
+  return receive_chain (x, dec, now, start, res, error);
 }

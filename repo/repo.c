@@ -1,4 +1,4 @@
-/* ovagent: the repository itself: creating and recognising it, its lock,
+/* ovagent: the repository itself: creating and recognising it, its locks,
  * file digests and qcow2 probes shared by receive and verify, and resolving
  * a backup for restore. */
 #include <config.h>
@@ -30,6 +30,9 @@
 /* Holes are hashed as zeros from this buffer. */
 #define ZERO_CHUNK (1024 * 1024)
 static const guint8 zero_chunk[ZERO_CHUNK];
+
+/* Attempts at a disk lock whose file other runs keep removing. */
+#define DISK_LOCK_TRIES 100
 
 /* ---- opening ---- */
 
@@ -86,23 +89,34 @@ errno_code (int e)
   return e == ENOSPC || e == EDQUOT ? OVA_ERROR_NO_SPACE : OVA_ERROR_INTERNAL;
 }
 
-/* Make an empty directory a repository: disks/ first, the marker last, so
- * that a half-made one is still an empty-looking directory to no one but
- * us (the marker decides). */
+/* mkdir 0700 of name in dir; one that exists is fine. */
+static gboolean
+make_subdir (const char *dir, const char *name, GError **error)
+{
+  g_autofree char *path = g_build_filename (dir, name, NULL);
+  int e;
+
+  if (mkdir (path, 0700) == 0)
+    return repo_fsync_dir (dir, error);     /* on disk before anything goes in */
+  if (errno == EEXIST)
+    return TRUE;
+  e = errno;
+  g_set_error (error, OVA_ERROR, errno_code (e),
+               "cannot create %s: %s", path, g_strerror (e));
+  return FALSE;
+}
+
+/* Make an empty directory a repository: disks/ and locks/ first, the
+ * marker last (the marker decides what is a repository). */
 static gboolean
 init_repo (const char *dir, const char *marker, GError **error)
 {
   static const char text[] = "{\"format\":\"" REPO_MARKER_FORMAT "\",\"version\":1}\n";
-  g_autofree char *disks = g_build_filename (dir, REPO_DISKS, NULL);
   gssize n;
   int fd, e;
 
-  if (mkdir (disks, 0700) < 0 && errno != EEXIST) {
-    e = errno;
-    g_set_error (error, OVA_ERROR, errno_code (e),
-                 "cannot create %s: %s", disks, g_strerror (e));
+  if (!make_subdir (dir, REPO_DISKS, error) || !make_subdir (dir, REPO_LOCKS, error))
     return FALSE;
-  }
   fd = open (marker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0 && errno == EEXIST)
     return TRUE;     /* another receive made it at the same time */
@@ -156,12 +170,13 @@ take_lock (repo *r, repo_lock_mode mode, GError **error)
     if (e == EWOULDBLOCK) {
       if (mode == REPO_LOCK_EXCLUSIVE)
         g_set_error (error, OVA_ERROR, OVA_ERROR_BUSY,
-                     "another ovagent receive, verify or restore holds %s; "
-                     "try again when it has finished", path);
+                     "another ovagent receive, verify or restore is using %s "
+                     "(it holds %s); try again when it has finished", r->dir, path);
       else
         g_set_error (error, OVA_ERROR, OVA_ERROR_BUSY,
-                     "an ovagent receive is writing to %s (it holds %s); "
-                     "try again when it has finished", r->dir, path);
+                     "%s is locked exclusively by another ovagent run (prune or "
+                     "forget; it holds %s); try again when it has finished",
+                     r->dir, path);
     }
     else
       g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
@@ -172,12 +187,62 @@ take_lock (repo *r, repo_lock_mode mode, GError **error)
   return TRUE;
 }
 
+/* A directory without the marker: made a repository if it is empty and
+ * create is set. Creators hold a lock on the directory itself meanwhile
+ * (a few file operations), so that two receives into a new repository
+ * never take each other's first steps for a foreign directory's files. */
+static gboolean
+adopt_dir (const char *dir, const char *marker, gboolean create, GError **error)
+{
+  struct stat st;
+  gboolean ok = FALSE;
+  int dfd = -1;
+
+  if (create) {
+    dfd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || flock (dfd, LOCK_EX) < 0) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "cannot lock directory %s to make it a repository: %s",
+                   dir, g_strerror (errno));
+      goto out;
+    }
+    /* Made meanwhile by the run that held the lock before us. */
+    if (lstat (marker, &st) == 0) {
+      ok = TRUE;
+      goto out;
+    }
+  }
+  /* Never take over a directory holding something else. */
+  switch (dir_has_entries (dir, error)) {
+  case -1:
+    goto out;
+  case 1:
+    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
+                 "%s is not an ovagent repository (it has no %s) and is "
+                 "not empty; give an empty or new directory", dir, REPO_MARKER);
+    goto out;
+  default:
+    break;
+  }
+  if (!create) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_NOT_FOUND,
+                 "%s is empty: no repository there yet", dir);
+    goto out;
+  }
+  ok = init_repo (dir, marker, error);
+  if (ok)
+    ova_info ("created repository %s", dir);
+out:
+  if (dfd >= 0)
+    close (dfd);
+  return ok;
+}
+
 repo *
 repo_open (const char *dir, gboolean create, repo_lock_mode lock, GError **error)
 {
   g_autoptr(repo) r = g_new0 (repo, 1);
   g_autofree char *marker = NULL;
-  g_autofree char *disks = NULL;
   char *real;
   struct stat st;
   int e;
@@ -227,46 +292,17 @@ repo_open (const char *dir, gboolean create, repo_lock_mode lock, GError **error
                    "cannot access %s: %s", marker, g_strerror (errno));
       return NULL;
     }
-    /* Never take over a directory holding something else. */
-    switch (dir_has_entries (r->dir, error)) {
-    case -1:
+    if (!adopt_dir (r->dir, marker, create, error))
       return NULL;
-    case 1:
-      g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
-                   "%s is not an ovagent repository (it has no %s) and is "
-                   "not empty; give an empty or new directory", r->dir, REPO_MARKER);
-      return NULL;
-    default:
-      break;
-    }
-    if (!create) {
-      g_set_error (error, OVA_ERROR, OVA_ERROR_NOT_FOUND,
-                   "%s is empty: no repository there yet", r->dir);
-      return NULL;
-    }
-    if (!init_repo (r->dir, marker, error))
-      return NULL;
-    ova_info ("created repository %s", r->dir);
   }
   if (!check_marker (r->dir, marker, error))
     return NULL;
   if (!take_lock (r, lock, error))
     return NULL;
-
-  disks = g_build_filename (r->dir, REPO_DISKS, NULL);
-  if (lock != REPO_LOCK_EXCLUSIVE)
-    return g_steal_pointer (&r);
-  if (mkdir (disks, 0700) == 0) {
-    /* On disk before receive writes under it. */
-    if (!repo_fsync_dir (r->dir, error))
-      return NULL;
-  }
-  else if (errno != EEXIST) {
-    e = errno;
-    g_set_error (error, OVA_ERROR, errno_code (e),
-                 "cannot create %s: %s", disks, g_strerror (e));
+  /* Repositories made before a version had them get them now. */
+  if (create && (!make_subdir (r->dir, REPO_DISKS, error) ||
+                 !make_subdir (r->dir, REPO_LOCKS, error)))
     return NULL;
-  }
   return g_steal_pointer (&r);
 }
 
@@ -293,6 +329,101 @@ char *
 repo_disk_dir (const repo *r, const char *disk)
 {
   return g_build_filename (r->dir, REPO_DISKS, disk, NULL);
+}
+
+/* ---- disk locks ---- */
+
+struct repo_disk_locks {
+  GPtrArray *paths;         /* char *, the lock files held */
+  GArray *fds;              /* int, the same order */
+};
+
+/* R/locks/IMG locked exclusively: its descriptor, or -1 with error set.
+ * A holder removes the file as it lets go, so a lock taken on a file that
+ * is no longer the one at path locks nothing: then try again. */
+static int
+lock_disk (const repo *r, const char *disk, char **path_out, GError **error)
+{
+  g_autofree char *path = g_build_filename (r->dir, REPO_LOCKS, disk, NULL);
+
+  for (guint i = 0; i < DISK_LOCK_TRIES; i++) {
+    struct stat held, named;
+    int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int e;
+
+    if (fd < 0) {
+      e = errno;
+      g_set_error (error, OVA_ERROR, errno_code (e),
+                   "cannot open the disk lock %s: %s", path, g_strerror (e));
+      return -1;
+    }
+    if (flock (fd, LOCK_EX | LOCK_NB) < 0) {
+      e = errno;
+      close (fd);
+      if (e == EWOULDBLOCK)
+        g_set_error (error, OVA_ERROR, OVA_ERROR_BUSY,
+                     "another ovagent receive is writing disk %s to %s (it holds "
+                     "%s); try again when it has finished", disk, r->dir, path);
+      else
+        g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                     "cannot lock %s: %s", path, g_strerror (e));
+      return -1;
+    }
+    if (fstat (fd, &held) == 0 && lstat (path, &named) == 0 &&
+        held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
+      *path_out = g_steal_pointer (&path);
+      return fd;
+    }
+    close (fd);
+  }
+  g_set_error (error, OVA_ERROR, OVA_ERROR_BUSY,
+               "the lock of disk %s in %s (%s) was taken and let go by other "
+               "runs %u times in a row; try again", disk, r->dir, path,
+               DISK_LOCK_TRIES);
+  return -1;
+}
+
+repo_disk_locks *
+repo_lock_disks (repo *r, GPtrArray *disks, GError **error)
+{
+  g_autoptr(repo_disk_locks) l = g_new0 (repo_disk_locks, 1);
+  g_autoptr(GPtrArray) sorted = g_ptr_array_copy (disks, NULL, NULL);
+
+  l->paths = g_ptr_array_new_with_free_func (g_free);
+  l->fds = g_array_new (FALSE, FALSE, sizeof (int));
+  /* One order for every run: two streams sharing disks never each hold
+   * a lock the other one wants next. */
+  g_ptr_array_sort (sorted, ova_compare_strings);
+  for (guint i = 0; i < sorted->len; i++) {
+    char *path = NULL;
+    int fd = lock_disk (r, g_ptr_array_index (sorted, i), &path, error);
+
+    if (fd < 0)
+      return NULL;
+    g_ptr_array_add (l->paths, path);
+    g_array_append_val (l->fds, fd);
+  }
+  return g_steal_pointer (&l);
+}
+
+void
+repo_disk_locks_release (repo_disk_locks *l)
+{
+  if (l == NULL)
+    return;
+  for (guint i = l->paths ? l->paths->len : 0; i > 0; i--) {
+    const char *path = g_ptr_array_index (l->paths, i - 1);
+
+    /* Removed while still held: see lock_disk. */
+    if (unlink (path) < 0 && errno != ENOENT)
+      ova_warn ("cannot remove the disk lock %s: %s", path, g_strerror (errno));
+    close (g_array_index (l->fds, int, i - 1));
+  }
+  if (l->paths)
+    g_ptr_array_unref (l->paths);
+  if (l->fds)
+    g_array_unref (l->fds);
+  g_free (l);
 }
 
 /* ---- digests ---- */

@@ -14,15 +14,18 @@
 #define REPO_MARKER_FORMAT "ovagent-repository"
 #define REPO_MARKER_VERSION 1
 #define REPO_LOCK "lock"
+#define REPO_LOCKS "locks"
 #define REPO_DISKS "disks"
 #define REPO_INCOMING_PREFIX ".incoming-"
 /* R/disks/IMG/.unlisted/TIME/: what receive found in a disk directory that
  * the manifest does not list (docs/repository.md §3). */
 #define REPO_UNLISTED ".unlisted"
 
+/* How R/lock is held (docs/repository.md §4). */
 typedef enum {
-  REPO_LOCK_SHARED = 0,     /* verify, restore */
-  REPO_LOCK_EXCLUSIVE,      /* receive */
+  REPO_LOCK_SHARED = 0,     /* receive (with its disks' locks), verify, restore */
+  REPO_LOCK_EXCLUSIVE,      /* commands that rewrite backups (prune, forget):
+                             * no receive, verify or restore runs meanwhile */
 } repo_lock_mode;
 
 typedef struct repo {
@@ -32,15 +35,26 @@ typedef struct repo {
   char *run_dir;            /* for qemu-nbd sockets (repo_set_run_dir) */
 } repo;
 
-/* Open the repository at dir and take its lock (without waiting: a held
- * lock is OVA_ERROR_BUSY). With create, a missing dir is created (0700,
- * parents too) and an empty dir made a repository. A path that is not a
- * directory, or a non-empty directory without ovagent-repo.json, is
- * OVA_ERROR_USAGE; a missing one without create OVA_ERROR_NOT_FOUND. */
+/* Open the repository at dir and take R/lock (without waiting: a held
+ * lock is OVA_ERROR_BUSY saying who holds it). With create (receive), a
+ * missing dir is created (0700, parents too) and an empty dir made a
+ * repository. A path that is not a directory, or a non-empty directory
+ * without ovagent-repo.json, is OVA_ERROR_USAGE; a missing one without
+ * create OVA_ERROR_NOT_FOUND. */
 repo *repo_open (const char *dir, gboolean create, repo_lock_mode lock,
                  GError **error);
 void repo_close (repo *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (repo, repo_close)
+
+/* The exclusive locks of the disks a receive writes: R/locks/IMG, made
+ * (0600, in R/locks, 0700) as needed and removed again on release, taken
+ * in sorted order without waiting. disks holds checked lower-case image
+ * UUIDs (char *). A disk another run writes is OVA_ERROR_BUSY naming the
+ * disk and the repository. r must be open with create. */
+typedef struct repo_disk_locks repo_disk_locks;
+repo_disk_locks *repo_lock_disks (repo *r, GPtrArray *disks, GError **error);
+void repo_disk_locks_release (repo_disk_locks *l);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (repo_disk_locks, repo_disk_locks_release)
 
 /* Where receive puts the sockets of the qemu-nbd it runs to write
  * changed-block backups: run_dir if it is a writable directory, else the
@@ -116,13 +130,22 @@ typedef struct repo_receive_result {
 } repo_receive_result;
 void repo_receive_result_clear (repo_receive_result *res);
 
-/* Read a stream from fd and commit it as a new backup (the repository must
- * be open with REPO_LOCK_EXCLUSIVE): a chain export (mode "chain") as one
- * backup of its disk, a changed-block backup (mode "backup") as one backup
- * of each of its disks, all under one id. On any failure nothing is
- * committed and nothing new is left behind. *cancel (may be NULL) set by a
- * signal handler stops the run at the next frame or read. */
-gboolean repo_receive (repo *r, int fd, volatile sig_atomic_t *cancel,
+typedef struct repo_receive_opts {
+  const char *run_dir;             /* qemu-nbd sockets (repo_set_run_dir); may be NULL */
+  guint io_timeout;                /* seconds the sender may send nothing; 0: no limit */
+  volatile sig_atomic_t *cancel;   /* set by a signal handler; may be NULL */
+} repo_receive_opts;
+
+/* Read a stream from fd and commit it as a new backup to the repository at
+ * repo_dir: a chain export (mode "chain") as one backup of its disk, a
+ * changed-block backup (mode "backup") as one backup of each of its disks,
+ * all under one id. Its META is read and checked first; only then is the
+ * repository opened (made if missing) with R/lock shared and the disks it
+ * writes locked (repo_lock_disks). On any failure nothing is committed and
+ * nothing new is left behind. *cancel set stops the run at the next frame
+ * or read; a sender that sends nothing for io_timeout seconds is
+ * OVA_ERROR_TRANSPORT naming the limit. */
+gboolean repo_receive (const char *repo_dir, int fd, const repo_receive_opts *opts,
                        repo_receive_result *res, GError **error);
 
 /* Check the META of a changed-block ("backup" mode) stream as the stream
@@ -136,15 +159,23 @@ gboolean repo_backup_meta_check (const char *json, gsize len, GError **error);
 /* -- shared by receive.c and receive-backup.c, not for other callers -- */
 
 struct strm_decoder;
+struct repo_rx_backup;
 
-/* The rest of a "backup" stream after its META (root: the parsed object). */
-gboolean repo_receive_backup (repo *r, struct strm_decoder *dec, JsonNode *meta,
-                              GDateTime *now, volatile sig_atomic_t *cancel,
+/* The META of a "backup" stream (root: the parsed object), checked as
+ * receive does before it opens the repository: OVA_ERROR_INTEGRITY if it
+ * is not usable. Holds a reference to meta. */
+struct repo_rx_backup *repo_rx_backup_new (JsonNode *meta, GError **error);
+void repo_rx_backup_free (struct repo_rx_backup *b);
+/* The rest of that stream after its META: its disks' locks, then each
+ * disk written and all committed, or none. */
+gboolean repo_receive_backup (struct repo_rx_backup *b, repo *r,
+                              struct strm_decoder *dec, GDateTime *now,
+                              volatile sig_atomic_t *cancel,
                               repo_receive_result *res, GError **error);
 /* OVA_ERROR_INTERNAL "interrupted" if *cancel (may be NULL) is set. */
-gboolean repo_rx_interrupted (const repo *r, volatile sig_atomic_t *cancel,
+gboolean repo_rx_interrupted (const char *repo_dir, volatile sig_atomic_t *cancel,
                               GError **error);
-/* The disk's directory ready for a new backup (under the exclusive lock):
+/* The disk's directory ready for a new backup (under the disk's lock):
  * an interrupted run's .incoming-ID and manifest.json.tmp removed, any
  * other entry m does not list moved to .unlisted/TIME/ with a warning; or
  * the directory made (*made) and R/disks synced. */

@@ -16,7 +16,8 @@
 
 /* Small frames (ZERO, HOLE, JSON, compressed DATA) are gathered here and
  * written together, so that a volume of many small extents does not cost a
- * write per frame; a payload that does not fit goes to the sink directly. */
+ * write per frame; a payload that does not fit goes to the sink directly,
+ * and gathered bytes wait at most STRM_GATHER_MAX_AGE for more. */
 #define ENC_OUT_SIZE (256u * 1024)
 
 typedef enum {
@@ -45,6 +46,7 @@ struct strm_encoder {
 
   guint8 *out;              /* pending bytes, ENC_OUT_SIZE */
   size_t out_len;
+  gint64 out_since;         /* when the first of them came (monotonic µs) */
   guint8 *cbuf;             /* zstd output, reused */
   size_t cbuf_cap;
 
@@ -149,15 +151,20 @@ static gboolean
 enc_output (strm_encoder *e, const void *buf, size_t len, GError **error)
 {
   if (len <= ENC_OUT_SIZE - e->out_len) {
+    gint64 now = g_get_monotonic_time ();
+
+    if (e->out_len == 0)
+      e->out_since = now;
     memcpy (e->out + e->out_len, buf, len);
     e->out_len += len;
-    return TRUE;
+    return now - e->out_since < STRM_GATHER_MAX_AGE || enc_flush (e, error);
   }
   if (!enc_flush (e, error))
     return FALSE;
   if (len < ENC_OUT_SIZE) {
     memcpy (e->out, buf, len);
     e->out_len = len;
+    e->out_since = g_get_monotonic_time ();
     return TRUE;
   }
   return e->sink->ops->write (e->sink, buf, len, error);

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -24,8 +25,9 @@
   "aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr," \
   "aes256-gcm@openssh.com,aes256-ctr"
 
-/* Connecting, key exchange and authentication; the stream itself has no
- * time limit (the receiver may take long to commit a big backup). */
+/* Connecting, key exchange and authentication. Writes of the stream wait
+ * at most the sink's io_timeout for the peer; waiting for the result has
+ * no limit (the receiver may take long to commit a big backup). */
 #define CONNECT_TIMEOUT_SECONDS 30L
 
 /* After a write failed: how long to wait for the remote command's exit
@@ -37,8 +39,9 @@
 #define KEEPALIVE_INTERVAL 15
 #define KEEPALIVE_COUNT 4
 
-/* Small frames (headers, holes, zero runs) are gathered into one packet;
- * large ones go straight into the channel. */
+/* Small frames (headers, holes, zero runs) are gathered into one packet,
+ * for at most STRM_GATHER_MAX_AGE; large ones go straight into the
+ * channel. */
 #define GATHER_MAX (256 * 1024)
 #define GATHER_SMALL (64 * 1024)
 
@@ -64,6 +67,7 @@ typedef struct ssh_sink {
   struct ssh_channel_callbacks_struct callbacks;
   guint8 *gather;
   gsize gather_len;
+  gint64 gather_since;   /* when its first byte came (monotonic µs) */
   GString *out;          /* remote stdout, at most STRM_SSH_RESULT_MAX */
   gboolean out_overflow;
   GString *err;          /* the tail of the remote stderr */
@@ -480,20 +484,77 @@ fail_from_remote (ssh_sink *k, GError **error)
 
 /* ---- sink ops ---- */
 
+/* Nothing could be queued (the channel window is used up, or a key
+ * exchange runs): wait for the peer, up to deadline, then let libssh read
+ * what came (window adjustments) and send what it holds. */
+static gboolean
+wait_for_peer (ssh_sink *k, gint64 deadline, GError **error)
+{
+  short events = POLLIN;
+
+  if (ssh_get_poll_flags (k->session) & SSH_WRITE_PENDING)
+    events |= POLLOUT;
+  switch (ova_wait_fd (ssh_get_fd (k->session), events, deadline, k->parent.cancel)) {
+  case 0:
+    g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
+                 "the SSH channel to %s accepted nothing for %u s (io_timeout)",
+                 k->target, k->parent.io_timeout);
+    return FALSE;
+  case -1:
+    if (errno == EINTR)
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "interrupted by a signal while writing the stream to %s", k->target);
+    else
+      g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
+                   "cannot wait for the SSH connection to %s: %s",
+                   k->target, g_strerror (errno));
+    return FALSE;
+  default:
+    pump (k);
+    return TRUE;
+  }
+}
+
+/* The session is non-blocking while data goes in: libssh queues what the
+ * peer's window allows and returns, so that a peer that takes nothing is
+ * seen after io_timeout instead of blocking for ever. */
 static gboolean
 channel_write_all (ssh_sink *k, const guint8 *buf, gsize len, GError **error)
 {
+  gint64 deadline = ova_deadline_in (k->parent.io_timeout);
+  gboolean ok = TRUE;
+  gboolean lost = FALSE;
+
+  ssh_set_blocking (k->session, 0);
   while (len > 0) {
     int r = ssh_channel_write (k->channel, buf, MIN (len, WRITE_MAX));
 
-    /* Partial counts come back when the channel closed while waiting
-     * for window space; nothing written and not open is the same. */
-    if (r < 0 || (r == 0 && !ssh_channel_is_open (k->channel)))
-      return fail_from_remote (k, error);
+    /* Nothing written and not open: the channel closed while waiting. */
+    if (r < 0 || (r == 0 && !ssh_channel_is_open (k->channel))) {
+      lost = TRUE;
+      break;
+    }
+    if (r == 0) {
+      if (!wait_for_peer (k, deadline, error)) {
+        ok = FALSE;
+        break;
+      }
+      continue;
+    }
     buf += r;
     len -= r;
+    deadline = ova_deadline_in (k->parent.io_timeout);
     pump (k);
   }
+  if (!ok) {
+    /* Left non-blocking: closing the channel and the session then never
+     * waits for a peer that takes nothing. */
+    k->failed = TRUE;
+    return FALSE;
+  }
+  ssh_set_blocking (k->session, 1);
+  if (lost)
+    return fail_from_remote (k, error);
   return TRUE;
 }
 
@@ -526,11 +587,16 @@ ssh_sink_write (strm_sink *s, const void *buf, size_t len, GError **error)
   if (!check_usable (k, error))
     return FALSE;
   if (len < GATHER_SMALL) {
+    gint64 now;
+
     if (k->gather_len + len > GATHER_MAX && !flush_gather (k, error))
       return FALSE;
+    now = g_get_monotonic_time ();
+    if (k->gather_len == 0)
+      k->gather_since = now;
     memcpy (k->gather + k->gather_len, buf, len);
     k->gather_len += len;
-    return TRUE;
+    return now - k->gather_since < STRM_GATHER_MAX_AGE || flush_gather (k, error);
   }
   if (!flush_gather (k, error))
     return FALSE;

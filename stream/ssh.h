@@ -80,7 +80,10 @@ strm_sink *strm_sink_ssh_new_command (const strm_ssh_url *url, const char *key_p
  *   command has exited (e.g. receive refused the stream, or its disk is
  *   full) the error carries the remote exit status as its code
  *   (6 integrity, 8 no space, ...) and its message; if the connection
- *   broke, OVA_ERROR_TRANSPORT naming the target.
+ *   broke, OVA_ERROR_TRANSPORT naming the target; if the channel took no
+ *   byte for the sink's io_timeout (strm_sink_set_io_limits),
+ *   OVA_ERROR_TRANSPORT "the SSH channel to TARGET accepted nothing for N s
+ *   (io_timeout)".
  *
  * close: sends EOF, reads the remote stdout (at most STRM_SSH_RESULT_MAX)
  *   until the command exits and takes its exit status. Exit 0: success,

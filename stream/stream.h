@@ -5,6 +5,7 @@
 
 #include <glib.h>
 #include <json-glib/json-glib.h>
+#include <signal.h>
 #include <stdint.h>
 
 /*
@@ -74,6 +75,12 @@ enum {
 #define STRM_MAX_VDSM_VALUE 512
 #define STRM_MAX_CHECKPOINT_XML (64u * 1024)
 
+/* Small writes gathered for one larger write (the encoder's, the SSH
+ * sink's) are held at most this long (µs) once more comes: a sender that
+ * produces small frames slowly still shows the receiver's idle limit
+ * (io_timeout) that it is alive. */
+#define STRM_GATHER_MAX_AGE G_USEC_PER_SEC
+
 /* ---- the volumes a META frame declares ---- */
 
 typedef struct strm_meta_volume {
@@ -93,8 +100,10 @@ GArray *strm_meta_volumes_parse (const char *json, gsize len, GError **error);
 typedef struct strm_sink strm_sink;
 struct strm_sink_ops {
   const char *name;
-  /* Write all of buf or fail (OVA_ERROR_TRANSPORT if the peer went away,
-   * OVA_ERROR_NO_SPACE for ENOSPC). */
+  /* Write all of buf or fail (OVA_ERROR_TRANSPORT if the peer went away
+   * or took nothing for io_timeout seconds, OVA_ERROR_NO_SPACE for ENOSPC,
+   * OVA_ERROR_INTERNAL "interrupted ..." once *cancel is set while it
+   * waits). */
   gboolean (*write) (strm_sink *s, const void *buf, size_t len, GError **error);
   /* Flush and finish; for SSH, wait for the remote result. */
   gboolean (*close) (strm_sink *s, GError **error);
@@ -102,9 +111,20 @@ struct strm_sink_ops {
 };
 struct strm_sink {
   const struct strm_sink_ops *ops;
+  guint io_timeout;                /* seconds a write may wait for the
+                                    * reader to take a byte; 0: no limit */
+  volatile sig_atomic_t *cancel;   /* a signal handler's flag; may be NULL */
 };
 
-/* A sink writing to fd (not closed by the sink). */
+/* How long a write may wait without progress, and the flag (may be NULL)
+ * that stops a waiting write at once. New sinks have no limit. */
+void strm_sink_set_io_limits (strm_sink *s, guint io_timeout,
+                              volatile sig_atomic_t *cancel);
+
+/* A sink writing to fd (not closed by the sink). A pipe is written through
+ * a non-blocking descriptor of its own and a socket with MSG_DONTWAIT, so
+ * that a reader that stops taking data is noticed after io_timeout; fd's
+ * own flags are never changed (others may share them). */
 strm_sink *strm_sink_fd_new (int fd, const char *what);
 void strm_sink_free (strm_sink *s);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (strm_sink, strm_sink_free)

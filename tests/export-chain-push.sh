@@ -13,10 +13,7 @@ requires_core jq
 requires_root
 requires ovagent
 
-S=$TESTDIR/sshd
-cleanup_add sshd.sh down "$S"
-sshd.sh up "$S" >/dev/null
-. "$S/sshd.env"
+start_sshd
 
 TB=$TESTDIR/tb
 cleanup_add filedomain.sh down "$TB"

@@ -94,14 +94,27 @@ start_filedomain () {
     . "$FD/env"
 }
 
-# agent_env: the agent's run and state directories inside TESTDIR, no LVM
-# devices and the libvirt test driver (one running VM, using no test-bed
-# volume), exported.
+# start_sshd: a test-bed sshd on 127.0.0.1 with its keys in S
+# ($TESTDIR/sshd), stopped at exit; its port and files (sshd.env) sourced.
+start_sshd () {
+    S=$TESTDIR/sshd
+    cleanup_add sshd.sh down "$S"
+    sshd.sh up "$S" >/dev/null
+    . "$S/sshd.env"
+}
+
+# agent_env [LIBVIRT_URI]: the agent's directories inside TESTDIR (run_dir,
+# state_dir, scratch_dir), no block devices scanned and libvirt at
+# LIBVIRT_URI, unless the environment says otherwise; exported. The default,
+# test:///default, is libvirt's test driver: one running VM that uses none
+# of the test-bed volumes.
 agent_env () {
-    export OVAGENT_LVM_DEVICES=
-    export OVAGENT_STATE_DIR=$TESTDIR/state OVAGENT_RUN_DIR=$TESTDIR/run
-    export OVAGENT_LIBVIRT_URI=test:///default
-    mkdir -p "$OVAGENT_STATE_DIR" "$OVAGENT_RUN_DIR"
+    export OVAGENT_RUN_DIR=$TESTDIR/run
+    export OVAGENT_STATE_DIR=$TESTDIR/state
+    export OVAGENT_SCRATCH_DIR=$TESTDIR/scratch
+    export OVAGENT_LIBVIRT_URI=${OVAGENT_LIBVIRT_URI:-${1:-test:///default}}
+    export OVAGENT_LVM_DEVICES=${OVAGENT_LVM_DEVICES:-}
+    mkdir -p "$OVAGENT_RUN_DIR" "$OVAGENT_STATE_DIR"
 }
 
 # requires_vm_components [CMD...]: what a test running a VM needs (libvirtd,
@@ -165,15 +178,9 @@ bk_check () {
     }
 }
 
-# bk_env: the agent's directories inside TESTDIR (run_dir, state_dir,
-# scratch_dir) and libvirt at qemu:///system, exported.
+# bk_env: agent_env with libvirt at qemu:///system.
 bk_env () {
-    export OVAGENT_RUN_DIR=$TESTDIR/run
-    export OVAGENT_STATE_DIR=$TESTDIR/state
-    export OVAGENT_SCRATCH_DIR=$TESTDIR/scratch
-    export OVAGENT_LIBVIRT_URI=${OVAGENT_LIBVIRT_URI:-qemu:///system}
-    export OVAGENT_LVM_DEVICES=${OVAGENT_LVM_DEVICES:-}
-    mkdir -p "$OVAGENT_RUN_DIR" "$OVAGENT_STATE_DIR"
+    agent_env qemu:///system
 }
 
 # bk_backup NAME REPO VM ARGS...: `backup VM ARGS --output - --json` piped

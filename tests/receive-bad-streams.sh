@@ -1,8 +1,9 @@
 #!/bin/bash
 # receive refuses bad input with its exit code and leaves the repository
 # byte for byte as it was: cut, corrupted, trailing and out-of-order streams,
-# an unwritable, busy or foreign repository, a signal mid-stream, leftovers
-# of a crash; then good incrementals commit and open as a qcow2 chain.
+# an unwritable, busy or foreign repository, a busy disk, a signal
+# mid-stream, leftovers of a crash; then good incrementals commit and open
+# as a qcow2 chain.
 
 . "$top_srcdir/tests/functions.sh"
 
@@ -181,13 +182,23 @@ expect_exit 2 ovagent receive --repo "$TESTDIR/foreign" <"$TESTDIR/inc1.strm"
 grep -q "not an ovagent repository" "$TESTDIR/err" || fail "foreign dir: $(cat "$TESTDIR/err")"
 [ "$(ls -A "$TESTDIR/foreign")" = keep ] || fail "the foreign directory was changed"
 
-# Busy: another run holds the lock.
+# Busy: a run that rewrites backups (prune, forget) holds R/lock
+# exclusively; then another receive writes the same disk (its lock file).
 exec {lockfd}<"$R/lock"
-flock -s "$lockfd"
+flock -x "$lockfd"
 expect_exit 4 ovagent receive --repo "$R" <"$TESTDIR/inc1.strm"
-grep -q "holds $R/lock" "$TESTDIR/err" || fail "busy: $(cat "$TESTDIR/err")"
+grep -q "$R is locked exclusively by another ovagent run (prune or forget" "$TESTDIR/err" ||
+    fail "busy: $(cat "$TESTDIR/err")"
 exec {lockfd}<&-
-unchanged "busy repository"
+unchanged "exclusively locked repository"
+exec {lockfd}>"$R/locks/$CHAIN_IMG"
+flock -x "$lockfd"
+expect_exit 4 ovagent receive --repo "$R" <"$TESTDIR/inc1.strm"
+grep -q "another ovagent receive is writing disk $CHAIN_IMG to $R" "$TESTDIR/err" ||
+    fail "busy disk: $(cat "$TESTDIR/err")"
+exec {lockfd}>&-
+rm "$R/locks/$CHAIN_IMG"
+unchanged "busy disk"
 
 # Unwritable: a read-only bind mount over the repository. Not a lack of
 # space: exit 1, naming the lock it could not open for writing.

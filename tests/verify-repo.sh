@@ -141,7 +141,8 @@ cp "$TESTDIR/manifest.saved" "$D/manifest.json"
 expect_exit 0 ovagent verify --repo "$R" --json
 jq -e '.files == 5' "$TESTDIR/out" >/dev/null || fail "final verify: $(cat "$TESTDIR/out")"
 
-# A receive holding the lock: readers are refused, not blocked.
+# A run that rewrites backups (prune, forget) holds the lock exclusively:
+# readers are refused, not blocked.
 exec {lockfd}<"$R/lock"
 flock -x "$lockfd"
 expect_exit 4 ovagent verify --repo "$R"

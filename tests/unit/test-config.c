@@ -14,7 +14,7 @@ static const char *const env_vars[] = {
   "OVAGENT_LVM_COMMAND", "OVAGENT_RUN_DIR", "OVAGENT_STATE_DIR",
   "OVAGENT_LIBVIRT_URI", "OVAGENT_LOG_LEVEL", "OVAGENT_SYSLOG",
   "OVAGENT_SSH_KEY", "OVAGENT_SSH_KNOWN_HOSTS", "OVAGENT_REMOTE_COMMAND",
-  "OVAGENT_SCRATCH_DIR",
+  "OVAGENT_SCRATCH_DIR", "OVAGENT_IO_TIMEOUT",
 };
 
 /* A private directory for config files; the environment starts clean. */
@@ -84,6 +84,7 @@ assert_defaults (const ova_config *cfg)
   g_assert_null (cfg->ssh_known_hosts);
   g_assert_cmpstr (cfg->remote_command, ==, "ovagent");
   g_assert_cmpstr (cfg->scratch_dir, ==, "/var/lib/ovagent/scratch");
+  g_assert_cmpuint (cfg->io_timeout, ==, OVA_IO_TIMEOUT_DEFAULT);
 }
 
 static void
@@ -139,7 +140,8 @@ test_file (fixture *f, gconstpointer data G_GNUC_UNUSED)
               "syslog = false\n"
               "ssh_key = /etc/ovagent/id_ed25519\n"
               "ssh_known_hosts = /etc/ovagent/known_hosts\n"
-              "remote_command = /usr/local/bin/ovagent\n");
+              "remote_command = /usr/local/bin/ovagent\n"
+              "io_timeout = 0\n");
   cfg = ova_config_load (f->conf, &err);
   g_assert_no_error (err);
   g_assert_cmpstr (cfg->env.data_center, ==, "/srv/dc");
@@ -156,6 +158,7 @@ test_file (fixture *f, gconstpointer data G_GNUC_UNUSED)
   g_assert_cmpstr (cfg->ssh_key, ==, "/etc/ovagent/id_ed25519");
   g_assert_cmpstr (cfg->ssh_known_hosts, ==, "/etc/ovagent/known_hosts");
   g_assert_cmpstr (cfg->remote_command, ==, "/usr/local/bin/ovagent");
+  g_assert_cmpuint (cfg->io_timeout, ==, 0);
 }
 
 static void
@@ -171,7 +174,8 @@ test_env_overrides_file (fixture *f, gconstpointer data G_GNUC_UNUSED)
               "state_dir = /srv/state\n"
               "syslog = true\n"
               "ssh_key = /srv/key\n"
-              "remote_command = ovagent\n");
+              "remote_command = ovagent\n"
+              "io_timeout = 30\n");
   g_setenv ("OVAGENT_DATA_CENTER", "/srv/env", TRUE);
   g_setenv ("OVAGENT_LVM_DEVICES", "/dev/loop5,/dev/loop6", TRUE);
   g_setenv ("OVAGENT_LIBVIRT_URI", "test:///default", TRUE);
@@ -180,6 +184,7 @@ test_env_overrides_file (fixture *f, gconstpointer data G_GNUC_UNUSED)
   g_setenv ("OVAGENT_SSH_KEY", "/root/.ssh/backup_key", TRUE);
   g_setenv ("OVAGENT_SSH_KNOWN_HOSTS", "/srv/known_hosts", TRUE);
   g_setenv ("OVAGENT_REMOTE_COMMAND", "/opt/ovagent/bin/ovagent", TRUE);
+  g_setenv ("OVAGENT_IO_TIMEOUT", "86400", TRUE);
   cfg = ova_config_load (f->conf, &err);
   g_assert_no_error (err);
   g_assert_cmpstr (cfg->env.data_center, ==, "/srv/env");
@@ -192,6 +197,7 @@ test_env_overrides_file (fixture *f, gconstpointer data G_GNUC_UNUSED)
   g_assert_cmpstr (cfg->ssh_key, ==, "/root/.ssh/backup_key");
   g_assert_cmpstr (cfg->ssh_known_hosts, ==, "/srv/known_hosts");
   g_assert_cmpstr (cfg->remote_command, ==, "/opt/ovagent/bin/ovagent");
+  g_assert_cmpuint (cfg->io_timeout, ==, 86400);
   /* Not overridden: the file's value stays. */
   g_assert_cmpstr (cfg->env.state_dir, ==, "/srv/state");
 }
@@ -275,6 +281,12 @@ test_bad_values (fixture *f, gconstpointer data G_GNUC_UNUSED)
     { "remote_command = bin/ovagent", "remote_command", "bin/ovagent" },
     { "remote_command =", "remote_command", "" },
     { "scratch_dir = scratch", "scratch_dir", "scratch" },
+    { "io_timeout = 86401", "io_timeout", "86401" },
+    { "io_timeout = -1", "io_timeout", "-1" },
+    { "io_timeout = +30", "io_timeout", "+30" },
+    { "io_timeout = 5m", "io_timeout", "5m" },
+    { "io_timeout = 0x10", "io_timeout", "0x10" },
+    { "io_timeout =", "io_timeout", "expected whole seconds" },
   };
 
   for (size_t i = 0; i < G_N_ELEMENTS (bad); i++) {
@@ -300,6 +312,8 @@ test_bad_env (fixture *f, gconstpointer data G_GNUC_UNUSED)
     { "OVAGENT_LVM_DEVICES", "/dev/sda,loop0" },
     { "OVAGENT_SSH_KEY", "key" },
     { "OVAGENT_REMOTE_COMMAND", "" },
+    { "OVAGENT_IO_TIMEOUT", "ten" },
+    { "OVAGENT_IO_TIMEOUT", "99999999999999999999" },
   };
 
   write_conf (f, "");

@@ -162,16 +162,13 @@ write_stream (const char *name, const char *checkpoint, const disk_plan *plans,
 static gboolean
 receive_file (const char *path, repo_receive_result *res, GError **error)
 {
-  g_autoptr(repo) r = repo_open (repo_dir, TRUE, REPO_LOCK_EXCLUSIVE, error);
+  repo_receive_opts opts = { .run_dir = tmp_dir };
   gboolean ok;
   int fd;
 
-  if (r == NULL)
-    return FALSE;
-  repo_set_run_dir (r, tmp_dir);
   fd = open (path, O_RDONLY | O_CLOEXEC);
   g_assert_cmpint (fd, >=, 0);
-  ok = repo_receive (r, fd, NULL, res, error);
+  ok = repo_receive (repo_dir, fd, &opts, res, error);
   close (fd);
   return ok;
 }
@@ -482,6 +479,24 @@ test_refusals (void)
     const disk_plan again = { DISK_A, "incremental", CP3, a_small, G_N_ELEMENTS (a_small) };
 
     assert_refused ("again.strm", CP1, &again, 1, 0, OVA_ERROR_INTEGRITY);
+  }
+  /* Another receive writes disk B: the whole stream is refused before
+   * anything is looked at, and the lock it took of A is let go again. */
+  {
+    g_autoptr(GError) err = NULL;
+    g_autoptr(repo) r = repo_open (repo_dir, TRUE, REPO_LOCK_SHARED, &err);
+    g_autoptr(GPtrArray) held = g_ptr_array_new ();
+    g_autofree char *lock_b = g_build_filename (repo_dir, REPO_LOCKS, DISK_B, NULL);
+    repo_disk_locks *locks;
+
+    g_assert_no_error (err);
+    g_ptr_array_add (held, (gpointer) DISK_B);
+    locks = repo_lock_disks (r, held, &err);
+    g_assert_no_error (err);
+    g_assert_true (g_file_test (lock_b, G_FILE_TEST_IS_REGULAR));
+    assert_refused ("busy.strm", CP4, mixed, 2, 0, OVA_ERROR_BUSY);
+    repo_disk_locks_release (locks);
+    g_assert_false (g_file_test (lock_b, G_FILE_TEST_EXISTS));
   }
 }
 

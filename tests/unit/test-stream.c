@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -1276,6 +1277,106 @@ test_sink_fd_errors (void)
   }
 }
 
+/* A reader that takes nothing: the write fails after io_timeout, naming
+ * the reader, through a pipe (whose own flags stay as they were) and a
+ * socket. */
+static void
+test_sink_fd_io_timeout (void)
+{
+  g_autofree char *buf = g_malloc0 (1 << 20);
+  int fds[2];
+
+  for (int kind = 0; kind < 2; kind++) {
+    g_autoptr(GError) error = NULL;
+    g_autoptr(strm_sink) s = NULL;
+
+    if (kind == 0)
+      g_assert_cmpint (pipe2 (fds, O_CLOEXEC), ==, 0);
+    else
+      g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), ==, 0);
+    s = strm_sink_fd_new (fds[1], "the test pipe");
+    strm_sink_set_io_limits (s, 1, NULL);
+    g_assert_false (s->ops->write (s, buf, 1 << 20, &error));
+    g_assert_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT);
+    g_assert_cmpstr (error->message, ==,
+                     "the reader of the test pipe took nothing for 1 s (io_timeout)");
+    g_assert_cmpint (fcntl (fds[1], F_GETFL) & O_NONBLOCK, ==, 0);
+    close (fds[0]);
+    close (fds[1]);
+  }
+}
+
+static volatile sig_atomic_t alarm_cancel;
+
+static void
+on_alarm (int sig G_GNUC_UNUSED)
+{
+  alarm_cancel = 1;
+}
+
+/* No limit: a write waits for the reader until a signal sets the cancel
+ * flag, then fails at once; a flag set before it had to wait stops it
+ * too. */
+static void
+test_sink_fd_cancel (void)
+{
+  struct sigaction sa = { .sa_handler = on_alarm };
+  struct sigaction old;
+  g_autofree char *buf = g_malloc0 (1 << 20);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(strm_sink) s = NULL;
+  int fds[2];
+
+  sigemptyset (&sa.sa_mask);
+  g_assert_cmpint (sigaction (SIGALRM, &sa, &old), ==, 0);
+  g_assert_cmpint (pipe2 (fds, O_CLOEXEC), ==, 0);
+  s = strm_sink_fd_new (fds[1], "the test pipe");
+  strm_sink_set_io_limits (s, 0, &alarm_cancel);
+  alarm (1);
+  g_assert_false (s->ops->write (s, buf, 1 << 20, &error));
+  g_assert_error (error, OVA_ERROR, OVA_ERROR_INTERNAL);
+  g_assert_cmpstr (error->message, ==,
+                   "interrupted by a signal while writing the stream to the test pipe");
+  g_assert_true (alarm_cancel);
+  sigaction (SIGALRM, &old, NULL);
+  close (fds[0]);
+  close (fds[1]);
+
+  /* A signal that came before the write had to wait (or that another
+   * thread took): the flag alone stops it. */
+  g_clear_error (&error);
+  g_clear_pointer (&s, strm_sink_free);
+  g_assert_cmpint (pipe2 (fds, O_CLOEXEC), ==, 0);
+  s = strm_sink_fd_new (fds[1], "the test pipe");
+  strm_sink_set_io_limits (s, 0, &alarm_cancel);
+  g_assert_false (s->ops->write (s, buf, 1 << 20, &error));
+  g_assert_error (error, OVA_ERROR, OVA_ERROR_INTERNAL);
+  close (fds[0]);
+  close (fds[1]);
+}
+
+/* Small frames wait in the encoder for more, but not longer than
+ * STRM_GATHER_MAX_AGE once more comes. */
+static void
+test_encoder_gather_age (void)
+{
+  const char *uuid = UUID_A;
+  guint64 size = 1 << 20;
+  g_autofree char *meta = meta_json (1, &uuid, &size);
+  mem_sink *s = mem_sink_new ();
+  g_autoptr(strm_encoder) e = strm_encoder_new (&s->base, 0);
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (strm_encoder_meta (e, meta, &error));
+  g_assert_cmpuint (s->writes, ==, 0);
+  g_usleep (STRM_GATHER_MAX_AGE + G_USEC_PER_SEC / 10);
+  g_assert_true (strm_encoder_begin (e, uuid, size, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (s->writes, ==, 1);
+  g_clear_pointer (&e, strm_encoder_free);
+  strm_sink_free (&s->base);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -1299,5 +1400,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/stream/decoder/sticky-error", test_sticky_error);
   g_test_add_func ("/stream/pipe", test_pipe);
   g_test_add_func ("/stream/sink-fd/errors", test_sink_fd_errors);
+  g_test_add_func ("/stream/sink-fd/io-timeout", test_sink_fd_io_timeout);
+  g_test_add_func ("/stream/sink-fd/cancel", test_sink_fd_cancel);
+  g_test_add_func ("/stream/encoder/gather-age", test_encoder_gather_age);
   return g_test_run ();
 }
