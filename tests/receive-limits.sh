@@ -27,7 +27,9 @@ META_MAX=$((512 * 1024))
 
 # state: every path, type, size, mode and mtime under the repository.
 state () {
-    (cd "$R" && find . -printf '%p %y %s %m %T@\n' | LC_ALL=C sort)
+    # R/locks/ holds no data: each receive makes and removes its disk's lock
+    # file there, so the directory's time changes even on a refusal.
+    (cd "$R" && find . -path ./locks -prune -o -printf '%p %y %s %m %T@\n' | LC_ALL=C sort)
 }
 
 # refused WHAT FILE PATTERN: receive of FILE exits 6 with PATTERN (grep -E)
