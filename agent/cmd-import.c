@@ -556,6 +556,7 @@ run_import (const ova_ctx *ctx, const import_opts *o, import_target *t,
   g_autoptr(strm_decoder) dec = strm_decoder_new (read_stdin, &ctx->cfg->io_timeout);
   strm_frame f;
 
+  ova_pipe_grow (STDIN_FILENO);
   /* The stream is checked for what it is before the target is touched. */
   if (!strm_decoder_next (dec, &f, error))
     return FALSE;

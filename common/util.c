@@ -525,6 +525,18 @@ ova_wait_fd (int fd, short events, gint64 deadline, volatile sig_atomic_t *cance
   }
 }
 
+#define PIPE_SIZE (1024 * 1024)
+
+void
+ova_pipe_grow (int fd)
+{
+  struct stat st;
+
+  if (fstat (fd, &st) == 0 && S_ISFIFO (st.st_mode) &&
+      fcntl (fd, F_GETPIPE_SZ) < PIPE_SIZE && fcntl (fd, F_SETPIPE_SZ, PIPE_SIZE) < 0)
+    ova_debug ("cannot grow the pipe buffer of descriptor %d: %s", fd, g_strerror (errno));
+}
+
 gssize
 ova_read_idle (int fd, void *buf, size_t len, guint timeout, volatile sig_atomic_t *cancel)
 {

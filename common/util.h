@@ -96,6 +96,12 @@ gint64 ova_deadline_in (guint seconds);
 #define OVA_WAIT_SLICE_MS 250
 int ova_wait_fd (int fd, short events, gint64 deadline, volatile sig_atomic_t *cancel);
 
+/* If fd is a pipe, ask for a 1 MiB pipe buffer (what a pipe may have by
+ * default, /proc/sys/fs/pipe-max-size): a stream then moves in reads and
+ * writes sixteen times larger than the usual 64 KiB, with as many fewer
+ * wake-ups of the two sides. Nothing happens otherwise or on failure. */
+void ova_pipe_grow (int fd);
+
 /* Read up to len bytes from fd, the input of a stream (a pipe, a socket or
  * a file), waiting at most timeout seconds (0: no limit) for the first of
  * them. Returns the count, 0 at the end of the input, or -1 with errno

@@ -1308,6 +1308,7 @@ repo_receive (const char *repo_dir, int fd, const repo_receive_opts *opts,
   x->cancel = opts->cancel;
   x->io_timeout = opts->io_timeout;
   x->in_fd = fd;
+  ova_pipe_grow (fd);
   x->cur_fd = -1;
 
   /* A sender that stalls or lies before its META is complete never gets

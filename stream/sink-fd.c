@@ -68,6 +68,7 @@ fd_choose_mode (fd_sink *s)
   }
   if (!S_ISFIFO (st.st_mode))
     return;
+  ova_pipe_grow (s->fd);
   flags = fcntl (s->fd, F_GETFL);
   if (flags >= 0 && (flags & O_NONBLOCK)) {
     s->mode = FD_WRITE_NONBLOCK;

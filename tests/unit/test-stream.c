@@ -1283,7 +1283,9 @@ test_sink_fd_errors (void)
 static void
 test_sink_fd_io_timeout (void)
 {
-  g_autofree char *buf = g_malloc0 (1 << 20);
+  /* More than a pipe holds, even grown to 1 MiB. */
+  gsize len = 4 << 20;
+  g_autofree char *buf = g_malloc0 (len);
   int fds[2];
 
   for (int kind = 0; kind < 2; kind++) {
@@ -1296,7 +1298,7 @@ test_sink_fd_io_timeout (void)
       g_assert_cmpint (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), ==, 0);
     s = strm_sink_fd_new (fds[1], "the test pipe");
     strm_sink_set_io_limits (s, 1, NULL);
-    g_assert_false (s->ops->write (s, buf, 1 << 20, &error));
+    g_assert_false (s->ops->write (s, buf, len, &error));
     g_assert_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT);
     g_assert_cmpstr (error->message, ==,
                      "the reader of the test pipe took nothing for 1 s (io_timeout)");
@@ -1322,7 +1324,8 @@ test_sink_fd_cancel (void)
 {
   struct sigaction sa = { .sa_handler = on_alarm };
   struct sigaction old;
-  g_autofree char *buf = g_malloc0 (1 << 20);
+  /* More than a pipe holds, even grown to 1 MiB. */
+  g_autofree char *buf = g_malloc0 (4 << 20);
   g_autoptr(GError) error = NULL;
   g_autoptr(strm_sink) s = NULL;
   int fds[2];
@@ -1333,7 +1336,7 @@ test_sink_fd_cancel (void)
   s = strm_sink_fd_new (fds[1], "the test pipe");
   strm_sink_set_io_limits (s, 0, &alarm_cancel);
   alarm (1);
-  g_assert_false (s->ops->write (s, buf, 1 << 20, &error));
+  g_assert_false (s->ops->write (s, buf, 4 << 20, &error));
   g_assert_error (error, OVA_ERROR, OVA_ERROR_INTERNAL);
   g_assert_cmpstr (error->message, ==,
                    "interrupted by a signal while writing the stream to the test pipe");
@@ -1349,7 +1352,7 @@ test_sink_fd_cancel (void)
   g_assert_cmpint (pipe2 (fds, O_CLOEXEC), ==, 0);
   s = strm_sink_fd_new (fds[1], "the test pipe");
   strm_sink_set_io_limits (s, 0, &alarm_cancel);
-  g_assert_false (s->ops->write (s, buf, 1 << 20, &error));
+  g_assert_false (s->ops->write (s, buf, 4 << 20, &error));
   g_assert_error (error, OVA_ERROR, OVA_ERROR_INTERNAL);
   close (fds[0]);
   close (fds[1]);
