@@ -24,6 +24,7 @@
 #include "agent/progress.h"
 #include "agent/stream-output.h"
 #include "nbd/nbd.h"
+#include "storage/lease.h"
 #include "storage/lvm.h"
 #include "storage/probe.h"
 #include "storage/qemu-img.h"
@@ -98,6 +99,8 @@ typedef struct {
                           * stopped VM, libvirt's XML for a running one);
                           * NULL where libvirt does not give all of it */
   nbdr_server *srv;      /* stopped VM: qemu-nbd over the chain */
+  const stor_domain *sd; /* stopped VM: the domain and the top volume, */
+  const stor_volume *top;/* borrowed from the storage scan */
   guint64 data, zero, hole, read;
 } bdisk;
 
@@ -151,6 +154,7 @@ typedef struct {
   virt_state *state;
   GPtrArray *storage;    /* stor_domain*, scanned on first need */
   stor_lv_guard *guard;
+  GPtrArray *leases;     /* stor_lease*: stopped VM, the volumes written */
   GPtrArray *disks;      /* bdisk* */
   GPtrArray *skipped;    /* skipped_disk* */
   GPtrArray *redefined;  /* char* */
@@ -167,6 +171,7 @@ static void
 run_clear (run *r)
 {
   g_clear_pointer (&r->disks, g_ptr_array_unref);
+  g_clear_pointer (&r->leases, g_ptr_array_unref);
   g_clear_pointer (&r->guard, stor_lv_guard_free);
   g_clear_pointer (&r->storage, g_ptr_array_unref);
   g_clear_pointer (&r->skipped, g_ptr_array_unref);
@@ -315,10 +320,50 @@ plan_stopped_disk (run *r, bdisk *d, char **why, GError **error)
   d->volume = g_strdup (top->uuid);
   g_free (d->path);
   d->path = g_strdup (top->path);
+  d->sd = sdom;
+  d->top = top;
   *why = virt_image_unsupported (d->path,
                                  ((const stor_layer *) d->layers->pdata[0])->format,
                                  &d->size);
   return TRUE;
+}
+
+/* Before a stopped VM's volume is written (a bitmap added or removed), its
+ * sanlock lease, as VDSM takes it: another host may run the VM. Held until
+ * release_leases. */
+static gboolean
+take_lease (run *r, const stor_domain *dom, const stor_volume *vol, GError **error)
+{
+  stor_lease *l = stor_lease_acquire (r->env, dom, vol, error);
+
+  if (l == NULL)
+    return FALSE;
+  if (r->leases == NULL)
+    r->leases = g_ptr_array_new_with_free_func ((GDestroyNotify) stor_lease_free);
+  g_ptr_array_add (r->leases, l);
+  return TRUE;
+}
+
+/* The writes are done: each volume synced, its lease released; the first
+ * failure is the error, later ones are warnings. */
+static gboolean
+release_leases (run *r, GError **error)
+{
+  gboolean ok = TRUE;
+
+  for (guint i = 0; r->leases != NULL && i < r->leases->len; i++) {
+    g_autoptr (GError) err = NULL;
+
+    if (stor_lease_release (r->leases->pdata[i], &err))
+      continue;
+    if (ok)
+      g_propagate_error (error, g_steal_pointer (&err));
+    else
+      ova_warn ("%s", err->message);
+    ok = FALSE;
+  }
+  g_clear_pointer (&r->leases, g_ptr_array_unref);
+  return ok;
 }
 
 /* ---- choosing the disks ---- */
@@ -889,6 +934,81 @@ drop_checkpoint (run *r, const char *cp, GPtrArray *paths, const char *const *im
   return TRUE;
 }
 
+/* Volume vol (NULL: the top) of image in domain sd (NULL: wherever it is),
+ * its lease taken; *out: the volume. */
+static gboolean
+lease_volume (run *r, const char *sd, const char *image, const char *vol,
+              const stor_volume **out, GError **error)
+{
+  stor_domain *sdom;
+  stor_image *simg;
+  const stor_volume *v;
+
+  if (!prepare_image (r, sd, image, &sdom, &simg, NULL, error))
+    return FALSE;
+  v = vol ? g_hash_table_lookup (sdom->volumes, vol)
+          : simg->volumes->pdata[simg->volumes->len - 1];
+  if (v == NULL) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_NOT_FOUND,
+                 "volume %s of disk %s is not in storage domain %s", vol, image,
+                 sdom->uuid);
+    return FALSE;
+  }
+  *out = v;
+  return take_lease (r, sdom, v, error);
+}
+
+/* The volumes at paths (a VM's disks as libvirt names them), their leases
+ * taken. */
+static gboolean
+lease_paths (run *r, GPtrArray *paths, GError **error)
+{
+  for (guint i = 0; i < paths->len; i++) {
+    const char *path = paths->pdata[i];
+    g_autofree char *sd = NULL, *img = NULL, *vol = NULL;
+    const stor_volume *v;
+
+    if (!vdsm_path_ids (path, &sd, &img, &vol)) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
+                   "%s is not a volume of a storage domain: its lease cannot be "
+                   "taken", path);
+      return FALSE;
+    }
+    if (!lease_volume (r, sd, img, vol, &v, error))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+/* A disk of a stopped VM's backup that died: the volume its bitmap may be
+ * in (libvirt's XML names it, else the top of VDSM's chain) in *path, its
+ * lease taken. */
+static gboolean
+lease_pending_top (run *r, GPtrArray *xml, const char *image, char **path,
+                   GError **error)
+{
+  g_autofree char *sd = NULL;
+  g_autofree char *vol = NULL;
+  const char *found = NULL;
+  const stor_volume *v;
+
+  for (guint k = 0; xml && k < xml->len && !found; k++) {
+    const virt_disk *vd = xml->pdata[k];
+    g_autofree char *s = NULL, *img = NULL, *vl = NULL;
+
+    if (!vd->is_block && vdsm_path_ids (vd->path, &s, &img, &vl) &&
+        strcmp (img, image) == 0) {
+      found = vd->path;
+      sd = g_steal_pointer (&s);
+      vol = g_steal_pointer (&vl);
+    }
+  }
+  if (!lease_volume (r, sd, image, vol, &v, error))
+    return FALSE;
+  *path = g_strdup (found ? found : v->path);
+  return TRUE;
+}
+
 static gboolean
 recover_pending (run *r, GError **error)
 {
@@ -920,31 +1040,17 @@ recover_pending (run *r, GError **error)
     g_autoptr (GPtrArray) xml = r->dom ? virt_domain_disks (r->dom, NULL) : NULL;
 
     for (gsize i = 0; img_copy[i]; i++) {
-      const char *found = NULL;
-      stor_domain *sdom;
-      stor_image *simg;
+      char *path = NULL;
 
-      for (guint k = 0; xml && k < xml->len && !found; k++) {
-        const virt_disk *vd = xml->pdata[k];
-        g_autofree char *sd = NULL, *img = NULL, *vol = NULL;
-
-        if (!vd->is_block && vdsm_path_ids (vd->path, &sd, &img, &vol) &&
-            strcmp (img, img_copy[i]) == 0)
-          found = vd->path;
-      }
-      if (found) {
-        g_ptr_array_add (paths, g_strdup (found));
-        continue;
-      }
-      if (!prepare_image (r, NULL, img_copy[i], &sdom, &simg, NULL, error)) {
+      if (!lease_pending_top (r, xml, img_copy[i], &path, error)) {
         g_prefix_error (error, "cannot undo backup %s of VM %s: ", job_copy, vm_label (r));
         return FALSE;
       }
-      g_ptr_array_add (paths, g_strdup (((stor_volume *)
-                                         simg->volumes->pdata[simg->volumes->len - 1])->path));
+      g_ptr_array_add (paths, path);
     }
   }
-  if (!drop_checkpoint (r, cp_copy, paths, (const char *const *) img_copy, error))
+  if (!drop_checkpoint (r, cp_copy, paths, (const char *const *) img_copy, error) ||
+      !release_leases (r, error))
     return FALSE;
   /* LVs the recovery activated are not needed any more. */
   if (r->guard)
@@ -1324,15 +1430,23 @@ backup_running (run *r, ova_stream_output *out, strm_encoder *enc, GError **erro
   }
 
   /* A checkpoint nothing committed: a later incremental must not trust it.
-   * A VM that went away took its job with it. */
+   * A VM that went away took its job with it, and its bitmaps go with
+   * qemu-img, under the volumes' leases: the VM may start on another host. */
   {
     g_autoptr (GPtrArray) paths = disk_paths (r);
     g_autoptr (GPtrArray) images = disk_images (r);
 
-    if (!drop_checkpoint (r, r->checkpoint, paths, (const char *const *) images->pdata,
-                          &cleanup_err))
+    if (!domain_active (r) && !lease_paths (r, paths, &cleanup_err))
+      ova_warn ("the bitmap of checkpoint %s is left in the disks of VM %s (no "
+                "backup trusts it; qemu-img bitmap --remove removes it): %s",
+                r->checkpoint, vm_label (r), cleanup_err->message);
+    else if (!drop_checkpoint (r, r->checkpoint, paths,
+                               (const char *const *) images->pdata, &cleanup_err))
       ova_warn ("checkpoint %s of VM %s could not be deleted after the failed "
                 "backup: %s", r->checkpoint, vm_label (r), cleanup_err->message);
+    g_clear_error (&cleanup_err);
+    if (!release_leases (r, &cleanup_err))
+      ova_warn ("%s", cleanup_err->message);
   }
   if (!domain_active (r) && err != NULL && !ova_cancelled)
     g_prefix_error (&err, "VM %s stopped during the backup: ", vm_label (r));
@@ -1372,6 +1486,15 @@ backup_stopped (run *r, ova_stream_output *out, strm_encoder *enc, GError **erro
         return FALSE;
       }
     }
+  }
+
+  /* Another host may run the VM: the bitmaps go into the top volumes
+   * under their leases, taken before anything is read. */
+  for (guint i = 0; i < r->disks->len; i++) {
+    const bdisk *d = r->disks->pdata[i];
+
+    if (!take_lease (r, d->sd, d->top, error))
+      return FALSE;
   }
 
   prev = vm_last_checkpoint (r);
@@ -1418,6 +1541,11 @@ backup_stopped (run *r, ova_stream_output *out, strm_encoder *enc, GError **erro
   if (!virt_checkpoint_save_xml (r->env->state_dir, r->vm_uuid, r->checkpoint,
                                  r->checkpoint_xml, error))
     goto undo;
+  if (!release_leases (r, error)) {
+    g_prefix_error (error, "the backup was committed and checkpoint %s recorded, "
+                    "but: ", r->checkpoint);
+    return FALSE;
+  }
   return TRUE;
 
  undo:
@@ -1431,6 +1559,12 @@ backup_stopped (run *r, ova_stream_output *out, strm_encoder *enc, GError **erro
     if (!virt_image_bitmap_remove (d->path, r->checkpoint, &err))
       ova_warn ("%s", err->message);
     virt_state_forget_disk (r->state, d->image);
+  }
+  {
+    g_autoptr (GError) err = NULL;
+
+    if (!release_leases (r, &err))
+      ova_warn ("%s", err->message);
   }
   return FALSE;
 }

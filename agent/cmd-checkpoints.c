@@ -18,6 +18,7 @@
 #include "util.h"
 #include "agent/command.h"
 #include "agent/output.h"
+#include "storage/lease.h"
 #include "storage/lvm.h"
 #include "storage/scan.h"
 #include "virt/checkpoint.h"
@@ -739,15 +740,26 @@ print_table (const vm_view *v)
 /* ------------------------------------------------------------------ */
 /* Delete */
 
-/* The chain's volumes of an image, top first. */
+/* A volume of a stopped VM that holds the bitmap of the checkpoint being
+ * deleted, and what the deletion does there. */
+typedef struct {
+  const img_entry *ie;
+  const stor_volume *vol;
+  gboolean merge;             /* the parent's bitmap is there: it takes the bits */
+  gboolean enable;            /* ...and is enabled, as this one was */
+} bitmap_site;
+
+/* Where in the image's chain (top first) the bitmap name is, and what to
+ * do there; nothing written yet. */
 static gboolean
-delete_from_image (vm_view *v, img_entry *ie, const char *name, const char *parent,
-                   GPtrArray *touched, GError **error)
+find_bitmap_sites (vm_view *v, const img_entry *ie, const char *name,
+                   const char *parent, GArray *sites, GError **error)
 {
   for (guint k = ie->img->volumes->len; k-- > 0;) {
-    stor_volume *vol = g_ptr_array_index (ie->img->volumes, k);
+    const stor_volume *vol = g_ptr_array_index (ie->img->volumes, k);
     g_autoptr (GPtrArray) bms = NULL;
     const virt_image_bitmap *mine = NULL, *up = NULL;
+    bitmap_site site = { .ie = ie, .vol = vol };
 
     if (vol->path == NULL)
       continue;
@@ -773,19 +785,56 @@ delete_from_image (vm_view *v, img_entry *ie, const char *name, const char *pare
                    name, vol->path);
       return FALSE;
     }
-    /* As libvirt does: the parent's bitmap takes this one's bits, so an
-     * incremental from the parent still sees every write. */
-    if (up) {
-      if (!virt_image_bitmap_merge (vol->path, name, parent, error))
-        return FALSE;
-      if (mine->enabled && !up->enabled &&
-          !virt_image_bitmap_enable (vol->path, parent, error))
-        return FALSE;
-    }
-    if (!virt_image_bitmap_remove (vol->path, name, error))
-      return FALSE;
-    g_ptr_array_add (touched, g_strdup (vol->path));
+    site.merge = up != NULL;
+    site.enable = up != NULL && mine->enabled && !up->enabled;
+    g_array_append_val (sites, site);
   }
+  return TRUE;
+}
+
+/* As libvirt does: the parent's bitmap takes this one's bits, so an
+ * incremental from the parent still sees every write. */
+static gboolean
+delete_at_site (const bitmap_site *site, const char *name, const char *parent,
+                GError **error)
+{
+  const char *path = site->vol->path;
+
+  if (site->merge && !virt_image_bitmap_merge (path, name, parent, error))
+    return FALSE;
+  if (site->enable && !virt_image_bitmap_enable (path, parent, error))
+    return FALSE;
+  return virt_image_bitmap_remove (path, name, error);
+}
+
+/* Every volume that holds the bitmap, under its sanlock lease (another host
+ * may run the VM): all leases are taken before the first write, and
+ * released, each volume synced, after the last. */
+static gboolean
+delete_bitmaps (const stor_env *env, const char *name, const char *parent,
+                GArray *sites, GPtrArray *touched, GError **error)
+{
+  g_autoptr (GPtrArray) leases =
+    g_ptr_array_new_with_free_func ((GDestroyNotify) stor_lease_free);
+
+  for (guint i = 0; i < sites->len; i++) {
+    const bitmap_site *site = &g_array_index (sites, bitmap_site, i);
+    stor_lease *l = stor_lease_acquire (env, site->ie->sd, site->vol, error);
+
+    if (l == NULL)
+      return FALSE;
+    g_ptr_array_add (leases, l);
+  }
+  for (guint i = 0; i < sites->len; i++) {
+    const bitmap_site *site = &g_array_index (sites, bitmap_site, i);
+
+    if (!delete_at_site (site, name, parent, error))
+      return FALSE;
+    g_ptr_array_add (touched, g_strdup (site->vol->path));
+  }
+  for (guint i = 0; i < leases->len; i++)
+    if (!stor_lease_release (leases->pdata[i], error))
+      return FALSE;
   return TRUE;
 }
 
@@ -823,9 +872,11 @@ reparent_saved (vm_view *v, const cp_entry *gone, GError **error)
 }
 
 static gboolean
-delete_stopped (vm_view *v, cp_entry *e, JsonBuilder *b, GError **error)
+delete_stopped (vm_view *v, const stor_env *env, cp_entry *e, JsonBuilder *b,
+                GError **error)
 {
   g_autoptr (GPtrArray) touched = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GArray) sites = g_array_new (FALSE, FALSE, sizeof (bitmap_site));
 
   for (guint i = 0; i < v->images->len; i++) {
     img_entry *ie = g_ptr_array_index (v->images, i);
@@ -836,9 +887,11 @@ delete_stopped (vm_view *v, cp_entry *e, JsonBuilder *b, GError **error)
                   ie->problem ? ie->problem : "not found");
       continue;
     }
-    if (!delete_from_image (v, ie, e->name, e->parent, touched, error))
+    if (!find_bitmap_sites (v, ie, e->name, e->parent, sites, error))
       return FALSE;
   }
+  if (!delete_bitmaps (env, e->name, e->parent, sites, touched, error))
+    return FALSE;
 
   /* The state names the images; one whose disks it forgot is not seen. */
   if (touched->len == 0)
@@ -944,7 +997,7 @@ delete_checkpoint (ova_ctx *ctx, virConnectPtr conn, const char *vm, const char 
     }
     if (!virt_checkpoint_delete (v->dom, name, v->state_dir, error))
       goto out;
-  } else if (!delete_stopped (v, e, b, error)) {
+  } else if (!delete_stopped (v, &ctx->cfg->env, e, b, error)) {
     goto out;
   }
 

@@ -24,6 +24,7 @@
 #include "agent/command.h"
 #include "agent/output.h"
 #include "nbd/nbd.h"
+#include "storage/lease.h"
 #include "storage/lvm.h"
 #include "storage/qemu-img.h"
 #include "storage/scan.h"
@@ -71,6 +72,7 @@ typedef struct {
   int fd;                 /* --to: image as created by this run, or -1 */
   GPtrArray *domains;     /* the scan the volume comes from */
   stor_lv_guard *guard;   /* block volume: the LV we activated */
+  stor_lease *lease;      /* volume: its sanlock lease, held while written */
   nbdr_server *srv;
   nbdr_dest *dest;
 } import_target;
@@ -80,6 +82,7 @@ import_target_clear (import_target *t)
 {
   nbdr_dest_free (t->dest);
   nbdr_server_stop (t->srv);
+  stor_lease_free (t->lease);
   stor_lv_guard_free (t->guard);
   if (t->domains != NULL)
     g_ptr_array_unref (t->domains);
@@ -414,6 +417,11 @@ prepare_volume (const ova_ctx *ctx, const char *spec, const char *want_format,
   }
   if (!check_not_in_use (ctx, t->label, vol->path, error))
     return FALSE;
+  /* A VM on another host is not in the local libvirt: the lease says
+   * whether anyone else uses the volume, and keeps them off it. */
+  t->lease = stor_lease_acquire (&ctx->cfg->env, dom, vol, error);
+  if (t->lease == NULL)
+    return FALSE;
 
   if (dom->kind == STOR_KIND_BLOCK) {
     /* Leftovers of a run that died before deactivating its LVs. */
@@ -602,9 +610,12 @@ run_import (const ova_ctx *ctx, const import_opts *o, import_target *t,
     return FALSE;
   if (!nbdr_dest_close (t->dest, error))
     return FALSE;
-  /* qemu-nbd has flushed; it must be gone before the file gets its name. */
+  /* qemu-nbd has flushed; it must be gone before the file gets its name,
+   * and before the volume's lease goes. */
   g_clear_pointer (&t->dest, nbdr_dest_free);
   g_clear_pointer (&t->srv, nbdr_server_stop);
+  if (t->lease != NULL && !stor_lease_release (t->lease, error))
+    return FALSE;
   if (t->path != NULL && !ova_commit_file (t->image, t->path, error))
     return FALSE;
   return TRUE;

@@ -41,6 +41,7 @@ static const struct config_key {
   { "remote_command", KEY_COMMAND },
   { "scratch_dir", KEY_PATH },
   { "io_timeout", KEY_SECONDS },
+  { "sanlock_run_dir", KEY_PATH },
 };
 
 static const struct config_key *
@@ -86,6 +87,8 @@ config_string_field (ova_config *cfg, const char *name)
     return &cfg->remote_command;
   if (strcmp (name, "scratch_dir") == 0)
     return &cfg->scratch_dir;
+  if (strcmp (name, "sanlock_run_dir") == 0)
+    return &cfg->env.sanlock_run_dir;
   g_assert_not_reached ();
 }
 
@@ -324,6 +327,7 @@ ova_config_load (const char *path, GError **error)
   cfg->env.run_dir = g_strdup ("/run/ovagent");
   cfg->env.state_dir = g_strdup ("/var/lib/ovagent");
   cfg->env.libvirt_uri = g_strdup ("qemu:///system");
+  cfg->env.sanlock_run_dir = g_strdup ("/run/sanlock");
   cfg->log_level = g_strdup ("warning");
   cfg->syslog = TRUE;
   cfg->ssh_key = NULL;
@@ -362,6 +366,7 @@ ova_config_free (ova_config *cfg)
   g_free (cfg->env.run_dir);
   g_free (cfg->env.state_dir);
   g_free (cfg->env.libvirt_uri);
+  g_free (cfg->env.sanlock_run_dir);
   g_free (cfg->log_level);
   g_free (cfg->ssh_key);
   g_free (cfg->ssh_known_hosts);

@@ -11,7 +11,7 @@
 
 typedef struct ova_config {
   stor_env env;          /* data_center, lvm_devices, lvm_command, run_dir,
-                          * state_dir, libvirt_uri */
+                          * state_dir, libvirt_uri, sanlock_run_dir */
   char *log_level;       /* log_level key; NULL = warning */
   gboolean syslog;       /* syslog key; default true */
   char *ssh_key;         /* ssh_key: private key for --target; NULL = the
@@ -42,8 +42,8 @@ gboolean ova_io_timeout_parse (const char *value, guint *out);
  * (comma-separated), OVAGENT_LVM_COMMAND, OVAGENT_RUN_DIR,
  * OVAGENT_STATE_DIR, OVAGENT_LIBVIRT_URI, OVAGENT_LOG_LEVEL,
  * OVAGENT_SYSLOG, OVAGENT_SSH_KEY, OVAGENT_SSH_KNOWN_HOSTS,
- * OVAGENT_REMOTE_COMMAND, OVAGENT_SCRATCH_DIR and OVAGENT_IO_TIMEOUT
- * override the file. */
+ * OVAGENT_REMOTE_COMMAND, OVAGENT_SCRATCH_DIR, OVAGENT_IO_TIMEOUT and
+ * OVAGENT_SANLOCK_RUN_DIR override the file. */
 ova_config *ova_config_load (const char *path, GError **error);
 void ova_config_free (ova_config *cfg);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (ova_config, ova_config_free)

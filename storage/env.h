@@ -13,6 +13,7 @@ typedef struct stor_env {
   char *run_dir;        /* /run/ovagent */
   char *state_dir;      /* /var/lib/ovagent: activation records */
   char *libvirt_uri;    /* qemu:///system */
+  char *sanlock_run_dir; /* /run/sanlock: the sanlock daemon's socket */
 } stor_env;
 
 #endif

@@ -16,6 +16,10 @@ start_filedomain
 bk_env
 D=$NFS_DIR
 R=$TESTDIR/repo
+# This host in the domain's lockspace, as VDSM keeps it: a stopped VM's
+# bitmaps go in and out under the volumes' leases.
+start_sanlock
+sanlock.sh join "$SL" 1 "$NFS_SD" "$D/dom_md/ids"
 
 # vda: 256 MiB with 96 MiB of data (a full backup takes a while); vdb: small;
 # vdc: qcow2 compat 0.10, which has no persistent bitmaps.

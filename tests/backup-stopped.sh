@@ -2,9 +2,10 @@
 # ovagent backup of a stopped VM that libvirt does not know (--disk IMG):
 # qemu-nbd over each disk's chain, full then incrementals from the top
 # volume's enabled bitmap, the next checkpoint added as a bitmap only after
-# the receiver committed; disks of a file domain and of a block domain (LVs
-# activated for the backup and deactivated after it). Every backup restored
-# and compared with the disk at that point.
+# the receiver committed, under the top volume's sanlock lease (this host has
+# joined both domains' lockspaces, as VDSM does); disks of a file domain and
+# of a block domain (LVs activated for the backup and deactivated after it).
+# Every backup restored and compared with the disk at that point.
 # shellcheck disable=SC2016  # the jq programs are single-quoted on purpose
 
 . "$top_srcdir/tests/functions.sh"
@@ -15,6 +16,7 @@ requires_core qemu-nbd
 requires_core jq
 requires_core lvm
 requires_core losetup
+requires_core sanlock
 requires_root
 command -v ovagent >/dev/null || fail "ovagent not built"
 
@@ -35,6 +37,11 @@ export OVAGENT_LIBVIRT_URI=test:///default
 bk_env
 D=$NFS_DIR
 R=$TESTDIR/repo
+# This host in both domains' lockspaces (the block domain's ids and leases
+# LVs active), as VDSM keeps an active domain.
+blockdomain.sh activate-sanlock "$TB"
+start_sanlock
+sanlock.sh join "$SL" 1 "$NFS_SD" "$D/dom_md/ids" 1 "$BSD" "/dev/$BSD/ids"
 
 lvm_ () {
     local sub=$1
@@ -223,9 +230,10 @@ snapshot.sh write "$BSD" "$IMG_C" 0x71 0 2M --block-env "$BENV"
 VOL_C1=$(snapshot.sh create "$BSD" "$IMG_C" --block-env "$BENV")
 snapshot.sh write "$BSD" "$IMG_C" 0x72 1M 2M --block-env "$BENV"
 VM_UUID=$(bk_uuid)
+# Only the LVs sanlock uses stay active (VDSM's, not ovagent's).
 no_active_lvs () {
     local left
-    left=$(find "/dev/$BSD" -mindepth 1 2>/dev/null | head -5) || true
+    left=$(find "/dev/$BSD" -mindepth 1 ! -name ids ! -name leases 2>/dev/null | head -5) || true
     [ -z "$left" ] || fail "$1: LVs left active: $left"
     [ -z "$(ls -A "$OVAGENT_STATE_DIR/activations" 2>/dev/null)" ] ||
         fail "$1: activation records left: $(ls "$OVAGENT_STATE_DIR/activations")"
@@ -258,5 +266,6 @@ expect_exit 0 ovagent verify --repo "$R" --json
 bk_check "verify: not ok over 3 disks and 10 backups" "$TESTDIR/out" \
     '.result == "ok" and .disks == 3 and .backups == 10'
 bk_no_leftovers "the end"
+[ -z "$(sanlock.sh leases "$SL" 1)" ] || fail "leases left held: $(sanlock.sh leases "$SL" 1)"
 
 echo "PASS: backup of a stopped VM through qemu-nbd, file and block domains"

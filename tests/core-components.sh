@@ -11,6 +11,7 @@ components=(
     "qemu-nbd qemu-nbd"
     "qemu-io qemu-io"
     "lvm lvm"
+    "sanlock /usr/sbin/sanlock"
     "losetup losetup"
     "sshd /usr/sbin/sshd"
     "libvirtd /usr/sbin/libvirtd"

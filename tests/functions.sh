@@ -103,6 +103,18 @@ start_sshd () {
     . "$S/sshd.env"
 }
 
+# start_sanlock: the test bed's two sanlock daemons (hosts 1 and 2) in SL
+# ($TESTDIR/sanlock), stopped at exit, ovagent talking to host 1's
+# (OVAGENT_SANLOCK_RUN_DIR). Start it after the domains it is to join
+# (their cleanups then run after it); join with sanlock.sh join "$SL" ....
+start_sanlock () {
+    requires_core sanlock
+    SL=$TESTDIR/sanlock
+    cleanup_add sanlock.sh down "$SL"
+    sanlock.sh up "$SL"
+    . "$SL/env"
+}
+
 # agent_env [LIBVIRT_URI]: the agent's directories inside TESTDIR (run_dir,
 # state_dir, scratch_dir), no block devices scanned and libvirt at
 # LIBVIRT_URI, unless the environment says otherwise; exported. The default,

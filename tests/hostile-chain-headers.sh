@@ -26,6 +26,10 @@ export OVAGENT_DATA_CENTER=$FD/data-center
 # The libvirt test driver: the VM is stopped and unknown to libvirt.
 export OVAGENT_LIBVIRT_URI=test:///default
 R=$TESTDIR/repo
+# This host in the domain's lockspace, as VDSM keeps it: the stopped VM's
+# bitmaps go in under the top volume's lease.
+start_sanlock
+sanlock.sh join "$SL" 1 "$NFS_SD" "$NFS_DIR/dom_md/ids"
 VMID=$(bk_uuid)
 
 SECRET=$TESTDIR/host-secret

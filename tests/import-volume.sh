@@ -2,9 +2,10 @@
 # Restore end to end: a repository built by export-chain | receive, then
 # restore --to FILE, restore --output - | import into a new file, an empty
 # file-domain volume and the LVs of a block domain (a preallocated raw LV
-# holding old bytes, a qcow2 LV), each compared with the source chain; and
-# import's refusals: a smaller volume, a volume a running VM uses, a chain
-# stream, a --format that disagrees with the volume's metadata.
+# holding old bytes, a qcow2 LV), each compared with the source chain, written
+# under the volume's sanlock lease (this host has joined both domains'
+# lockspaces); and import's refusals: a smaller volume, a volume a running VM
+# uses, a chain stream, a --format that disagrees with the volume's metadata.
 
 . "$top_srcdir/tests/functions.sh"
 
@@ -13,6 +14,7 @@ requires_core qemu-io
 requires_core qemu-nbd
 requires_core jq
 requires_core losetup
+requires_core sanlock
 requires_root
 command -v ovagent >/dev/null || fail "ovagent not built"
 
@@ -31,6 +33,18 @@ export OVAGENT_STATE_DIR=$TESTDIR/state
 # No libvirtd until the running-VM case: import warns and goes on, and
 # export-chain is told which volume to stop at (--to).
 export OVAGENT_LIBVIRT_URI=qemu:///system
+
+# The block domain for the LV imports below; this host joins both
+# domains' lockspaces (the block domain's ids and leases LVs active), as
+# VDSM does for the active domains of a host.
+BD=$TESTDIR/bd
+cleanup_add blockdomain.sh down "$BD"
+blockdomain.sh up "$BD" --spare
+blockdomain.sh activate-sanlock "$BD"
+bd_ids () { (. "$BD/ids"; eval "echo \$$1"); }
+BSD=$(bd_ids SD)
+start_sanlock
+sanlock.sh join "$SL" 1 "$NFS_SD" "$NFS_DIR/dom_md/ids" 1 "$BSD" "/dev/$BSD/ids"
 
 top_path=$(jq -r --arg img "$CHAIN_IMG" '
     .domains[].images[] | select(.uuid == $img) | .volumes[-1].path' "$FD/expected.json")
@@ -123,6 +137,7 @@ new_file_volume () {
     chmod 0660 "$dir/$vol"
     tb_vol_record 5 "$NFS_SD" "$img" "" "$1" LEAF "$2" | tb_write_file "$dir/$vol.meta"
     : >"$dir/$vol.lease"
+    tb_volume_lease "$NFS_SD" "$vol" "$dir/$vol.lease"
     printf '%s/%s/%s\n' "$NFS_SD" "$img" "$vol"
 }
 
@@ -153,11 +168,6 @@ expect_exit 2 ovagent import --to-volume "$NFS_SD/$CHAIN_IMG/$CHAIN_MID" <"$TEST
 expect_exit 2 ovagent import --to-volume "not/a/volume" <"$TESTDIR/restore.stream"
 
 # --- import --to-volume, block domain ----------------------------------------
-BD=$TESTDIR/bd
-cleanup_add blockdomain.sh down "$BD"
-blockdomain.sh up "$BD" --spare
-bd_ids () { (. "$BD/ids"; eval "echo \$$1"); }
-BSD=$(bd_ids SD)
 LOOP=$(bd_ids LOOP)
 SHIM=$top_srcdir/scripts/testbed/lvm-shim
 bd_env () {
@@ -202,4 +212,5 @@ else
 fi
 
 [ -z "$(ls -A "$OVAGENT_RUN_DIR")" ] || fail "left $(ls "$OVAGENT_RUN_DIR") in run_dir"
+[ -z "$(sanlock.sh leases "$SL" 1)" ] || fail "leases left held: $(sanlock.sh leases "$SL" 1)"
 echo "PASS: restore and import"

@@ -9,8 +9,13 @@
 #                                            images of their own, as the engine creates
 #                                            them for a restore (raw preallocated and
 #                                            qcow2)
+#   blockdomain.sh activate-sanlock ROOT     activate the ids and leases LVs, as
+#                                            VDSM keeps them active on a host where
+#                                            the domain is active (sanlock uses them)
 #   blockdomain.sh down ROOT                 deactivate, remove the VG, PV, loop
 #                                            device(s) and ROOT
+# Every volume has its sanlock lease in the leases LV, and the ids LV a
+# lockspace (lib.sh tb_lockspace_init, tb_volume_lease).
 # Every LVM command goes through lvm-shim, which emulates activation where the
 # kernel has no device-mapper.
 set -euo pipefail
@@ -23,10 +28,12 @@ SHIM=$HERE/lvm-shim
 GiB=$((1024 * 1024 * 1024))
 MiB=$((1024 * 1024))
 MARKER=.ovagent-blockdomain-testbed
+# The leases LV: slots up to 155 (VDSM makes it 2 GiB: slots up to 1947).
+LEASES_MIB=256
 export LVM_SUPPRESS_FD_WARNINGS=1
 
 usage () {
-    echo "usage: ${0##*/} up ROOT [--version 4|5] [--spare] | down ROOT" >&2
+    echo "usage: ${0##*/} up ROOT [--version 4|5] [--spare] | activate-sanlock ROOT | down ROOT" >&2
     exit 2
 }
 
@@ -69,8 +76,8 @@ write_slot () {
 
 NEXT_SLOT=
 
-# data_lv IMG VOL LV_MIB PARENT: a data LV with VDSM's tags; PU_ is PARENT
-# unless PU=... is given. Returns the slot in SLOT.
+# data_lv IMG VOL LV_MIB PARENT: a data LV with VDSM's tags and its lease;
+# PU_ is PARENT unless PU=... is given. Returns the slot in SLOT.
 data_lv () {
     local img=$1 vol=$2 mib=$3 pu=${4:-$TB_BLANK_UUID}
     SLOT=$NEXT_SLOT
@@ -78,6 +85,8 @@ data_lv () {
     lvm lvcreate --autobackup n -an -Zn --wipesignatures n --contiguous n \
         --size "${mib}m" --name "$vol" \
         --addtag "IU_$img" --addtag "PU_$pu" --addtag "MD_$SLOT" "$SD" >/dev/null
+    (( (100 + SLOT + 1) * MiB <= LEASES_MIB * MiB )) || tb_die "slot $SLOT is beyond the leases LV"
+    tb_volume_lease "$SD" "$vol" "$LOOP" $(( LEASES_OFFSET + (100 + SLOT) * MiB ))
 }
 
 activate () {
@@ -159,13 +168,18 @@ up () {
     done < <(tb_dom_metadata "${md[@]}")
     lvm vgchange "${tags[@]}" "$SD" >/dev/null
 
-    # Special LVs, metadata first (extent 0); one extent each is enough here.
-    local lv
+    # Special LVs, metadata first (extent 0); one extent each is enough
+    # here, but for leases: volume leases start at 100 MiB (1 MiB alignment).
+    local lv size
     for lv in metadata ids leases inbox outbox xleases master; do
-        lvm lvcreate --autobackup n -an -Zn --wipesignatures n --size 128m \
-            --name "$lv" "$SD" >/dev/null
+        size=128
+        [ "$lv" = leases ] && size=$LEASES_MIB
+        lvm lvcreate --autobackup n -an -Zn --wipesignatures n --contiguous y \
+            --size "${size}m" --name "$lv" "$SD" >/dev/null
     done
     MD_OFFSET=$(lv_offset metadata)
+    LEASES_OFFSET=$(lv_offset leases)
+    tb_lockspace_init "$SD" "$LOOP" "$(lv_offset ids)"
     if [ "$VERSION" -ge 5 ]; then NEXT_SLOT=1; else NEXT_SLOT=4; fi
 
     tb_expect_domain "$SD" block iscsi "$VERSION" "/dev/$SD"
@@ -285,6 +299,13 @@ up () {
     trap - EXIT
 }
 
+activate_sanlock () {
+    [ -e "$ROOT/$MARKER" ] || tb_die "$ROOT was not made by ${0##*/} up"
+    SD=$(. "$ROOT/ids"; echo "$SD")
+    LOOP=$(. "$ROOT/ids"; echo "$LOOP")
+    activate ids leases
+}
+
 down () {
     [ -d "$ROOT" ] || return 0
     if [ ! -e "$ROOT/$MARKER" ]; then
@@ -350,6 +371,9 @@ case $CMD in
             esac
         done
         up ;;
+    activate-sanlock)
+        [ $# -eq 0 ] || usage
+        activate_sanlock ;;
     down)
         [ $# -eq 0 ] || usage
         down ;;

@@ -41,6 +41,10 @@ make_domain () {
     mkdir -p "$dir/dom_md" "$dir/images"
     tb_dom_metadata "${md[@]}" | tb_write_file "$dir/dom_md/metadata"
     : >"$dir/dom_md/ids"
+    # LocalLock keeps no lockspace; sanlock's domains have one in ids.
+    if [ "$flavor" != nolease ]; then
+        tb_lockspace_init "$sd" "$dir/dom_md/ids"
+    fi
     : >"$dir/dom_md/leases"
     truncate -s 16M "$dir/dom_md/inbox" "$dir/dom_md/outbox"
     if [ "$version" -ge 4 ] && [ "$flavor" != nolease ]; then
@@ -82,6 +86,7 @@ file_vol () {
         tb_write_file "$imgdir/$vol.meta"
     if [ "$lease" = 1 ]; then
         : >"$imgdir/$vol.lease"
+        tb_volume_lease "$sd" "$vol" "$imgdir/$vol.lease"
     fi
 }
 
@@ -262,6 +267,7 @@ nfs_domain () {
             img=${imgs[i]}; v=${vols[i]}
             cp --reflink=auto --sparse=always "$hdr" "$d/images/$img/$v"
             printf '%s\n' "${rec//@IMG@/$img}" >"$d/images/$img/$v.meta"
+            # Never written: the lease file stays as VDSM truncates it.
             : >"$d/images/$img/$v.lease"
             tb_expect_image "$sd" "$img"
             expect "$img" "$v" "" cow leaf legal "$cap"

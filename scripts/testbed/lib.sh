@@ -145,6 +145,43 @@ tb_write_file () {
     mv -f "$1.new" "$1"
 }
 
+# ---- sanlock areas, as VDSM writes them ------------------------------
+
+# tb_sanlock_path PATH: PATH as sanlock's LOCKSPACE and RESOURCE strings
+# take it (":" escaped; mount directories of NFS and GlusterFS have one).
+tb_sanlock_path () {
+    printf '%s' "${1//:/\\:}"
+}
+
+# tb_sanlock_direct ARGS...: `sanlock direct ARGS` (storage written
+# directly, no daemon), quiet unless it fails.
+tb_sanlock_direct () {
+    local sanlock out
+    sanlock=$(command -v sanlock 2>/dev/null || echo /usr/sbin/sanlock)
+    [ -x "$sanlock" ] || tb_die "sanlock is not installed (scripts/setup installs it)"
+    out=$("$sanlock" direct "$@" 2>&1) || {
+        echo "$out" >&2
+        return 1
+    }
+}
+
+# tb_lockspace_init SD PATH [OFFSET]: the host-id area of domain SD (its
+# dom_md/ids, or the ids LV). The I/O timeout is 2 s, not VDSM's 10: a
+# host joins in seconds instead of a minute.
+tb_lockspace_init () {
+    tb_sanlock_direct init -s "$1:0:$(tb_sanlock_path "$2"):${3:-0}" -o 2 ||
+        tb_die "cannot initialise the lockspace of $1 at $2"
+}
+
+# tb_volume_lease SD VOL PATH [OFFSET]: the lease of volume VOL, as VDSM
+# writes it when it creates the volume (sanlock write_resource: lockspace
+# SD, resource VOL; 512-byte sectors, 1 MiB aligned): <vol>.lease at 0 on a
+# file domain, the leases LV at (100 + slot) MiB on a block domain.
+tb_volume_lease () {
+    tb_sanlock_direct init -r "$1:$2:$(tb_sanlock_path "$3"):${4:-0}" ||
+        tb_die "cannot write the lease of volume $2 at $3:${4:-0}"
+}
+
 # ---- expected.json ----------------------------------------------------
 # Domains and images are kept as JSON lines in $TB_EXPECT/domains and
 # $TB_EXPECT/images (each image carrying its "sd"); the image being

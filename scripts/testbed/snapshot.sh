@@ -48,6 +48,7 @@ SD=          # domain UUID
 DOMDIR=      # file: the domain directory
 VERSION=     # domain format version
 BLOCK_ENV=
+ALIGNMENT_TAG=  # block: MDT_ALIGNMENT, if the VG has it
 LV_MIB=128
 RAW=
 
@@ -109,6 +110,7 @@ open_domain () {
         tags=$(lvm vgs --noheadings -o vg_tags "$SD") || tb_die "no VG $SD"
         VERSION=$(tr ',' '\n' <<<"$tags" | sed -n 's/^ *MDT_VERSION=\([0-9]*\) *$/\1/p')
         [ -n "$VERSION" ] || tb_die "VG $SD has no MDT_VERSION tag"
+        ALIGNMENT_TAG=$(tr ',' '\n' <<<"$tags" | sed -n 's/^ *MDT_ALIGNMENT=\([0-9]*\) *$/\1/p')
         block_layout
     else
         [ -d "$dom/dom_md" ] && [ -d "$dom/images" ] ||
@@ -128,19 +130,33 @@ qcow2_compat () {
 
 PV_DEV=      # the device holding the metadata LV
 MD_OFFSET=   # byte offset of the metadata LV in PV_DEV
+LEASES_OFFSET= # byte offset of the leases LV in PV_DEV (one segment)
+ALIGNMENT=   # of the domain's leases: ALIGNMENT (V5), else 1 MiB
 
-block_layout () {
-    local ranges extent first pestart
+# lv_start LV: "DEVICE OFFSET" of the LV's first extent.
+lv_start () {
+    local ranges extent first pestart dev
     IFS='|' read -r ranges extent < <(lvm lvs --noheadings --units b --nosuffix \
-        --separator '|' -o seg_pe_ranges,vg_extent_size "$SD/metadata")
+        --separator '|' -o seg_pe_ranges,vg_extent_size "$SD/$1")
     ranges=${ranges//[[:space:]]/}
     extent=${extent//[[:space:]]/}
-    PV_DEV=${ranges%:*}
+    dev=${ranges%:*}
     first=${ranges##*:}
     first=${first%-*}
-    pestart=$(lvm pvs --noheadings --units b --nosuffix -o pe_start "$PV_DEV")
+    pestart=$(lvm pvs --noheadings --units b --nosuffix -o pe_start "$dev")
     pestart=${pestart//[[:space:]]/}
-    MD_OFFSET=$(( pestart + first * extent ))
+    echo "$dev $(( pestart + first * extent ))"
+}
+
+block_layout () {
+    local dev
+    read -r PV_DEV MD_OFFSET < <(lv_start metadata)
+    read -r dev LEASES_OFFSET < <(lv_start leases)
+    [ "$dev" = "$PV_DEV" ] || tb_die "the leases LV of $SD is not on $PV_DEV"
+    ALIGNMENT=$MiB
+    if [ "$VERSION" -ge 5 ] && [ -n "$ALIGNMENT_TAG" ]; then
+        ALIGNMENT=$ALIGNMENT_TAG
+    fi
 }
 
 slot_offset () {
@@ -341,6 +357,7 @@ new_volume () {
         if { [ -n "$parent" ] && [ -e "$dir/$parent.lease" ]; } ||
            { [ -z "$parent" ] && [ -e "$DOMDIR/dom_md/xleases" ]; }; then
             : >"$dir/$vol.lease"
+            tb_volume_lease "$SD" "$vol" "$dir/$vol.lease"
         fi
     else
         local slot
@@ -362,6 +379,8 @@ new_volume () {
             --addtag "PU_${parent:-$TB_BLANK_UUID}" --addtag "IU_$IMG" "$SD/$vol" >/dev/null
         tb_vol_record "$VERSION" "$SD" "$IMG" "$parent" "$fmt" LEAF "$cap" "$@" |
             write_slot "$slot"
+        tb_volume_lease "$SD" "$vol" "$PV_DEV" \
+            $(( LEASES_OFFSET + (100 + slot) * ALIGNMENT ))
         SLOTS_USED+=("$slot")
     fi
 }

@@ -14,7 +14,7 @@ static const char *const env_vars[] = {
   "OVAGENT_LVM_COMMAND", "OVAGENT_RUN_DIR", "OVAGENT_STATE_DIR",
   "OVAGENT_LIBVIRT_URI", "OVAGENT_LOG_LEVEL", "OVAGENT_SYSLOG",
   "OVAGENT_SSH_KEY", "OVAGENT_SSH_KNOWN_HOSTS", "OVAGENT_REMOTE_COMMAND",
-  "OVAGENT_SCRATCH_DIR", "OVAGENT_IO_TIMEOUT",
+  "OVAGENT_SCRATCH_DIR", "OVAGENT_IO_TIMEOUT", "OVAGENT_SANLOCK_RUN_DIR",
 };
 
 /* A private directory for config files; the environment starts clean. */
@@ -78,6 +78,7 @@ assert_defaults (const ova_config *cfg)
   g_assert_cmpstr (cfg->env.run_dir, ==, "/run/ovagent");
   g_assert_cmpstr (cfg->env.state_dir, ==, "/var/lib/ovagent");
   g_assert_cmpstr (cfg->env.libvirt_uri, ==, "qemu:///system");
+  g_assert_cmpstr (cfg->env.sanlock_run_dir, ==, "/run/sanlock");
   g_assert_cmpstr (cfg->log_level, ==, "warning");
   g_assert_true (cfg->syslog);
   g_assert_null (cfg->ssh_key);
@@ -141,7 +142,8 @@ test_file (fixture *f, gconstpointer data G_GNUC_UNUSED)
               "ssh_key = /etc/ovagent/id_ed25519\n"
               "ssh_known_hosts = /etc/ovagent/known_hosts\n"
               "remote_command = /usr/local/bin/ovagent\n"
-              "io_timeout = 0\n");
+              "io_timeout = 0\n"
+              "sanlock_run_dir = /tmp/sanlock\n");
   cfg = ova_config_load (f->conf, &err);
   g_assert_no_error (err);
   g_assert_cmpstr (cfg->env.data_center, ==, "/srv/dc");
@@ -159,6 +161,7 @@ test_file (fixture *f, gconstpointer data G_GNUC_UNUSED)
   g_assert_cmpstr (cfg->ssh_known_hosts, ==, "/etc/ovagent/known_hosts");
   g_assert_cmpstr (cfg->remote_command, ==, "/usr/local/bin/ovagent");
   g_assert_cmpuint (cfg->io_timeout, ==, 0);
+  g_assert_cmpstr (cfg->env.sanlock_run_dir, ==, "/tmp/sanlock");
 }
 
 static void
@@ -175,7 +178,8 @@ test_env_overrides_file (fixture *f, gconstpointer data G_GNUC_UNUSED)
               "syslog = true\n"
               "ssh_key = /srv/key\n"
               "remote_command = ovagent\n"
-              "io_timeout = 30\n");
+              "io_timeout = 30\n"
+              "sanlock_run_dir = /srv/sanlock\n");
   g_setenv ("OVAGENT_DATA_CENTER", "/srv/env", TRUE);
   g_setenv ("OVAGENT_LVM_DEVICES", "/dev/loop5,/dev/loop6", TRUE);
   g_setenv ("OVAGENT_LIBVIRT_URI", "test:///default", TRUE);
@@ -185,6 +189,7 @@ test_env_overrides_file (fixture *f, gconstpointer data G_GNUC_UNUSED)
   g_setenv ("OVAGENT_SSH_KNOWN_HOSTS", "/srv/known_hosts", TRUE);
   g_setenv ("OVAGENT_REMOTE_COMMAND", "/opt/ovagent/bin/ovagent", TRUE);
   g_setenv ("OVAGENT_IO_TIMEOUT", "86400", TRUE);
+  g_setenv ("OVAGENT_SANLOCK_RUN_DIR", "/srv/env-sanlock", TRUE);
   cfg = ova_config_load (f->conf, &err);
   g_assert_no_error (err);
   g_assert_cmpstr (cfg->env.data_center, ==, "/srv/env");
@@ -198,6 +203,7 @@ test_env_overrides_file (fixture *f, gconstpointer data G_GNUC_UNUSED)
   g_assert_cmpstr (cfg->ssh_known_hosts, ==, "/srv/known_hosts");
   g_assert_cmpstr (cfg->remote_command, ==, "/opt/ovagent/bin/ovagent");
   g_assert_cmpuint (cfg->io_timeout, ==, 86400);
+  g_assert_cmpstr (cfg->env.sanlock_run_dir, ==, "/srv/env-sanlock");
   /* Not overridden: the file's value stays. */
   g_assert_cmpstr (cfg->env.state_dir, ==, "/srv/state");
 }
@@ -281,6 +287,7 @@ test_bad_values (fixture *f, gconstpointer data G_GNUC_UNUSED)
     { "remote_command = bin/ovagent", "remote_command", "bin/ovagent" },
     { "remote_command =", "remote_command", "" },
     { "scratch_dir = scratch", "scratch_dir", "scratch" },
+    { "sanlock_run_dir = run/sanlock", "sanlock_run_dir", "run/sanlock" },
     { "io_timeout = 86401", "io_timeout", "86401" },
     { "io_timeout = -1", "io_timeout", "-1" },
     { "io_timeout = +30", "io_timeout", "+30" },
