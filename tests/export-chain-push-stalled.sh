@@ -17,11 +17,12 @@ start_filedomain
 agent_env test:///default
 
 # The remote "receiver": says it started, then reads nothing until the
-# test lets it go (also at exit, so that sshd's child never outlives us).
+# test lets it go (also at exit, so that sshd's child never outlives us:
+# the test's directory going away lets it go too).
 cat >"$TESTDIR/stalled-receiver" <<EOF
 #!/bin/bash
 touch "$TESTDIR/started.\$\$"
-until [ -e "$TESTDIR/release" ]; do sleep 0.1; done
+until [ -e "$TESTDIR/release" ] || [ ! -d "$TESTDIR" ]; do sleep 0.1; done
 EOF
 chmod 0755 "$TESTDIR/stalled-receiver"
 cleanup_add touch "$TESTDIR/release"
