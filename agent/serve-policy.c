@@ -806,9 +806,11 @@ ova_serve_check (const ova_serve_policy *policy, char *const *words,
   if (c.cmd->verify != NULL && !c.cmd->verify (policy, options, args, error))
     return FALSE;
 
+  /* The arguments first: an option whose value is optional (--compress)
+   * then never meets a word it could take for its value. */
   g_ptr_array_add (out, g_strdup (c.cmd->name));
-  g_ptr_array_extend_and_steal (out, g_steal_pointer (&options));
   g_ptr_array_extend_and_steal (out, g_steal_pointer (&args));
+  g_ptr_array_extend_and_steal (out, g_steal_pointer (&options));
   g_ptr_array_add (out, NULL);
   *argv = (char **) g_ptr_array_free (g_steal_pointer (&out), FALSE);
   return TRUE;

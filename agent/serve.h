@@ -31,8 +31,8 @@ const char *ova_serve_role_name (ova_serve_role role);
  * --json, --quiet, --verbose, --log-level, --progress), every value and
  * argument has the form the command takes, each --repo resolves under the
  * root. On success *argv is the command line to run, argv[0] the command
- * name, then each option as --NAME or --NAME=VALUE (a --repo as its real
- * path), then the arguments: what the command parses is exactly what was
+ * name, then the arguments, then each option as --NAME or --NAME=VALUE (a
+ * --repo as its real path): what the command parses is exactly what was
  * checked. A refusal is OVA_ERROR_USAGE saying what was refused and why. */
 gboolean ova_serve_check (const ova_serve_policy *policy, char *const *words,
                           char ***argv, GError **error);

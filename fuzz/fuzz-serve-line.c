@@ -36,14 +36,14 @@ check_refusal (const GError *err)
     abort ();
 }
 
-/* What runs: an allowed command, options in --NAME[=VALUE] form, a --repo
- * under the root, arguments that are no options, all clean text. */
+/* What runs: an allowed command, its arguments (no options), then options
+ * in --NAME[=VALUE] form with a --repo under the root, all clean text. */
 static void
 check_argv (const ova_serve_policy *p, char **argv)
 {
   g_autofree char *allowed = ova_serve_allowed_commands (p->role);
   g_auto(GStrv) names = g_strsplit (allowed, ", ", -1);
-  gboolean options_done = FALSE;
+  gboolean in_options = FALSE;
 
   if (argv == NULL || argv[0] == NULL || !g_strv_contains ((const char *const *) names, argv[0]))
     abort ();
@@ -53,18 +53,17 @@ check_argv (const ova_serve_policy *p, char **argv)
     if (!is_clean_text (a) || *a == '\0')
       abort ();
     if (g_str_has_prefix (a, "--")) {
-      if (options_done || a[2] == '\0' || a[2] == '=')
+      if (a[2] == '\0' || a[2] == '=')
         abort ();
+      in_options = TRUE;
       if (g_str_has_prefix (a, "--repo=") &&
           strcmp (a + 7, ROOT) != 0 && !g_str_has_prefix (a + 7, ROOT "/"))
         abort ();
       if (strstr (a, "/../") != NULL || g_str_has_suffix (a, "/.."))
         abort ();
     }
-    else if (*a == '-')
+    else if (*a == '-' || in_options)
       abort ();
-    else
-      options_done = TRUE;
   }
 }
 

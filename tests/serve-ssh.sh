@@ -111,12 +111,12 @@ read -r IMG BASE < <(snapshot.sh disk "$NFS_DIR" 64M)
 snapshot.sh write "$NFS_DIR" "$IMG" 0x11 0 1M 8M 2M
 R=$ROOT/pulled
 
-# pull NAME ARGS...: ssh h ovagent export-chain IMG ARGS --output - | ssh t
+# pull NAME ARGS...: ssh h ovagent export-chain IMG --output - ARGS | ssh t
 # ovagent receive --repo R --json; the result in $TESTDIR/NAME.json.
 pull () {
     local name=$1
     shift
-    serve_pipe "$name" h "ovagent export-chain $IMG $* --output -" \
+    serve_pipe "$name" h "ovagent export-chain $IMG --output - $*" \
         t "ovagent receive --repo $R --json"
     audit_pair
     local moved sent received
@@ -136,7 +136,8 @@ snapshot.sh convert "$NFS_DIR" "$IMG" "$TESTDIR/at-full.raw"
 
 snapshot.sh create "$NFS_DIR" "$IMG" >/dev/null
 snapshot.sh write "$NFS_DIR" "$IMG" 0x22 4M 1M
-pull incremental --since "$BASE"
+# --compress last: an option whose value is optional takes no argument.
+pull incremental --since "$BASE" --compress
 jq -e '.kind == "incremental"' "$TESTDIR/incremental.json" >/dev/null ||
     fail "incremental pull: $(cat "$TESTDIR/incremental.json")"
 inc_id=$(jq -r .backup_id "$TESTDIR/incremental.json")
@@ -191,6 +192,15 @@ read -r h_in h_out < <(audit_bytes "$AUDIT_HOST")
     fail "restore | import: the audit lines disagree on the bytes: $AUDIT_TARGET / $AUDIT_HOST"
 
 # --- a command that is killed, or whose serve gets a signal ----------------
+# is_target_serve PID: PID is this program run as the target key's serve
+# (not the login shell that may run it without exec).
+is_target_serve () {
+    local argv
+    mapfile -d '' -t argv <"/proc/$1/cmdline" 2>/dev/null || return 1
+    [ "${argv[0]:-}" = "$top_builddir/agent/ovagent" ] &&
+        [[ " ${argv[*]} " == *" --config $TESTDIR/target.conf serve "* ]]
+}
+
 # serve_pids: "PARENT CHILD" once the target key's serve has forked its
 # command (both run this program with the same command line).
 serve_pids () {
@@ -198,7 +208,7 @@ serve_pids () {
     for (( i = 0; i < 600; i++ )); do
         for pid in $(pgrep -f -- "--config $TESTDIR/target.conf serve" || true); do
             ppid=$(awk '/^PPid:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || continue
-            if tr '\0' ' ' <"/proc/$ppid/cmdline" 2>/dev/null | grep -qF -- "--config $TESTDIR/target.conf serve"; then
+            if is_target_serve "$pid" && is_target_serve "$ppid"; then
                 echo "$ppid $pid"
                 return 0
             fi
@@ -228,7 +238,7 @@ stalled_receive () {
 }
 
 stalled_receive killed KILL child
-[ "$STALLED_RC" -eq 137 ] || fail "a command killed by SIGKILL: ssh exited $STALLED_RC"
+[ "$STALLED_RC" -eq 137 ] || fail "a command killed by SIGKILL: ssh exited $STALLED_RC: $(cat "$TESTDIR/killed.err")"
 audit_expect "killed command" "command=\"ovagent receive --repo $ROOT/killed\"" ' exit=137 in=0 out=0$'
 
 stalled_receive interrupted TERM parent

@@ -182,21 +182,23 @@ static const policy_case policy_cases[] = {
   { H, 0, "ovagent --json -q list", "list --json --quiet" },
   { H, 0, "ovagent list -d " SD " --log-level=debug --progress none",
     "list --domain=" SD " --log-level=debug --progress=none" },
-  { H, 0, "ovagent -v -v info " SD "/" IMG, "info --verbose --verbose " SD "/" IMG },
+  { H, 0, "ovagent -v -v info " SD "/" IMG, "info " SD "/" IMG " --verbose --verbose" },
   { H, 0, "ovagent export-chain " IMG " --since " VOL " --to=" VOL
     " --output - --compress=3 --io-timeout 60",
-    "export-chain --since=" VOL " --to=" VOL " --output=- --compress=3 "
-    "--io-timeout=60 " IMG },
+    "export-chain " IMG " --since=" VOL " --to=" VOL " --output=- "
+    "--compress=3 --io-timeout=60" },
+  { H, 0, "ovagent export-chain --compress " IMG " -o -",
+    "export-chain " IMG " --compress --output=-" },
   { H, 0, "ovagent export-chain " IMG " -o - --compress",
-    "export-chain --output=- --compress " IMG },
+    "export-chain " IMG " --output=- --compress" },
   { H, 0, "ovagent backup vm1 --disk vda --disk " IMG " --incremental --from "
     CP " --output - --requests 8 --connections 2 --json",
-    "backup --disk=vda --disk=" IMG " --incremental --from=" CP
-    " --output=- --requests=8 --connections=2 --json vm1" },
-  { H, 0, "ovagent backup " VOL " --auto --output -", "backup --auto --output=- " VOL },
-  { H, 0, "ovagent checkpoints web_01.example --json", "checkpoints --json web_01.example" },
+    "backup vm1 --disk=vda --disk=" IMG " --incremental --from=" CP
+    " --output=- --requests=8 --connections=2 --json" },
+  { H, 0, "ovagent backup " VOL " --auto --output -", "backup " VOL " --auto --output=-" },
+  { H, 0, "ovagent checkpoints web_01.example --json", "checkpoints web_01.example --json" },
   /* A checkpoint ovagent saved (STATE/checkpoints/VM/CP.xml) may go. */
-  { H, 0, "ovagent checkpoints " VM " --delete " CP, "checkpoints --delete=" CP " " VM },
+  { H, 0, "ovagent checkpoints " VM " --delete " CP, "checkpoints " VM " --delete=" CP },
   { H, 0, "ovagent import --to-volume " SD "/" IMG "/" VOL " --format qcow2 --io-timeout 0",
     "import --to-volume=" SD "/" IMG "/" VOL " --format=qcow2 --io-timeout=0" },
 
@@ -267,10 +269,10 @@ static const policy_case policy_cases[] = {
   { T, 0, "ovagent receive --repo ROOT/inside/x", "receive --repo=ROOT/repo1/x" },
   { T, 0, "ovagent receive --repo ROOT", "receive --repo=ROOT" },
   { T, 0, "ovagent verify --repo ROOT/repo1 " IMG " --backup " BACKUP,
-    "verify --repo=ROOT/repo1 --backup=" BACKUP " " IMG },
+    "verify " IMG " --repo=ROOT/repo1 --backup=" BACKUP },
   { T, 0, "ovagent verify --repo ROOT/repo1", "verify --repo=ROOT/repo1" },
   { T, 0, "ovagent restore --repo ROOT/repo1 " IMG " --output -",
-    "restore --repo=ROOT/repo1 --output=- " IMG },
+    "restore " IMG " --repo=ROOT/repo1 --output=-" },
   { T, 1, "ovagent receive --repo ROOT/repo1", "receive --repo=ROOT/repo1" },
 
   { T, 0, "ovagent receive --repo ROOT/escape", NULL, "outside the repository root" },
