@@ -76,6 +76,11 @@ end_word (splitter *s, GError **error)
 static gboolean
 add_byte (splitter *s, char c, GError **error)
 {
+  /* Between words a tab separates them; in a word it is a control
+   * character like any other. */
+  if (c == '\t')
+    return refuse (s, error, "a tab inside quotes; a word holds printable "
+                   "text only");
   if (s->word->len >= OVA_CMDLINE_MAX_WORD)
     return refuse (s, error, "a word is longer than %d bytes", OVA_CMDLINE_MAX_WORD);
   g_string_append_c (s->word, c);

@@ -15,7 +15,8 @@
  * more than split and unquote:
  *
  *  - at most OVA_CMDLINE_MAX bytes of valid UTF-8 with no NUL, no control
- *    character (U+0000-U+001F, U+007F-U+009F) except tab, so no newline;
+ *    character (U+0000-U+001F, U+007F-U+009F) except tab between words, so
+ *    no newline;
  *  - words are separated by spaces and tabs; a word is never empty and
  *    holds at most OVA_CMDLINE_MAX_WORD bytes; at most
  *    OVA_CMDLINE_MAX_WORDS words;

@@ -62,6 +62,8 @@ static const split_case split_cases[] = {
   { "ovagent list #", -1, NULL, "'#' is a shell metacharacter" },
   { "ovagent list\nid", -1, NULL, "control character U+000A" },
   { "ovagent list\r", -1, NULL, "control character U+000D" },
+  { "ovagent 'a\tb'", -1, NULL, "a tab inside quotes" },
+  { "ovagent \"a\tb\"", -1, NULL, "a tab inside quotes" },
   { "ovagent \x1b[2J", -1, NULL, "control character U+001B" },
   { "ovagent \x7f", -1, NULL, "control character U+007F" },
   { "ovagent \xc2\x85", -1, NULL, "control character U+0085" },
