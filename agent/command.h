@@ -21,6 +21,9 @@ typedef struct ova_ctx {
   ova_config *cfg;          /* set by ova_command_parse, unless .no_config */
   gboolean json;            /* --json */
   ova_progress progress;    /* --progress */
+  int exit_code;            /* a handler that reported its outcome itself
+                             * and returned TRUE: the exit status (serve's
+                             * parent exits with its command's) */
 } ova_ctx;
 
 /* A command: argv[0] is the command name. Reports failure as a GError in
@@ -39,6 +42,9 @@ struct ova_command {
   const char *examples;     /* lines of "  ovagent ..." for --help */
   gboolean no_config;       /* runs without loading the configuration */
 };
+
+/* The command named name, or NULL. */
+const struct ova_command *ova_command_lookup (const char *name);
 
 /* Parse argv (global options accepted too) with the command's entries
  * (NULL-terminated, may be NULL), then load the configuration and set up
@@ -74,5 +80,6 @@ gboolean cmd_restore (ova_ctx *ctx, int argc, char **argv, GError **error);
 gboolean cmd_import (ova_ctx *ctx, int argc, char **argv, GError **error);
 gboolean cmd_backup (ova_ctx *ctx, int argc, char **argv, GError **error);
 gboolean cmd_checkpoints (ova_ctx *ctx, int argc, char **argv, GError **error);
+gboolean cmd_serve (ova_ctx *ctx, int argc, char **argv, GError **error);
 
 #endif

@@ -265,6 +265,42 @@ static const struct ova_command commands[] = {
       "  ovagent import --to /var/tmp/disk.qcow2 --format qcow2 < restore.ovs\n",
   },
   {
+    .name = "serve",
+    .handler = cmd_serve,
+    .args = NULL,
+    .usage = "--role host|target [--repo-root DIR] [--append-only]",
+    .summary = "Run the ovagent command an SSH client asked for, if the role "
+               "of its key allows it: the forced command of a restricted key.",
+    .details = "Named by authorized_keys (restrict,command=\"ovagent serve "
+               "...\"), serve reads the client's command line from "
+               "SSH_ORIGINAL_COMMAND, splits it without a shell (quotes only; "
+               "any shell metacharacter, control character or line over 8 KiB "
+               "is refused) and runs it only if it is an ovagent command the "
+               "role allows, with options from that command's allow-list and "
+               "values of the right form. --role host allows version, list, "
+               "info, export-chain and backup with --output -, checkpoints "
+               "(--delete only of a checkpoint ovagent saved) and import "
+               "--to-volume; --role target allows "
+               "version, receive, verify and restore --output -, each --repo "
+               "resolved (links followed, no '..') under --repo-root DIR. "
+               "--append-only refuses the commands that delete backups. "
+               "Options that change where trust comes from (--config, "
+               "--data-center, --scratch-dir, --target, --output FILE, --to "
+               "PATH...) are refused. The environment is ignored: the "
+               "configuration is the default file (or the one the forced "
+               "command names with --config). Every call, refused (exit 2) or "
+               "run, leaves one audit line in the system log (facility auth, "
+               "socket audit_socket): client, key (with ExposeAuthInfo yes in "
+               "sshd_config), role, command line, exit status and stream "
+               "bytes in and out; serve runs nothing it cannot audit (exit 1). "
+               "authorized_keys.example in ovagent's documentation has the "
+               "lines for each role.",
+    .examples =
+      "  ovagent serve --role host\n"
+      "  ovagent serve --role target --repo-root /srv/backup --append-only\n"
+      "  # authorized_keys: restrict,command=\"ovagent serve --role host\" ssh-ed25519 AAAA... controller\n",
+  },
+  {
     .name = "version",
     .handler = cmd_version,
     .args = NULL,
@@ -413,8 +449,8 @@ static const GOptionEntry version_entries[] = {
   { NULL },
 };
 
-static const struct ova_command *
-command_lookup (const char *name)
+const struct ova_command *
+ova_command_lookup (const char *name)
 {
   for (size_t i = 0; i < G_N_ELEMENTS (commands); i++)
     if (strcmp (commands[i].name, name) == 0)
@@ -701,7 +737,7 @@ cmd_help (ova_ctx *ctx, int argc, char **argv, GError **error)
     return TRUE;
   }
 
-  cmd = command_lookup (argv[1]);
+  cmd = ova_command_lookup (argv[1]);
   if (cmd == NULL) {
     set_unknown_command (error, argv[1]);
     return FALSE;
@@ -759,7 +795,7 @@ run (ova_ctx *ctx, int argc, char **argv, GError **error)
                    "or 'ovagent version'.");
       return FALSE;
     }
-    ctx->cmd = command_lookup ("version");
+    ctx->cmd = ova_command_lookup ("version");
     return ctx->cmd->handler (ctx, 1, version_argv, error);
   }
 
@@ -772,7 +808,7 @@ run (ova_ctx *ctx, int argc, char **argv, GError **error)
     return FALSE;
   }
 
-  cmd = command_lookup (argv[1]);
+  cmd = ova_command_lookup (argv[1]);
   if (cmd == NULL) {
     set_unknown_command (error, argv[1]);
     return FALSE;
@@ -787,6 +823,7 @@ main (int argc, char **argv)
   ova_ctx ctx = { 0 };
   g_autoptr(GError) err = NULL;
   gboolean ok;
+  int exit_code;
 
   setlocale (LC_ALL, "");
   ctx.json = argv_wants_json (argc, argv);
@@ -800,10 +837,11 @@ main (int argc, char **argv)
                  "cannot write the output to stdout: %s", g_strerror (errno));
   if (err != NULL)
     report_error (&ctx, err);
+  exit_code = err != NULL ? ova_error_exit_code (err) : ctx.exit_code;
 
   ova_config_free (ctx.cfg);
   g_free (globals.log_level);
   g_free (globals.config);
   g_free (globals.data_center);
-  return ova_error_exit_code (err);
+  return exit_code;
 }

@@ -1,5 +1,6 @@
 /* ovagent: configuration: built-in defaults, then the [ovagent] group of the
- * GKeyFile, then OVAGENT_<KEY> variables; every value validated on the way in. */
+ * GKeyFile, then OVAGENT_<KEY> variables (not under serve); every value
+ * validated on the way in. */
 /* The autoconf header: <config.h> would find agent/config.h first (-I.). */
 #include <config.h>
 
@@ -42,7 +43,11 @@ static const struct config_key {
   { "scratch_dir", KEY_PATH },
   { "io_timeout", KEY_SECONDS },
   { "sanlock_run_dir", KEY_PATH },
+  { "audit_socket", KEY_PATH },
 };
+
+/* serve: the configuration comes from the file alone. */
+static gboolean ignore_environment;
 
 static const struct config_key *
 config_key_lookup (const char *name)
@@ -89,6 +94,8 @@ config_string_field (ova_config *cfg, const char *name)
     return &cfg->scratch_dir;
   if (strcmp (name, "sanlock_run_dir") == 0)
     return &cfg->env.sanlock_run_dir;
+  if (strcmp (name, "audit_socket") == 0)
+    return &cfg->audit_socket;
   g_assert_not_reached ();
 }
 
@@ -315,6 +322,12 @@ config_load_env (ova_config *cfg, GError **error)
   return TRUE;
 }
 
+void
+ova_config_ignore_environment (void)
+{
+  ignore_environment = TRUE;
+}
+
 ova_config *
 ova_config_load (const char *path, GError **error)
 {
@@ -335,10 +348,11 @@ ova_config_load (const char *path, GError **error)
   cfg->remote_command = g_strdup ("ovagent");
   cfg->scratch_dir = NULL;
   cfg->io_timeout = OVA_IO_TIMEOUT_DEFAULT;
+  cfg->audit_socket = g_strdup ("/dev/log");
 
   /* A file named by the user must exist; only the default may be absent. */
   if (path == NULL) {
-    path = g_getenv (ENV_PREFIX "CONFIG");
+    path = ignore_environment ? NULL : g_getenv (ENV_PREFIX "CONFIG");
     if (path == NULL || *path == '\0') {
       path = OVA_DEFAULT_CONFIG;
       explicit = FALSE;
@@ -347,7 +361,7 @@ ova_config_load (const char *path, GError **error)
 
   if (!config_load_file (cfg, path, explicit, error))
     return NULL;
-  if (!config_load_env (cfg, error))
+  if (!ignore_environment && !config_load_env (cfg, error))
     return NULL;
   /* Follows state_dir unless set on its own. */
   if (cfg->scratch_dir == NULL)
@@ -372,5 +386,6 @@ ova_config_free (ova_config *cfg)
   g_free (cfg->ssh_known_hosts);
   g_free (cfg->remote_command);
   g_free (cfg->scratch_dir);
+  g_free (cfg->audit_socket);
   g_free (cfg);
 }

@@ -26,6 +26,8 @@ typedef struct ova_config {
                           * may wait for its peer to move a byte
                           * (OVA_IO_TIMEOUT_MAX at most); 0 = no limit;
                           * default OVA_IO_TIMEOUT_DEFAULT */
+  char *audit_socket;    /* audit_socket: the syslog socket serve sends its
+                          * audit lines to; default /dev/log */
 } ova_config;
 
 #define OVA_IO_TIMEOUT_DEFAULT 300
@@ -43,8 +45,15 @@ gboolean ova_io_timeout_parse (const char *value, guint *out);
  * OVAGENT_STATE_DIR, OVAGENT_LIBVIRT_URI, OVAGENT_LOG_LEVEL,
  * OVAGENT_SYSLOG, OVAGENT_SSH_KEY, OVAGENT_SSH_KNOWN_HOSTS,
  * OVAGENT_REMOTE_COMMAND, OVAGENT_SCRATCH_DIR, OVAGENT_IO_TIMEOUT and
- * OVAGENT_SANLOCK_RUN_DIR override the file. */
+ * OVAGENT_SANLOCK_RUN_DIR and OVAGENT_AUDIT_SOCKET override the file, and
+ * OVAGENT_CONFIG names the file when path is NULL, unless
+ * ova_config_ignore_environment was called. */
 ova_config *ova_config_load (const char *path, GError **error);
+
+/* From now on, ova_config_load reads no environment variable: serve's
+ * configuration is the file the operator chose, whatever an SSH client
+ * passed (AcceptEnv, SetEnv). */
+void ova_config_ignore_environment (void);
 void ova_config_free (ova_config *cfg);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (ova_config, ova_config_free)
 

@@ -19,7 +19,6 @@
 #include "stream/ssh.h"
 
 #define DEFAULT_COMPRESS_LEVEL 3
-#define MAX_COMPRESS_LEVEL 19
 
 ova_stream_options ova_stream_opts;
 
@@ -30,10 +29,11 @@ ova_stream_opt_compress (const char *name, const char *value,
   guint64 level = DEFAULT_COMPRESS_LEVEL;
 
   if (value != NULL &&
-      !g_ascii_string_to_unsigned (value, 10, 1, MAX_COMPRESS_LEVEL, &level, NULL)) {
+      !g_ascii_string_to_unsigned (value, 10, 1, OVA_COMPRESS_LEVEL_MAX,
+                                   &level, NULL)) {
     g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
                  "%s takes a zstd level from 1 to %d, not '%s'",
-                 name, MAX_COMPRESS_LEVEL, value);
+                 name, OVA_COMPRESS_LEVEL_MAX, value);
     return FALSE;
   }
   ova_stream_opts.compress = (int) level;

@@ -20,7 +20,9 @@ typedef struct {
 
 extern ova_stream_options ova_stream_opts;
 
-/* --compress[=LEVEL]: a zstd level from 1 to 19, 3 without one. */
+/* --compress[=LEVEL]: a zstd level from 1 to OVA_COMPRESS_LEVEL_MAX, 3
+ * without one. */
+#define OVA_COMPRESS_LEVEL_MAX 19
 gboolean ova_stream_opt_compress (const char *name, const char *value,
                                   gpointer data, GError **error);
 

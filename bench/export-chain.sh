@@ -1,7 +1,9 @@
 #!/bin/bash
 # Benchmark of chain export: `export-chain | receive` through sshd on
-# 127.0.0.1 against `ssh cat` of each volume, the SSH channel's own limit and
-# local reads, on a file and a block domain. Measures only; asserts nothing.
+# 127.0.0.1, plain and through a key whose forced command is `ovagent serve
+# --role host`, against `ssh cat` of each volume, the SSH channel's own limit
+# and local reads, on a file and a block domain. Measures only; asserts
+# nothing.
 #
 #   bench/export-chain.sh [--warm] [--domains file,block]
 #
@@ -28,7 +30,7 @@ done
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_requires_ovagent
-bench_requires "test-bed domains, sshd, drop_caches" jq qemu-img qemu-io ssh /usr/sbin/sshd
+bench_requires "test-bed domains, sshd, drop_caches" jq qemu-img qemu-io ssh /usr/sbin/sshd python3
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ovagent-bench.XXXXXX")
 fd_root=$work/fd
@@ -46,8 +48,11 @@ deactivate_ours () {
     activated=()
 }
 
+audit_pid=
+
 cleanup () {
     deactivate_ours
+    [ -z "$audit_pid" ] || kill "$audit_pid" 2>/dev/null || true
     bash "$tbdir/sshd.sh" down "$sshd_dir" >/dev/null 2>&1 || true
     [ ! -d "$fd_root" ] || bash "$tbdir/filedomain.sh" down "$fd_root" >/dev/null 2>&1 || true
     [ ! -d "$bd_root" ] || bash "$tbdir/blockdomain.sh" down "$bd_root" >/dev/null 2>&1 || true
@@ -65,6 +70,79 @@ remote_ovagent () {
         vars+=("$v=${!v}")
     done
     printf '%q ' /usr/bin/time -f '%e %M' -o "$work/time.sender" env "${vars[@]}" "$ovagent" "$@"
+}
+
+# serve_setup: a second client key, allowed only `ovagent serve --role host`
+# with $work/serve.conf (the sender's GNU time around it), reached as
+# tbserve; serve's audit lines go to a receiver on $work/audit.sock.
+serve_setup () {
+    python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+while True:
+    sys.stdout.write(s.recv(65536).decode("utf-8", "replace") + "\n")
+    sys.stdout.flush()
+' "$work/audit.sock" >"$work/audit.log" 2>&1 &
+    audit_pid=$!
+    ssh-keygen -q -t ed25519 -N '' -C ovagent-bench-serve -f "$work/servekey"
+    printf 'restrict,command="/usr/bin/time -f %s -o %s %s --config %s serve --role host" %s\n' \
+        "'%e %M'" "$work/time.sender" "$ovagent" "$work/serve.conf" \
+        "$(cut -d' ' -f1,2 "$work/servekey.pub")" >>"$sshd_dir/authorized_keys"
+    sed -e 's/^Host tbhost/Host tbserve/' -e "s|IdentityFile .*|IdentityFile $work/servekey|" \
+        "$sshd_dir/ssh_config" >"$work/serve_ssh_config"
+    local i
+    for (( i = 0; i < 100; i++ )); do
+        [ -S "$work/audit.sock" ] && return 0
+        sleep 0.05
+    done
+    echo "the audit receiver did not start" >&2
+    exit 1
+}
+
+# serve_conf_from_env: serve ignores the environment, so this shell's
+# OVAGENT_* settings become its configuration file.
+serve_conf_from_env () {
+    local k v
+    {
+        echo '[ovagent]'
+        echo 'syslog = false'
+        echo "audit_socket = $work/audit.sock"
+        for k in data_center lvm_devices lvm_command run_dir state_dir libvirt_uri scratch_dir; do
+            v=OVAGENT_${k^^}
+            [ -z "${!v+set}" ] || echo "$k = ${!v}"
+        done
+    } >"$work/serve.conf"
+}
+
+# pull NAME SSH_CONFIG HOST COMMAND: ssh HOST COMMAND (a stream on its
+# standard output) into receive, caches dropped first; its row added (bench_domain's
+# kind and repo); WALL, MOVED and the peak RSS (KiB) RSS_S and RSS_R set.
+pull () {
+    local name=$1 config=$2 host=$3 cmd=$4 rcs t0 t1
+    rm -rf "$repo"
+    drop_caches
+    t0=$(now)
+    set +e
+    ssh -F "$config" "$host" "$cmd" 2>"$work/sender.err" |
+        timed "$work/time.receiver" "$ovagent" receive --repo "$repo" --json \
+        >"$work/recv.json" 2>"$work/receiver.err"
+    rcs=("${PIPESTATUS[@]}")
+    set -e
+    t1=$(now)
+    if [ "${rcs[0]}" -ne 0 ] || [ "${rcs[1]}" -ne 0 ]; then
+        echo "$name: export-chain exited ${rcs[0]}, receive ${rcs[1]}" >&2
+        cat "$work/sender.err" "$work/recv.json" "$work/receiver.err" >&2
+        exit 1
+    fi
+    WALL=$(elapsed "$t0" "$t1")
+    MOVED=$(jq .bytes_received "$work/recv.json")
+    RSS_S=$(rss_of "$work/time.sender")
+    RSS_R=$(rss_of "$work/time.receiver")
+    row "$kind" "$name" "$(( MOVED / MiB ))" "$WALL" "$(mibs "$MOVED" "$WALL")" \
+        "$(wall_of "$work/time.sender")" "$(( RSS_S / 1024 ))" \
+        "$(wall_of "$work/time.receiver")" "$(( RSS_R / 1024 ))"
+    rm -rf "$repo"
 }
 
 ROWS=()
@@ -101,7 +179,7 @@ make_disk () {
 
 # bench_domain KIND DOMAIN PATH_PREFIX: every measurement on one disk.
 bench_domain () {
-    local kind=$1 prefix=$3 v paths=() vol_bytes=0 t0 t1 wall moved rss_s rss_r
+    local kind=$1 prefix=$3 v paths=() vol_bytes=0 t0 t1
     local repo=$work/repo-$kind
     for v in "${VOLS[@]}"; do
         paths+=("$prefix/$v")
@@ -131,39 +209,22 @@ bench_domain () {
         modes+=("--compress=3")
         names+=("ovagent pull, --compress=3")
     fi
-    local i rcs ova_wall='' ova_moved='' ova_rss=''
+    local i ova_wall='' ova_moved='' ova_rss=''
     for i in "${!modes[@]}"; do
-        rm -rf "$repo"
-        drop_caches
-        t0=$(now)
-        set +e
         # shellcheck disable=SC2086
-        ssh -F "$sshd_dir/ssh_config" tbhost \
-            "$(remote_ovagent export-chain "$IMG" ${modes[$i]} --progress=none --output -)" \
-            2>"$work/sender.err" |
-            timed "$work/time.receiver" "$ovagent" receive --repo "$repo" --json \
-            >"$work/recv.json" 2>"$work/receiver.err"
-        rcs=("${PIPESTATUS[@]}")
-        set -e
-        t1=$(now)
-        if [ "${rcs[0]}" -ne 0 ] || [ "${rcs[1]}" -ne 0 ]; then
-            echo "${names[$i]}: export-chain exited ${rcs[0]}, receive ${rcs[1]}" >&2
-            cat "$work/sender.err" "$work/recv.json" "$work/receiver.err" >&2
-            exit 1
-        fi
-        wall=$(elapsed "$t0" "$t1")
-        moved=$(jq .bytes_received "$work/recv.json")
-        rss_s=$(rss_of "$work/time.sender")
-        rss_r=$(rss_of "$work/time.receiver")
-        row "$kind" "${names[$i]}" "$(( moved / MiB ))" "$wall" "$(mibs "$moved" "$wall")" \
-            "$(wall_of "$work/time.sender")" "$(( rss_s / 1024 ))" \
-            "$(wall_of "$work/time.receiver")" "$(( rss_r / 1024 ))"
+        pull "${names[$i]}" "$sshd_dir/ssh_config" tbhost \
+            "$(remote_ovagent export-chain "$IMG" ${modes[$i]} --progress=none --output -)"
         if [ -z "$ova_wall" ]; then
-            ova_wall=$wall ova_moved=$moved
-            ova_rss="sender $(( rss_s / 1024 )) MiB, receiver $(( rss_r / 1024 )) MiB"
+            ova_wall=$WALL ova_moved=$MOVED
+            ova_rss="sender $(( RSS_S / 1024 )) MiB, receiver $(( RSS_R / 1024 )) MiB"
         fi
     done
-    rm -rf "$repo"
+
+    # (a') the first pull again, through the serve key (same sshd, same data).
+    serve_conf_from_env
+    pull "ovagent pull through a serve key" "$work/serve_ssh_config" tbserve \
+        "ovagent export-chain $IMG --progress=none --output -"
+    local serve_wall=$WALL
 
     # (b) ssh cat of every volume, what this mode replaces.
     if [ "$kind" = block ]; then
@@ -233,6 +294,7 @@ bench_domain () {
     [ "$kind" != block ] || deactivate_ours
 
     RATIOS+=("$kind: pull throughput / channel limit on the bytes moved: $(ratio "$chan_wall" "$ova_wall") (goal >= 0.90)")
+    RATIOS+=("$kind: pull throughput through a serve key / plain pull: $(ratio "$ova_wall" "$serve_wall") (same data, same sshd)")
     RATIOS+=("$kind: ssh cat time / pull time: $(ratio "$cat_wall" "$ova_wall")x (volumes hold $(( vol_bytes / MiB )) MiB, the stream $(( ova_moved / MiB )) MiB)")
     RATIOS+=("$kind: local cat time / local export-chain time: $(ratio "$lcat_wall" "$lova_wall")x")
     RATIOS+=("$kind: peak RSS of the pull: $ova_rss (goal < 64 MiB)")
@@ -245,6 +307,7 @@ for i in 1 2 3; do
 done
 echo "starting sshd on 127.0.0.1..."
 bash "$tbdir/sshd.sh" up "$sshd_dir" >/dev/null
+serve_setup
 
 if [[ ,$domains, == *,file,* ]]; then
     echo "building the file domain disk (4 GiB, 3 qcow2 volumes, 1 GiB of data)..."

@@ -559,6 +559,30 @@ ova_read_idle (int fd, void *buf, size_t len, guint timeout, volatile sig_atomic
      * non-blocking descriptor shared with another reader): wait again. */
     if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
       continue;
+    if (n > 0)
+      ova_io_count_in (n);
     return n;
   }
+}
+
+static ova_io_totals io_own;
+static ova_io_totals *io_totals = &io_own;
+
+void
+ova_io_totals_share (ova_io_totals *where)
+{
+  io_totals = where;
+}
+
+/* Atomic: an encoder may run in another thread than the reader. */
+void
+ova_io_count_in (gsize n)
+{
+  __atomic_add_fetch (&io_totals->in, n, __ATOMIC_RELAXED);
+}
+
+void
+ova_io_count_out (gsize n)
+{
+  __atomic_add_fetch (&io_totals->out, n, __ATOMIC_RELAXED);
 }

@@ -110,6 +110,21 @@ void ova_pipe_grow (int fd);
 gssize ova_read_idle (int fd, void *buf, size_t len, guint timeout,
                       volatile sig_atomic_t *cancel);
 
+/* ---- stream bytes moved ---- */
+
+/* The stream bytes this process moved: in, what ova_read_idle read; out,
+ * what a stream encoder handed its sink. serve audits them. */
+typedef struct {
+  guint64 in;
+  guint64 out;
+} ova_io_totals;
+
+/* Count into where from now on (serve's command runs in a child process:
+ * the counts go to memory its parent shares, so that they outlive it). */
+void ova_io_totals_share (ova_io_totals *where);
+void ova_io_count_in (gsize n);
+void ova_io_count_out (gsize n);
+
 /* "1.5 GiB", "512 B". */
 char *ova_format_size (guint64 bytes);
 

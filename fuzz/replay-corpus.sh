@@ -7,7 +7,8 @@ set -euo pipefail
 # are; the corpus lives next to this script in the source tree.
 here=$(cd "$(dirname "$0")" && pwd)
 
-for target in volmeta dommeta stream manifest backup-meta qcow2-header meta-keep; do
+for target in volmeta dommeta stream manifest backup-meta qcow2-header meta-keep \
+              serve-line; do
   if [[ ! -x ./fuzz-$target ]]; then
     echo "$0: ./fuzz-$target not built" >&2
     exit 1

@@ -9,6 +9,7 @@
 #include <zstd.h>
 
 #include "error.h"
+#include "util.h"
 #include "stream/stream.h"
 
 /* Bytes of a payload given to both digests in turn (fits in L2). */
@@ -135,12 +136,22 @@ strm_encoder_totals (const strm_encoder *e)
   return &e->totals;
 }
 
+/* Every byte of the stream reaches the sink through here. */
+static gboolean
+enc_write (strm_encoder *e, const void *buf, size_t len, GError **error)
+{
+  if (!e->sink->ops->write (e->sink, buf, len, error))
+    return FALSE;
+  ova_io_count_out (len);
+  return TRUE;
+}
+
 static gboolean
 enc_flush (strm_encoder *e, GError **error)
 {
   if (e->out_len == 0)
     return TRUE;
-  if (!e->sink->ops->write (e->sink, e->out, e->out_len, error))
+  if (!enc_write (e, e->out, e->out_len, error))
     return FALSE;
   e->out_len = 0;
   return TRUE;
@@ -167,7 +178,7 @@ enc_output (strm_encoder *e, const void *buf, size_t len, GError **error)
     e->out_since = g_get_monotonic_time ();
     return TRUE;
   }
-  return e->sink->ops->write (e->sink, buf, len, error);
+  return enc_write (e, buf, len, error);
 }
 
 /* Whether the encoder may still write; a programming error otherwise. */

@@ -115,6 +115,125 @@ start_sanlock () {
     . "$SL/env"
 }
 
+# ---- serve: restricted SSH keys -------------------------------------------
+
+# requires_serve_components: what a test of serve through sshd needs.
+requires_serve_components () {
+    local c
+    for c in sshd ssh-keygen qemu-img jq python3; do
+        requires_core "$c"
+    done
+    requires_root
+    requires ovagent
+}
+
+# serve_pipe NAME ALIAS1 LINE1 ALIAS2 LINE2: ssh ALIAS1 LINE1 | ssh ALIAS2
+# LINE2 through SERVE_SSH_CONFIG; both must exit 0. The second one's output
+# goes to $TESTDIR/NAME.json, the stderrs to NAME.1.err and NAME.2.err.
+serve_pipe () {
+    local name=$1 rcs
+    set +e
+    ssh -F "$SERVE_SSH_CONFIG" "$2" "$3" 2>"$TESTDIR/$name.1.err" |
+        ssh -F "$SERVE_SSH_CONFIG" "$4" "$5" >"$TESTDIR/$name.json" 2>"$TESTDIR/$name.2.err"
+    rcs=("${PIPESTATUS[@]}")
+    set -e
+    if [ "${rcs[0]}" -ne 0 ] || [ "${rcs[1]}" -ne 0 ]; then
+        cat "$TESTDIR/$name.1.err" "$TESTDIR/$name.json" "$TESTDIR/$name.2.err" >&2
+        fail "$name: '$3' exited ${rcs[0]}, '$5' ${rcs[1]}"
+    fi
+    jq -e '.result == "ok"' "$TESTDIR/$name.json" >/dev/null ||
+        fail "$name: $(cat "$TESTDIR/$name.json")"
+}
+
+# start_serve_sshd: start_sshd with ExposeAuthInfo (SSH_USER_AUTH names the
+# key) and AcceptEnv OVAGENT_* (what a careless sshd passes on), an audit
+# receiver on $TESTDIR/audit.sock (the syslog socket serve's configuration
+# names; audit_next reads its lines), SERVE_SSH_CONFIG (the aliases serve_key
+# adds) and ROOT ($TESTDIR/backups), the target keys' repository root.
+start_serve_sshd () {
+    S=$TESTDIR/sshd
+    mkdir -p "$S" "$TESTDIR/keys"
+    printf 'ExposeAuthInfo yes\nAcceptEnv OVAGENT_*\n' >"$S/sshd_config.extra"
+    start_sshd
+    SERVE_SSH_CONFIG=$TESTDIR/ssh_config
+    : >"$SERVE_SSH_CONFIG"
+    ROOT=$TESTDIR/backups
+    mkdir -p "$ROOT"
+    AUDIT_SOCK=$TESTDIR/audit.sock
+    # Each datagram as one line on the coprocess's output.
+    coproc AUDIT {
+        exec python3 -u -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+print("ready", flush=True)
+while True:
+    print(s.recv(65536).decode("utf-8", "replace").replace("\n", "\\n"), flush=True)
+' "$AUDIT_SOCK"
+    }
+    cleanup_add kill "$AUDIT_PID"
+    audit_next
+    [ "$AUDIT_LINE" = ready ] || fail "the audit receiver did not start: $AUDIT_LINE"
+}
+
+# audit_next: the next audit line in AUDIT_LINE; none within a minute fails.
+audit_next () {
+    IFS= read -r -t 60 AUDIT_LINE <&"${AUDIT[0]}" || fail "no audit line came"
+}
+
+# audit_expect WHAT PATTERN...: the next audit line matches every grep -E
+# PATTERN.
+audit_expect () {
+    local what=$1 p
+    shift
+    audit_next
+    for p in "$@"; do
+        grep -qE -- "$p" <<<"$AUDIT_LINE" || fail "$what: audit line '$AUDIT_LINE' does not match '$p'"
+    done
+}
+
+# audit_end: no audit line is left unread (each call left exactly one).
+audit_end () {
+    python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"end of test", sys.argv[1])' "$AUDIT_SOCK"
+    audit_next
+    [ "$AUDIT_LINE" = "end of test" ] || fail "an extra audit line: $AUDIT_LINE"
+}
+
+# serve_conf NAME [KEY=VALUE]...: $TESTDIR/NAME.conf, serve's configuration
+# file: the keys given, no syslog, audit lines to AUDIT_SOCK unless an
+# audit_socket is given.
+serve_conf () {
+    local f=$TESTDIR/$1.conf kv
+    shift
+    {
+        echo '[ovagent]'
+        echo 'syslog = false'
+        [[ " $* " == *" audit_socket="* ]] || echo "audit_socket = $AUDIT_SOCK"
+        for kv in "$@"; do
+            echo "${kv%%=*} = ${kv#*=}"
+        done
+    } >"$f"
+}
+
+# serve_key ALIAS CONF SERVE_ARGS...: a new key that may only run
+# `ovagent --config $TESTDIR/CONF.conf serve SERVE_ARGS`; ssh -F
+# "$SERVE_SSH_CONFIG" ALIAS logs in with it. Its fingerprint goes to
+# $TESTDIR/keys/ALIAS.fp ("SHA256:...").
+serve_key () {
+    local alias=$1 conf=$2 key=$TESTDIR/keys/$1
+    shift 2
+    ssh-keygen -q -t ed25519 -N '' -C "serve-$alias" -f "$key"
+    printf 'restrict,command="%s --config %s serve %s" %s\n' \
+        "$top_builddir/agent/ovagent" "$TESTDIR/$conf.conf" "$*" \
+        "$(cut -d' ' -f1,2 "$key.pub")" >>"$S/authorized_keys"
+    sed -e "s/^Host tbhost/Host $alias/" -e "s|IdentityFile .*|IdentityFile $key|" \
+        "$S/ssh_config" >>"$SERVE_SSH_CONFIG"
+    ssh-keygen -lf "$key.pub" | cut -d' ' -f2 >"$key.fp"
+}
+
 # agent_env [LIBVIRT_URI]: the agent's directories inside TESTDIR (run_dir,
 # state_dir, scratch_dir), no block devices scanned and libvirt at
 # LIBVIRT_URI, unless the environment says otherwise; exported. The default,

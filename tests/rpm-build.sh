@@ -68,6 +68,7 @@ sort > "$TESTDIR/expected" <<'EOF'
 /usr/share/bash-completion/completions/ovagent
 /usr/share/doc/ovagent
 /usr/share/doc/ovagent/README.md
+/usr/share/doc/ovagent/authorized_keys.example
 /usr/share/licenses/ovagent
 /usr/share/licenses/ovagent/COPYING
 /usr/share/man/man1/ovagent.1

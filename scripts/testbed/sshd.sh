@@ -7,6 +7,9 @@
 #
 # "up" leaves in DIR: ssh_config, known_hosts, clientkey(.pub), sshd.pid and
 # sshd.env (SSHD_PORT, SSH_CONFIG, SSH_IDENTITY, SSH_KNOWN_HOSTS) for tests to source.
+# Lines in DIR/sshd_config.extra, when it exists before "up", are added to the
+# server's configuration (ExposeAuthInfo, AcceptEnv...); authorized_keys may be
+# rewritten while sshd runs.
 
 set -euo pipefail
 
@@ -65,6 +68,9 @@ StrictModes no
 PrintMotd no
 Subsystem sftp internal-sftp
 EOF
+    if [ -f "$dir/sshd_config.extra" ]; then
+        cat "$dir/sshd_config.extra" >> "$dir/sshd_config"
+    fi
     # Under the test suite, a command run through this sshd finds the same
     # programs (the qemu-img/qemu-nbd guard first) and logs to the same file.
     if [ -n "${OVAGENT_QEMU_GUARD_LOG:-}" ]; then
@@ -156,7 +162,7 @@ cmd_down () {
     if pid=$(our_sshd_pid "$dir"); then
         tb_stop_pids "$pid"
     fi
-    rm -f "$dir/sshd_config" "$dir/sshd.pid" "$dir/sshd.log" "$dir/sshd.env" \
+    rm -f "$dir/sshd_config" "$dir/sshd_config.extra" "$dir/sshd.pid" "$dir/sshd.log" "$dir/sshd.env" \
         "$dir/hostkey" "$dir/hostkey.pub" "$dir/clientkey" "$dir/clientkey.pub" \
         "$dir/authorized_keys" "$dir/known_hosts" "$dir/ssh_config"
     rmdir "$dir" 2>/dev/null || true

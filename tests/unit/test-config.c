@@ -15,6 +15,7 @@ static const char *const env_vars[] = {
   "OVAGENT_LIBVIRT_URI", "OVAGENT_LOG_LEVEL", "OVAGENT_SYSLOG",
   "OVAGENT_SSH_KEY", "OVAGENT_SSH_KNOWN_HOSTS", "OVAGENT_REMOTE_COMMAND",
   "OVAGENT_SCRATCH_DIR", "OVAGENT_IO_TIMEOUT", "OVAGENT_SANLOCK_RUN_DIR",
+  "OVAGENT_AUDIT_SOCKET",
 };
 
 /* A private directory for config files; the environment starts clean. */
@@ -86,6 +87,7 @@ assert_defaults (const ova_config *cfg)
   g_assert_cmpstr (cfg->remote_command, ==, "ovagent");
   g_assert_cmpstr (cfg->scratch_dir, ==, "/var/lib/ovagent/scratch");
   g_assert_cmpuint (cfg->io_timeout, ==, OVA_IO_TIMEOUT_DEFAULT);
+  g_assert_cmpstr (cfg->audit_socket, ==, "/dev/log");
 }
 
 static void
@@ -293,6 +295,7 @@ test_bad_values (fixture *f, gconstpointer data G_GNUC_UNUSED)
     { "io_timeout = +30", "io_timeout", "+30" },
     { "io_timeout = 5m", "io_timeout", "5m" },
     { "io_timeout = 0x10", "io_timeout", "0x10" },
+    { "audit_socket = dev/log", "audit_socket", "dev/log" },
     { "io_timeout =", "io_timeout", "expected whole seconds" },
   };
 
@@ -417,6 +420,36 @@ test_config_env_file (fixture *f, gconstpointer data G_GNUC_UNUSED)
   g_assert_cmpstr (cfg->env.run_dir, ==, "/srv/run");
 }
 
+/* serve: neither OVAGENT_CONFIG nor any OVAGENT_<KEY> is read any more,
+ * for the rest of the process (so it runs after the tests that read it). */
+static void
+test_ignore_environment (fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(ova_config) cfg = NULL;
+
+  write_conf (f, "[ovagent]\nrun_dir = /srv/run\naudit_socket = /srv/audit.sock\n");
+  g_setenv ("OVAGENT_RUN_DIR", "/client/run", TRUE);
+  g_setenv ("OVAGENT_DATA_CENTER", "/client/dc", TRUE);
+  g_setenv ("OVAGENT_AUDIT_SOCKET", "/client/sock", TRUE);
+  ova_config_ignore_environment ();
+  cfg = ova_config_load (f->conf, &err);
+  g_assert_no_error (err);
+  g_assert_cmpstr (cfg->env.run_dir, ==, "/srv/run");
+  g_assert_cmpstr (cfg->env.data_center, ==, "/rhev/data-center");
+  g_assert_cmpstr (cfg->audit_socket, ==, "/srv/audit.sock");
+
+  /* OVAGENT_CONFIG naming another file is not followed either. */
+  if (g_file_test (OVA_DEFAULT_CONFIG, G_FILE_TEST_EXISTS))
+    return;
+  g_clear_pointer (&cfg, ova_config_free);
+  g_setenv ("OVAGENT_CONFIG", f->conf, TRUE);
+  cfg = ova_config_load (NULL, &err);
+  g_assert_no_error (err);
+  g_assert_cmpstr (cfg->env.run_dir, ==, "/run/ovagent");
+  g_assert_cmpstr (cfg->audit_socket, ==, "/dev/log");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -436,6 +469,9 @@ main (int argc, char **argv)
   ADD ("malformed-file", test_malformed_file);
   ADD ("missing-explicit", test_missing_explicit);
   ADD ("config-env-file", test_config_env_file);
+  /* After every test that reads the environment: it changes the process
+   * for good. */
+  ADD ("ignore-environment", test_ignore_environment);
 #undef ADD
 
   return g_test_run ();
