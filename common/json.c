@@ -1,6 +1,9 @@
 /* ovagent: the JSON builder helpers shared by the commands, the state file
- * and the test drivers (see json.h). */
+ * and the test drivers, and a compact writer that always writes JSON (json.h). */
 #include <config.h>
+
+#include <math.h>
+#include <string.h>
 
 #include "json.h"
 
@@ -57,4 +60,100 @@ ova_json_add_strings (JsonBuilder *b, const char *name, const GPtrArray *values)
   for (guint i = 0; values != NULL && i < values->len; i++)
     json_builder_add_string_value (b, g_ptr_array_index (values, i));
   json_builder_end_array (b);
+}
+
+/* A string as a JSON string literal: json-glib's own escaping. */
+static void
+append_string (GString *out, const char *s)
+{
+  g_autoptr(JsonNode) n = json_node_init_string (json_node_alloc (), s);
+  g_autofree char *text = json_to_string (n, FALSE);
+
+  g_string_append (out, text);
+}
+
+static void
+append_double (GString *out, double d)
+{
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+
+  if (!isfinite (d)) {
+    g_string_append (out, "null");
+    return;
+  }
+  g_ascii_dtostr (buf, sizeof buf, d);
+  g_string_append (out, buf);
+  /* Still a double when read back, as json-glib means to keep it. */
+  if (strpbrk (buf, ".eE") == NULL)
+    g_string_append (out, ".0");
+}
+
+static void
+append_node (GString *out, JsonNode *node)
+{
+  switch (JSON_NODE_TYPE (node)) {
+  case JSON_NODE_OBJECT: {
+    JsonObjectIter iter;
+    const char *name;
+    JsonNode *member;
+    gboolean first = TRUE;
+
+    g_string_append_c (out, '{');
+    json_object_iter_init_ordered (&iter, json_node_get_object (node));
+    while (json_object_iter_next_ordered (&iter, &name, &member)) {
+      if (!first)
+        g_string_append_c (out, ',');
+      first = FALSE;
+      append_string (out, name);
+      g_string_append_c (out, ':');
+      append_node (out, member);
+    }
+    g_string_append_c (out, '}');
+    break;
+  }
+  case JSON_NODE_ARRAY: {
+    JsonArray *a = json_node_get_array (node);
+
+    g_string_append_c (out, '[');
+    for (guint i = 0; i < json_array_get_length (a); i++) {
+      if (i > 0)
+        g_string_append_c (out, ',');
+      append_node (out, json_array_get_element (a, i));
+    }
+    g_string_append_c (out, ']');
+    break;
+  }
+  case JSON_NODE_VALUE:
+    switch (json_node_get_value_type (node)) {
+    case G_TYPE_INT64:
+      g_string_append_printf (out, "%" G_GINT64_FORMAT, json_node_get_int (node));
+      break;
+    case G_TYPE_DOUBLE:
+      append_double (out, json_node_get_double (node));
+      break;
+    case G_TYPE_BOOLEAN:
+      g_string_append (out, json_node_get_boolean (node) ? "true" : "false");
+      break;
+    case G_TYPE_STRING:
+      append_string (out, json_node_get_string (node));
+      break;
+    default:
+      g_string_append (out, "null");
+      break;
+    }
+    break;
+  case JSON_NODE_NULL:
+  default:
+    g_string_append (out, "null");
+    break;
+  }
+}
+
+char *
+ova_json_to_compact (JsonNode *node)
+{
+  GString *out = g_string_new (NULL);
+
+  append_node (out, node);
+  return g_string_free (out, FALSE);
 }

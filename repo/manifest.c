@@ -789,7 +789,7 @@ append_backup (GString *out, const repo_backup *b)
 {
   g_autoptr(JsonNode) node = build_backup (b);
   g_autofree char *text = json_text (node, TRUE);
-  g_autofree char *meta = b->meta ? json_text (b->meta, FALSE) : g_strdup ("null");
+  g_autofree char *meta = b->meta ? ova_json_to_compact (b->meta) : g_strdup ("null");
   g_auto(GStrv) lines = NULL;
   char *close = strrchr (text, '}');
 
