@@ -268,6 +268,7 @@ set_acquire_error (const stor_lease *l, const stor_domain *dom, guint64 our_id,
     set_not_joined_error (dom, l->label, error);
     return;
   case -ENOENT:
+  case -EMSGSIZE:   /* a lease area shorter than a lease: read short */
   case SANLK_LEADER_MAGIC:
   case SANLK_LEADER_LOCKSPACE:
   case SANLK_LEADER_RESOURCE:

@@ -16,11 +16,15 @@ requires_serve_components
 start_filedomain
 agent_env
 . "$top_srcdir/scripts/testbed/lib.sh"
+# import --to-volume writes under the volume's lease: this host has joined
+# the domain's lockspace, as VDSM does.
+start_sanlock
+sanlock.sh join "$SL" 1 "$NFS_SD" "$NFS_DIR/dom_md/ids"
 start_serve_sshd
 
 serve_conf host "data_center=$OVAGENT_DATA_CENTER" lvm_devices= \
     "run_dir=$OVAGENT_RUN_DIR" "state_dir=$OVAGENT_STATE_DIR" \
-    libvirt_uri=test:///default
+    libvirt_uri=test:///default "sanlock_run_dir=$OVAGENT_SANLOCK_RUN_DIR"
 serve_conf target "run_dir=$TESTDIR/target-run" "state_dir=$TESTDIR/target-state"
 mkdir -p "$TESTDIR/target-run"
 serve_key h host --role host
@@ -179,6 +183,7 @@ qemu-img create -q -f raw "$NFS_DIR/images/$vimg/$vvol" 64M
 chmod 0660 "$NFS_DIR/images/$vimg/$vvol"
 tb_vol_record 5 "$NFS_SD" "$vimg" "" RAW LEAF $((64 * 1024 * 1024)) | tb_write_file "$NFS_DIR/images/$vimg/$vvol.meta"
 : >"$NFS_DIR/images/$vimg/$vvol.lease"
+tb_volume_lease "$NFS_SD" "$vvol" "$NFS_DIR/images/$vimg/$vvol.lease"
 serve_pipe import t "ovagent restore --repo $R $IMG --output -" \
     h "ovagent import --to-volume $NFS_SD/$vimg/$vvol --json"
 jq -e '.format == "raw"' "$TESTDIR/import.json" >/dev/null ||

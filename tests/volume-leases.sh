@@ -176,6 +176,14 @@ grep -q "volume $NFS_SD/$IMG_T/$VOL_T is in use on this host" "$TESTDIR/err" ||
     { cat "$TESTDIR/err" >&2; fail "the refusal does not say another process of this host holds it"; }
 [ "$(md5sum <"$TARGET")" = "$before" ] || fail "import wrote into $VOL_T while another process held the lease"
 let_go
+# A lease area VDSM never wrote (an empty .lease): no lease, no write.
+cp "$D/images/$IMG_T/$VOL_T.lease" "$TESTDIR/lease.good"
+: >"$D/images/$IMG_T/$VOL_T.lease"
+expect_exit 6 ovagent import --to-volume "$NFS_SD/$IMG_T/$VOL_T" <"$TESTDIR/restore.stream"
+grep -q "has no usable lease" "$TESTDIR/err" ||
+    { cat "$TESTDIR/err" >&2; fail "an empty lease file is not said to hold no lease"; }
+[ "$(md5sum <"$TARGET")" = "$before" ] || fail "import wrote into $VOL_T without its lease"
+cp "$TESTDIR/lease.good" "$D/images/$IMG_T/$VOL_T.lease"
 expect_exit 0 ovagent import --to-volume "$NFS_SD/$IMG_T/$VOL_T" <"$TESTDIR/restore.stream"
 qemu-img compare -q -f qcow2 -F raw "$TARGET" "$TESTDIR/f2.raw" ||
     fail "the imported volume differs from the disk backed up"
