@@ -6,6 +6,7 @@
 
 . "$top_srcdir/tests/functions.sh"
 
+requires_core xxh128sum
 requires_core sshd
 requires_core ssh-keygen
 requires_core qemu-img
@@ -43,7 +44,7 @@ target=ssh://root@127.0.0.1:$SSHD_PORT$repo
 # a refused push left it exactly as it was.
 repo_state () {
     if [ -d "$repo" ]; then
-        (cd "$repo" && find . -type f ! -name lock -print0 | sort -z | xargs -0r sha256sum)
+        (cd "$repo" && find . -type f ! -name lock -print0 | sort -z | xargs -0r xxh128sum)
     fi
 }
 

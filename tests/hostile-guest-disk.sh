@@ -12,6 +12,7 @@
 
 . "$top_srcdir/tests/functions.sh"
 
+requires_core xxh128sum
 requires_vm_components qemu-nbd qemu-io
 requires ovagent
 
@@ -55,7 +56,7 @@ guest_header () {
 }
 
 sum_of () {
-    sha256sum "$1" | cut -d' ' -f1
+    xxh128sum "$1" | cut -d' ' -f1
 }
 
 n=0

@@ -12,6 +12,7 @@ requires_core qemu-img
 requires_core qemu-io
 requires_core jq
 requires_core python3
+requires_core xxh128sum
 requires ovagent
 
 start_filedomain
@@ -22,10 +23,7 @@ D=$R/disks/$CHAIN_IMG
 IMGDIR=$NFS_DIR/images/$CHAIN_IMG
 
 # xxh128sum reads the sparse 1 GiB base many times faster than sha256sum.
-SUM=sha256sum
-if command -v xxh128sum >/dev/null; then
-    SUM=xxh128sum
-fi
+SUM=xxh128sum
 
 # state: every path, type, size and mode under the repository, and every
 # file's digest; equal states mean an unchanged repository.

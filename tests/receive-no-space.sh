@@ -5,6 +5,7 @@
 
 . "$top_srcdir/tests/functions.sh"
 
+requires_core xxh128sum
 requires_root
 requires_core qemu-img
 requires_core qemu-io
@@ -42,7 +43,7 @@ ovagent export-chain "$BIG_IMG" --output "$TESTDIR/big.strm" 2>/dev/null
 
 state () {
     (cd "$R" && find . -printf '%p %y %s %m\n' | LC_ALL=C sort &&
-        find . -type f -exec sha256sum {} + | LC_ALL=C sort)
+        find . -type f -exec xxh128sum {} + | LC_ALL=C sort)
 }
 sync
 state >"$TESTDIR/before"

@@ -7,6 +7,7 @@
 
 . "$top_srcdir/tests/functions.sh"
 
+requires_core xxh128sum
 requires_root
 requires_core qemu-img
 requires_core jq
@@ -17,7 +18,7 @@ agent_env
 
 # sums DIR: the digest of every file under DIR, by path relative to DIR.
 sums () {
-    (cd "$1" && find . -type f -exec sha256sum {} + | LC_ALL=C sort -k2)
+    (cd "$1" && find . -type f -exec xxh128sum {} + | LC_ALL=C sort -k2)
 }
 
 # received R FILE: receive FILE into R; ID is the new backup's id.

@@ -53,7 +53,9 @@ block_digest () {
     hashes=$(split -b 2M --filter=xxh128sum "$1" | cut -c1-32)
     { sed 1d <<<"$hashes"; sed -n 1p <<<"$hashes"; } | xxd -r -p | xxh128sum | cut -c1-32
 }
-if command -v xxh128sum >/dev/null && command -v xxd >/dev/null; then
+requires_core xxh128sum
+requires_core xxd
+{
     n=0
     while read -r digest file size; do
         got=xxh3-128-blocks-2m:$(block_digest "$D/$file")
@@ -63,7 +65,7 @@ if command -v xxh128sum >/dev/null && command -v xxd >/dev/null; then
     done < <(jq -r '.backups[].volumes[] | "\(.digest) \(.file) \(.size)"' "$D/manifest.json")
     [ "$n" -eq 4 ] || fail "recomputed $n digests, expected 4"
     echo "ok: $n digests recomputed with split and xxh128sum"
-fi
+}
 [ "$(qemu-img info -U --output=json "$D/$ID2/$NEW.qcow2" | jq -r '."format-specific".data.bitmaps[0].name')" = ovagent-test ] ||
     fail "the incremental lost its bitmap"
 
