@@ -493,7 +493,7 @@ parse_backup (JsonNode *node, guint index, const repo_manifest *m,
   const char *id, *time, *host, *domain, *kind, *since, *parent_id;
   const char *checkpoint, *from_cp, *vm;
   const repo_backup *parent = NULL;
-  JsonNode *vols, *meta;
+  JsonNode *vols, *meta, *removing;
   JsonObject *o;
   guint n;
 
@@ -619,6 +619,17 @@ parse_backup (JsonNode *node, guint index, const repo_manifest *m,
   }
   if (repo_backup_is_cbt (b) && !check_cbt_volume (b, m, what, where, error))
     return NULL;
+
+  removing = json_object_get_member (o, "removing");
+  if (removing != NULL) {
+    if (!JSON_NODE_HOLDS_VALUE (removing) ||
+        json_node_get_value_type (removing) != G_TYPE_BOOLEAN ||
+        !json_node_get_boolean (removing)) {
+      bad (error, what, "%s: \"removing\" must be true when present", where);
+      return NULL;
+    }
+    b->removing = TRUE;
+  }
 
   meta = json_object_get_member (o, "meta");
   if (meta != NULL && !JSON_NODE_HOLDS_NULL (meta)) {
@@ -777,6 +788,10 @@ build_backup (const repo_backup *b)
     json_builder_end_object (jb);
   }
   json_builder_end_array (jb);
+  if (b->removing) {
+    json_builder_set_member_name (jb, "removing");
+    json_builder_add_boolean_value (jb, TRUE);
+  }
   json_builder_end_object (jb);
   return json_builder_get_root (jb);
 }

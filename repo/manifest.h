@@ -65,6 +65,10 @@ typedef struct repo_backup {
   char *from_checkpoint;
   char *vm;
   GPtrArray *volumes;    /* repo_volume*, base first */
+  /* Marked by a prune or forget that is removing it (docs/repository.md
+   * §7): no longer a point in time, its files kept, and possibly being
+   * written, until the backup built on it has taken its data. */
+  gboolean removing;
   JsonNode *meta;        /* what is kept of the stream's META (repo_meta_keep);
                           * older manifests may hold it whole */
 } repo_backup;
