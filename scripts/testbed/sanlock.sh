@@ -162,7 +162,18 @@ cmd_release () {
     if ours "$pid"; then
         tb_stop_pids "$pid"
     fi
-    wait_for 30 released "$pid" || tb_die "the daemon did not release the lease of pid $pid"
+    # The daemon releases a dead client's leases by writing to the lease
+    # areas; on a loaded machine that waits for I/O, so allow it time, and
+    # say what the daemons saw if it never comes.
+    if ! wait_for 120 released "$pid"; then
+        local host
+        for host in 1 2; do
+            echo "sanlock.sh: host $host status:" >&2
+            client "$host" status >&2 2>&1 || true
+            client "$host" log_dump 2>&1 | tail -n 40 >&2 || true
+        done
+        tb_die "the daemon did not release the lease of pid $pid"
+    fi
 }
 
 cmd_leases () {
