@@ -332,3 +332,33 @@ stor_qemu_img_convert (GPtrArray *src, int target_fd, const char *target_format,
   }
   return run (argv, target_fd, spec, NULL, "convert", top, error);
 }
+
+gboolean
+stor_qemu_img_commit (GPtrArray *layers, guint base, GError **error)
+{
+  g_autofree char *spec = NULL;
+  const stor_layer *b;
+  const char *top;
+  g_autoptr (GError) err = NULL;
+
+  g_return_val_if_fail (layers != NULL && base > 0 && base < layers->len, FALSE);
+  spec = stor_image_spec (layers);
+  b = g_ptr_array_index (layers, base);
+  top = ((const stor_layer *) g_ptr_array_index (layers, 0))->path;
+  /* -b names the base by its file name, as the spec spells it; with -b,
+   * the layers above the base are not emptied. */
+  const char *argv[] = {
+    "qemu-img", "commit", "-q", "-b", b->path, "--", spec, NULL,
+  };
+
+  if (run (argv, -1, spec, NULL, "commit the data above", b->path, &err))
+    return TRUE;
+  if (strstr (err->message, g_strerror (ENOSPC)) != NULL ||
+      strstr (err->message, g_strerror (EDQUOT)) != NULL) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_NO_SPACE, "%s (committing %s)",
+                 err->message, top);
+    return FALSE;
+  }
+  g_propagate_error (error, g_steal_pointer (&err));
+  return FALSE;
+}

@@ -386,6 +386,24 @@ img_convert () {
     plain "the target" "${pos[${#pos[@]} - 1]}"
 }
 
+img_commit () {
+    local base
+    parse "${IMG_VSHORT/r/}" "$IMG_VLONG" "$@"
+    forbid -f "(or --format): $FORMAT_HINT"
+    forbid --image-opts "is not used: the image is a json: spec"
+    only -q -t -b -d -p
+    need -b "commit without -b: qemu-img would empty the top and commit into its backing file alone"
+    has -b
+    base=$REPLY
+    npos 1 "the image"
+    spec "the image" "${pos[0]}"
+    plain "the base" "$base"
+    # The base must be one of the spec's own files, named as the spec names it.
+    jq -e --arg b "$base" '[.. | objects | select(.driver == "file" or .driver == "host_device") | .filename] | index($b) != null' \
+        <<<"${pos[0]#json:}" >/dev/null 2>&1 ||
+        violation "commit -b names a file that is not a layer of the image's json: spec"
+}
+
 check_qemu_img () {
     long_alias=([--format]=-f [--force-share]=-U [--repair]=-r)
     local sub=${1:-}
@@ -398,6 +416,7 @@ check_qemu_img () {
         create) img_create "$@" ;;
         rebase) img_rebase "$@" ;;
         convert) img_convert "$@" ;;
+        commit) img_commit "$@" ;;
         --version|-V|--help|-h)
                  [ $# -eq 0 ] || violation "$sub takes no further argument" ;;
         *)
