@@ -164,6 +164,11 @@ static const serve_option verify_options[] = {
   { NULL },
 };
 
+static const serve_option backups_options[] = {
+  OPT_REPO,
+  { NULL },
+};
+
 static const serve_option restore_options[] = {
   OPT_REPO,
   { .name = "backup", .value = VAL_BACKUP_ID },
@@ -199,9 +204,10 @@ static const serve_command commands[] = {
   { .name = "restore", .roles = OVA_SERVE_ROLE_TARGET, .arg = VAL_IMAGE,
     .min_args = 1, .max_args = 1, .arg_name = "DISK", .options = restore_options,
     .refused = restore_refused },
-  /* The catalogue, and the commands that delete backups: their place is
-   * decided before they exist. */
-  { .name = "backups", .roles = OVA_SERVE_ROLE_TARGET, .planned = TRUE },
+  { .name = "backups", .roles = OVA_SERVE_ROLE_TARGET, .arg = VAL_IMAGE,
+    .max_args = 1, .arg_name = "DISK", .options = backups_options },
+  /* The commands that delete backups: their place is decided before they
+   * exist. */
   { .name = "prune", .roles = OVA_SERVE_ROLE_TARGET, .planned = TRUE,
     .deletes = TRUE },
   { .name = "forget", .roles = OVA_SERVE_ROLE_TARGET, .planned = TRUE,

@@ -5,7 +5,8 @@
 # named by the client, a --repo that leaves the repository root by '..', a
 # link or a push, commands of the other role, deleting commands under
 # --append-only, over-long, non-UTF-8 and control-character lines, no
-# command at all, a forced command without its role. Each is exit 2 with a message saying why, nothing on
+# command at all, a forced command without its role. The catalogue
+# (backups) runs for every target key. Each is exit 2 with a message saying why, nothing on
 # standard output (a JSON error when the line asked for JSON), one audit line
 # (exit 2, refused), and nothing run. Without its audit socket serve runs
 # nothing (exit 1).
@@ -50,6 +51,18 @@ refused () {
     [ ! -s "$TESTDIR/out" ] || fail "'$line': standard output: $(cat "$TESTDIR/out")"
     audit_expect "'$line'" ' serve role=("(host|target)"|-) ' ' exit=2 in=0 out=0 refused="'
     count=$((count + 1))
+}
+
+# accepted ALIAS CODE LINE: the key ALIAS runs LINE (--json): not refused,
+# its own exit status CODE, one audit line with that status and no refusal.
+accepted () {
+    local alias=$1 code=$2 line=$3
+    expect_exit "$code" sv -T "$alias" "$line"
+    audit_next
+    grep -qE " exit=$code " <<<"$AUDIT_LINE" || fail "'$line': audit line '$AUDIT_LINE' does not say exit=$code"
+    if grep -q ' refused=' <<<"$AUDIT_LINE"; then
+        fail "'$line' was refused: $AUDIT_LINE"
+    fi
 }
 
 # --- shell syntax: never a shell -------------------------------------------
@@ -98,6 +111,15 @@ refused t "'export-chain' is not a command for this key" "ovagent export-chain $
 refused t "unknown command \"prune\"" "ovagent prune --repo $ROOT/r --keep-last 1"
 refused a "'prune' deletes backups, and this key is append-only" "ovagent prune --repo $ROOT/r --keep-last 1"
 refused a "'forget' deletes backups, and this key is append-only" "ovagent forget --repo $ROOT/r $IMG --backup 20261122T031000Z-3f2a9c"
+# The catalogue is for every target key, append-only ones too: it only reads
+# (a missing repository is the command's own exit 3, nothing made).
+accepted t 3 "ovagent backups --repo $ROOT/r --json"
+jq -e '.result == "error" and .code == "not-found"' "$TESTDIR/out" >/dev/null ||
+    fail "backups through a target key: $(cat "$TESTDIR/out")"
+accepted a 3 "ovagent backups --repo $ROOT/r $IMG"
+refused t "DISK takes an image UUID" "ovagent backups --repo $ROOT/r ../$IMG"
+refused a "outside the repository root" "ovagent backups --repo $ROOT/link"
+refused h "'backups' is not a command for this key" "ovagent backups --repo $ROOT/r"
 refused h "unknown command \"serve\"" "ovagent serve --role target --repo-root /"
 refused h "unknown command \"help\"" "ovagent help"
 refused h "option \"--version\" is not allowed before the command" "ovagent --version"
