@@ -6,7 +6,8 @@
 # link or a push, commands of the other role, deleting commands under
 # --append-only, over-long, non-UTF-8 and control-character lines, no
 # command at all, a forced command without its role. The catalogue
-# (backups) runs for every target key. Each is exit 2 with a message saying why, nothing on
+# (backups) runs for every target key, prune and forget for those that are
+# not append-only. Each is exit 2 with a message saying why, nothing on
 # standard output (a JSON error when the line asked for JSON), one audit line
 # (exit 2, refused), and nothing run. Without its audit socket serve runs
 # nothing (exit 1).
@@ -108,9 +109,19 @@ refused h "deletes only ovagent's own checkpoints" "ovagent checkpoints $VM --de
 refused h "'receive' is not a command for this key" "ovagent receive --repo $ROOT/r"
 refused t "'list' is not a command for this key" "ovagent list"
 refused t "'export-chain' is not a command for this key" "ovagent export-chain $IMG --output -"
-refused t "unknown command \"prune\"" "ovagent prune --repo $ROOT/r --keep-last 1"
+# prune and forget run for a target key (a missing repository is their own
+# exit 3), never for an append-only one, not even as a dry run.
+accepted t 3 "ovagent prune --repo $ROOT/r --keep-last 1 --json"
+jq -e '.result == "error" and .code == "not-found"' "$TESTDIR/out" >/dev/null ||
+    fail "prune through a target key: $(cat "$TESTDIR/out")"
+accepted t 3 "ovagent forget --repo $ROOT/r $IMG --backup 20261122T031000Z-3f2a9c --dry-run"
 refused a "'prune' deletes backups, and this key is append-only" "ovagent prune --repo $ROOT/r --keep-last 1"
+refused a "'prune' deletes backups, and this key is append-only" "ovagent prune --repo $ROOT/r --keep-daily 7 --dry-run"
 refused a "'forget' deletes backups, and this key is append-only" "ovagent forget --repo $ROOT/r $IMG --backup 20261122T031000Z-3f2a9c"
+refused t "--keep-within takes a duration such as 36h" "ovagent prune --repo $ROOT/r --keep-within 1000000d"
+refused t "--keep-daily takes a number from 1 to" "ovagent prune --repo $ROOT/r --keep-daily 0"
+refused t "outside the repository root" "ovagent prune --repo $ROOT/link --keep-last 1"
+refused t "--backup takes a backup id" "ovagent forget --repo $ROOT/r $IMG --backup ../x"
 # The catalogue is for every target key, append-only ones too: it only reads
 # (a missing repository is the command's own exit 3, nothing made).
 accepted t 3 "ovagent backups --repo $ROOT/r --json"
