@@ -5,7 +5,8 @@
 # totals per disk and repository; DISK chooses one disk; entries a prune is
 # removing are shown so; the table names every backup. A missing repository
 # or unknown disk is exit 3, a bad DISK exit 2, an edited manifest exit 6
-# naming it, a repository held exclusively (prune, forget) exit 4.
+# naming it, a repository held exclusively (prune, forget) exit 4. After a
+# prune the catalogue lists what is left, as the manifests say.
 
 . "$top_srcdir/tests/functions.sh"
 
@@ -209,6 +210,23 @@ flock -x "$lockfd"
 expect_exit 4 ovagent backups --repo "$R"
 grep -q "locked exclusively by another ovagent run" "$TESTDIR/err" || fail "busy: $(cat "$TESTDIR/err")"
 exec {lockfd}<&-
+
+# After a prune: the chain disk's older backup merged into its latest,
+# which keeps its id and becomes a full; the catalogue follows the manifest.
+latest=$(jq -r --arg c "$CHAIN_IMG" '.disks[] | select(.disk == $c) | .backups[-1].id' "$TESTDIR/all.json")
+expect_exit 0 ovagent prune --repo "$R" "$CHAIN_IMG" --keep-last 1 --dry-run
+expect_exit 0 ovagent backups --repo "$R" --json
+jq -e --slurpfile all "$TESTDIR/all.json" '. == $all[0]' "$TESTDIR/out" >/dev/null ||
+    fail "a dry run changed the catalogue: $(cat "$TESTDIR/out")"
+expect_exit 0 ovagent prune --repo "$R" "$CHAIN_IMG" --keep-last 1 --json
+expect_exit 0 ovagent backups --repo "$R" --json
+check_catalogue "$TESTDIR/out"
+jq -e --arg c "$CHAIN_IMG" --arg id "$latest" --slurpfile all "$TESTDIR/all.json" '
+    (.disks[] | select(.disk == $c) | .backups) as $b
+    | ($b | length) == 1 and $b[0].id == $id and $b[0].kind == "full"
+      and $b[0].parent == null and ($b[0].volumes | length) == 3
+    and ([.disks[] | select(.disk != $c)] == [$all[0].disks[] | select(.disk != $c)])' \
+    "$TESTDIR/out" >/dev/null || fail "after prune: $(cat "$TESTDIR/out")"
 
 expect_exit 0 ovagent verify --repo "$R"
 echo "backups ok"
