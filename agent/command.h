@@ -81,5 +81,7 @@ gboolean cmd_import (ova_ctx *ctx, int argc, char **argv, GError **error);
 gboolean cmd_backup (ova_ctx *ctx, int argc, char **argv, GError **error);
 gboolean cmd_checkpoints (ova_ctx *ctx, int argc, char **argv, GError **error);
 gboolean cmd_serve (ova_ctx *ctx, int argc, char **argv, GError **error);
+gboolean cmd_prune (ova_ctx *ctx, int argc, char **argv, GError **error);
+gboolean cmd_forget (ova_ctx *ctx, int argc, char **argv, GError **error);
 
 #endif

@@ -734,6 +734,13 @@ repo_manifest_parse (const char *disk, const char *text, gsize len,
       return NULL;
     g_ptr_array_add (m->backups, b);
   }
+  /* The next incremental continues from the latest backup: a prune never
+   * removes it. */
+  if (m->backups->len > 0 && repo_manifest_latest (m)->removing) {
+    bad (error, what, "its latest backup %s is marked \"removing\"",
+         repo_manifest_latest (m)->id);
+    return NULL;
+  }
   return g_steal_pointer (&m);
 }
 

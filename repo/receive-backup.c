@@ -17,6 +17,7 @@
 #include "util.h"
 #include "nbd/nbd.h"
 #include "repo/repo.h"
+#include "repo/prune.h"
 #include "storage/qemu-img.h"
 #include "stream/stream.h"
 
@@ -352,6 +353,13 @@ find_parent (bk_disk *d, const char *checkpoint, GError **error)
     break;
   case REPO_KIND_DIFFERENTIAL:
     d->parent = repo_manifest_find_checkpoint (d->m, d->from_checkpoint);
+    if (d->parent != NULL && d->parent->removing) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "the stream is a differential from checkpoint %s but backup %s of "
+                   "disk %s that created it is being removed by a prune; take a full "
+                   "backup", d->from_checkpoint, d->parent->id, d->disk);
+      return FALSE;
+    }
     if (d->parent == NULL) {
       g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
                    "the stream is a differential from checkpoint %s but no backup of "
@@ -412,6 +420,8 @@ prepare (bk *b, GDateTime *now, GError **error)
 
     d->disk_dir = repo_disk_dir (b->r, d->disk);
     mpath = g_build_filename (d->disk_dir, REPO_MANIFEST_NAME, NULL);
+    if (!repo_prune_settle (b->r, d->disk, error))
+      return FALSE;
     d->m = repo_manifest_load (d->disk_dir, d->disk, TRUE, error);
     if (d->m == NULL || !find_parent (d, b->checkpoint, error))
       return FALSE;

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "util.h"
 #include "repo/repo.h"
+#include "repo/prune.h"
 #include "storage/qcow2.h"
 #include "storage/qemu-img.h"
 #include "stream/stream.h"
@@ -278,6 +279,7 @@ static gboolean
 is_listed (const char *name, const repo_manifest *m)
 {
   return strcmp (name, REPO_MANIFEST_NAME) == 0 || strcmp (name, REPO_UNLISTED) == 0 ||
+    strcmp (name, REPO_PRUNE_JOURNAL) == 0 ||
     (repo_backup_id_is_valid (name) && repo_manifest_find (m, name) != NULL);
 }
 
@@ -1182,6 +1184,8 @@ prepare (rx *x, repo_manifest **m_out, GDateTime *now, GError **error)
   const repo_volume *latest;
 
   x->disk_dir = repo_disk_dir (x->r, x->disk);
+  if (!repo_prune_settle (x->r, x->disk, error))
+    return FALSE;
   m = repo_manifest_load (x->disk_dir, x->disk, TRUE, error);
   if (m == NULL)
     return FALSE;

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "util.h"
 #include "repo/repo.h"
+#include "repo/prune.h"
 #include "storage/probe.h"
 #include "storage/qemu-img.h"
 
@@ -799,6 +800,8 @@ repo_resolve (repo *r, const char *disk, const char *backup_id, GPtrArray **laye
   }
   img = g_ascii_strdown (disk, -1);
   disk_dir = repo_disk_dir (r, img);
+  if (!repo_prune_settle (r, img, error))
+    return FALSE;
   m = repo_manifest_load (disk_dir, img, FALSE, &err);
   if (m == NULL) {
     if (g_error_matches (err, OVA_ERROR, OVA_ERROR_NOT_FOUND))
@@ -816,6 +819,13 @@ repo_resolve (repo *r, const char *disk, const char *backup_id, GPtrArray **laye
     else
       g_set_error (error, OVA_ERROR, OVA_ERROR_NOT_FOUND,
                    "repository %s has no backup of disk %s", r->dir, img);
+    return FALSE;
+  }
+  if (b->removing) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_NOT_FOUND,
+                 "backup %s of disk %s in %s is being removed by an unfinished "
+                 "prune: it is no longer a point in time (run ovagent prune to "
+                 "finish the removal)", b->id, img, r->dir);
     return FALSE;
   }
   *layers = repo_backup_layers (disk_dir, m, b, error);

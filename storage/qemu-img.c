@@ -334,28 +334,25 @@ stor_qemu_img_convert (GPtrArray *src, int target_fd, const char *target_format,
 }
 
 gboolean
-stor_qemu_img_commit (GPtrArray *layers, guint base, GError **error)
+stor_qemu_img_commit (GPtrArray *layers, GError **error)
 {
   g_autofree char *spec = NULL;
-  const stor_layer *b;
-  const char *top;
   g_autoptr (GError) err = NULL;
+  const char *top, *base;
 
-  g_return_val_if_fail (layers != NULL && base > 0 && base < layers->len, FALSE);
+  g_return_val_if_fail (layers != NULL && layers->len >= 2, FALSE);
   spec = stor_image_spec (layers);
-  b = g_ptr_array_index (layers, base);
   top = ((const stor_layer *) g_ptr_array_index (layers, 0))->path;
-  /* -b names the base by its file name, as the spec spells it; with -b,
-   * the layers above the base are not emptied. */
-  const char *argv[] = {
-    "qemu-img", "commit", "-q", "-b", b->path, "--", spec, NULL,
-  };
+  base = ((const stor_layer *) g_ptr_array_index (layers, 1))->path;
+  /* No -b: the base is the top's backing as the spec gives it (qemu-img
+   * finds a -b file in a json: chain only by names it generates). */
+  const char *argv[] = { "qemu-img", "commit", "-q", "-d", "--", spec, NULL };
 
-  if (run (argv, -1, spec, NULL, "commit the data above", b->path, &err))
+  if (run (argv, -1, spec, NULL, "commit into", base, &err))
     return TRUE;
   if (strstr (err->message, g_strerror (ENOSPC)) != NULL ||
       strstr (err->message, g_strerror (EDQUOT)) != NULL) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_NO_SPACE, "%s (committing %s)",
+    g_set_error (error, OVA_ERROR, OVA_ERROR_NO_SPACE, "%s (the data of %s)",
                  err->message, top);
     return FALSE;
   }

@@ -81,12 +81,12 @@ gboolean stor_qemu_img_bitmap (const char *path, const char *op, const char *bit
 gboolean stor_qemu_img_convert (GPtrArray *src, int target_fd, const char *target_format,
                                 guint64 size, GError **error);
 
-/* `qemu-img commit -b BASE` of the image layers (a chain, top first) into
- * the layer at index base (> 0), which must be a plain file: every cluster
- * allocated above it is written into it as the top reads it, and nothing
- * else changes (the layers above keep their bytes: -b implies -d). Each
- * layer's driver is given, as for every image; ENOSPC is
+/* `qemu-img commit -d` of the image layers (a chain, top first): every
+ * cluster allocated in layers[0] is written into layers[1], its backing
+ * in the spec, as layers[0] reads it (partial clusters completed from
+ * the chain under layers[1]); layers[0] keeps its bytes (-d: not
+ * emptied). Each layer's driver is given, as for every image; ENOSPC is
  * OVA_ERROR_NO_SPACE. */
-gboolean stor_qemu_img_commit (GPtrArray *layers, guint base, GError **error);
+gboolean stor_qemu_img_commit (GPtrArray *layers, GError **error);
 
 #endif

@@ -1,0 +1,1081 @@
+/* ovagent: removing backups of a disk (docs/repository.md §7.2): the journal,
+ * merging removed backups into the kept ones built on them, finishing a removal. */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "log.h"
+#include "util.h"
+#include "repo/prune.h"
+#include "repo/repo.h"
+#include "storage/qemu-img.h"
+
+/* A journal is a few lines per removed backup. */
+#define JOURNAL_MAX (4 * 1024 * 1024)
+/* The new top of a kept backup whose data moved into a raw full. */
+#define MERGE_PREFIX ".merge-"
+
+/* ---- the journal ---- */
+
+typedef struct journal {
+  char *path;
+  int fd;
+} journal;
+
+static void
+journal_close (journal *j)
+{
+  if (j->fd >= 0)
+    close (j->fd);
+  g_free (j->path);
+  j->fd = -1;
+  j->path = NULL;
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (journal, journal_close)
+
+static gboolean
+journal_open (journal *j, const char *disk_dir, GError **error)
+{
+  gboolean existed;
+
+  j->path = g_build_filename (disk_dir, REPO_PRUNE_JOURNAL, NULL);
+  existed = g_file_test (j->path, G_FILE_TEST_EXISTS);
+  j->fd = open (j->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (j->fd < 0) {
+    int saved = errno;
+
+    g_set_error (error, OVA_ERROR,
+                 saved == ENOSPC || saved == EDQUOT ? OVA_ERROR_NO_SPACE
+                 : OVA_ERROR_INTERNAL,
+                 "cannot open the prune journal %s: %s", j->path, g_strerror (saved));
+    return FALSE;
+  }
+  return existed || repo_fsync_dir (disk_dir, error);
+}
+
+/* One line, on disk before the step it records is taken. */
+static gboolean G_GNUC_PRINTF (3, 4)
+journal_step (journal *j, GError **error, const char *fmt, ...)
+{
+  g_autofree char *line = NULL;
+  va_list ap;
+  gsize len, done = 0;
+
+  va_start (ap, fmt);
+  line = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  ova_debug ("prune journal: %s", line);
+  len = strlen (line);
+  line[len++] = '\n';
+  while (done < len) {
+    ssize_t n = write (j->fd, line + done, len - done);
+
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      int saved = errno;
+
+      g_set_error (error, OVA_ERROR,
+                   saved == ENOSPC || saved == EDQUOT ? OVA_ERROR_NO_SPACE
+                   : OVA_ERROR_INTERNAL,
+                   "cannot write the prune journal %s: %s", j->path, g_strerror (saved));
+      return FALSE;
+    }
+    done += (gsize) n;
+  }
+  if (fdatasync (j->fd) < 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot sync the prune journal %s: %s", j->path, g_strerror (errno));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* A merged file an earlier step put in place of kept backup id's top:
+ * its inode tells whether the rename happened; its size, virtual size and
+ * digest go into the manifest. A raw full that took the data (raw_digest
+ * not NULL) changed too. */
+typedef struct merged_rec {
+  char *id;
+  guint64 ino, size, virtual_size;
+  char *digest;
+  guint64 raw_size;
+  char *raw_digest;
+} merged_rec;
+
+static void
+merged_rec_free (merged_rec *mg)
+{
+  g_free (mg->id);
+  g_free (mg->digest);
+  g_free (mg->raw_digest);
+  g_free (mg);
+}
+
+/* What the journal on disk says: the merged files, and the names (ID or
+ * ID/FILE) a step meant to delete once the manifest no longer lists them. */
+typedef struct journal_state {
+  GPtrArray *merged;       /* merged*, the last one per id counts */
+  GPtrArray *deletes;      /* char* */
+} journal_state;
+
+static void
+journal_state_clear (journal_state *js)
+{
+  g_clear_pointer (&js->merged, g_ptr_array_unref);
+  g_clear_pointer (&js->deletes, g_ptr_array_unref);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (journal_state, journal_state_clear)
+
+static gboolean
+is_digest (const char *s)
+{
+  if (!g_str_has_prefix (s, REPO_DIGEST_PREFIX) || strlen (s) != REPO_DIGEST_LEN)
+    return FALSE;
+  for (s += strlen (REPO_DIGEST_PREFIX); *s; s++)
+    if (!g_ascii_isxdigit (*s) || g_ascii_isupper (*s))
+      return FALSE;
+  return TRUE;
+}
+
+static gboolean
+is_number (const char *s, guint64 *out)
+{
+  return g_ascii_string_to_unsigned (s, 10, 0, G_MAXUINT64, out, NULL);
+}
+
+/* "ID" or "ID/VOL.qcow2" / "ID/VOL.raw". */
+static gboolean
+is_delete_name (const char *name)
+{
+  const char *slash = strchr (name, '/');
+  g_autofree char *id = NULL;
+  g_autofree char *vol = NULL;
+  const char *dot;
+
+  if (slash == NULL)
+    return repo_backup_id_is_valid (name);
+  id = g_strndup (name, (gsize) (slash - name));
+  dot = strrchr (slash + 1, '.');
+  if (!repo_backup_id_is_valid (id) || dot == NULL)
+    return FALSE;
+  vol = g_strndup (slash + 1, (gsize) (dot - slash - 1));
+  return ova_uuid_is_valid (vol) &&
+    (strcmp (dot, ".qcow2") == 0 || strcmp (dot, ".raw") == 0);
+}
+
+static merged_rec *
+parse_merged (char **w)
+{
+  merged_rec *mg;
+  guint n = g_strv_length (w);
+
+  if ((n != 6 && n != 8) || !repo_backup_id_is_valid (w[1]) || !is_digest (w[5]) ||
+      (n == 8 && !is_digest (w[7])))
+    return NULL;
+  mg = g_new0 (merged_rec, 1);
+  if (!is_number (w[2], &mg->ino) || !is_number (w[3], &mg->size) ||
+      !is_number (w[4], &mg->virtual_size) ||
+      (n == 8 && !is_number (w[6], &mg->raw_size))) {
+    merged_rec_free (mg);
+    return NULL;
+  }
+  mg->id = g_strdup (w[1]);
+  mg->digest = g_strdup (w[5]);
+  mg->raw_digest = n == 8 ? g_strdup (w[7]) : NULL;
+  return mg;
+}
+
+/* The journal may have been edited: a line that is not one of ours is
+ * an integrity error rather than a guess. */
+static gboolean
+journal_read (const char *path, journal_state *js, GError **error)
+{
+  g_autofree char *text = NULL;
+  g_auto(GStrv) lines = NULL;
+  gsize len = 0;
+
+  js->merged = g_ptr_array_new_with_free_func ((GDestroyNotify) merged_rec_free);
+  js->deletes = g_ptr_array_new_with_free_func (g_free);
+  if (!g_file_test (path, G_FILE_TEST_EXISTS))
+    return TRUE;
+  if (!ova_read_file_direct (path, JOURNAL_MAX, &text, &len, error))
+    return FALSE;
+  if (memchr (text, '\0', len) != NULL) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "%s is not a prune journal: remove it if no prune is unfinished", path);
+    return FALSE;
+  }
+  lines = g_strsplit (text, "\n", -1);
+  for (guint i = 0; lines[i] != NULL; i++) {
+    g_auto(GStrv) w = g_strsplit (lines[i], " ", -1);
+
+    if (w[0] == NULL || *w[0] == '\0')
+      continue;
+    if (strcmp (w[0], "merged") == 0) {
+      merged_rec *mg = parse_merged (w);
+
+      if (mg == NULL)
+        goto bad;
+      g_ptr_array_add (js->merged, mg);
+    }
+    else if (strcmp (w[0], "delete") == 0) {
+      if (g_strv_length (w) != 2 || !is_delete_name (w[1]))
+        goto bad;
+      g_ptr_array_add (js->deletes, g_strdup (w[1]));
+    }
+  }
+  return TRUE;
+ bad:
+  g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+               "%s: a line of the prune journal is not one ovagent writes; the "
+               "repository was edited", path);
+  return FALSE;
+}
+
+static const merged_rec *
+journal_merged (const journal_state *js, const char *id)
+{
+  for (guint i = js->merged->len; i-- > 0;) {
+    const merged_rec *mg = g_ptr_array_index (js->merged, i);
+
+    if (strcmp (mg->id, id) == 0)
+      return mg;
+  }
+  return NULL;
+}
+
+/* ---- the disk's removal as the manifest marks it ---- */
+
+/* A kept backup (index c in the manifest) with removed ones under it:
+ * run holds their indices, oldest first; the data of run[1..] and of c
+ * moves into the top of run[0], which then takes c's top's place. */
+typedef struct group {
+  guint c;
+  GArray *run;
+  const merged_rec *done;      /* its merged file is in place */
+} group;
+
+static void
+group_free (group *g)
+{
+  g_array_unref (g->run);
+  g_free (g);
+}
+
+typedef struct removal {
+  repo *r;
+  char *disk;
+  char *disk_dir;
+  repo_manifest *m;
+  GPtrArray *groups;       /* group* */
+  gboolean *dead;          /* removing, and no kept backup reads through it */
+  journal_state js;
+  journal j;
+  volatile sig_atomic_t *cancel;
+  repo_prune_result *res;
+} removal;
+
+static void
+removal_clear (removal *rm)
+{
+  g_free (rm->disk);
+  g_free (rm->disk_dir);
+  g_clear_pointer (&rm->m, repo_manifest_free);
+  g_clear_pointer (&rm->groups, g_ptr_array_unref);
+  g_free (rm->dead);
+  journal_state_clear (&rm->js);
+  journal_close (&rm->j);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (removal, removal_clear)
+
+static const repo_backup *
+bk (const removal *rm, guint i)
+{
+  return g_ptr_array_index (rm->m->backups, i);
+}
+
+static const repo_volume *
+top_of (const repo_backup *b)
+{
+  return g_ptr_array_index (b->volumes, b->volumes->len - 1);
+}
+
+static int
+index_of (const repo_manifest *m, const char *id)
+{
+  for (guint i = 0; id != NULL && i < m->backups->len; i++)
+    if (strcmp (((const repo_backup *) g_ptr_array_index (m->backups, i))->id, id) == 0)
+      return (int) i;
+  return -1;
+}
+
+static char *
+path_in (const removal *rm, const char *file)
+{
+  return g_build_filename (rm->disk_dir, file, NULL);
+}
+
+static gboolean
+inode_of (const char *path, guint64 *ino)
+{
+  struct stat st;
+
+  if (lstat (path, &st) < 0 || !S_ISREG (st.st_mode))
+    return FALSE;
+  *ino = st.st_ino;
+  return TRUE;
+}
+
+/* A group's data can move as planned: one kind of backup, a base at most
+ * as large as the kept backup, no file name that two of its files would
+ * share in the kept backup's directory. The manifest may have been
+ * edited since the plan. */
+static gboolean
+group_check (const removal *rm, const group *g, GError **error)
+{
+  const repo_backup *c = bk (rm, g->c);
+  const repo_backup *r0 = bk (rm, g_array_index (g->run, guint, 0));
+
+  if (top_of (r0)->virtual_size > top_of (c)->virtual_size) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "backup %s of disk %s is marked \"removing\" but is larger than %s "
+                 "built on it; the manifest was edited", r0->id, rm->disk, c->id);
+    return FALSE;
+  }
+  for (guint k = 0; k < g->run->len; k++) {
+    if (repo_backup_is_cbt (bk (rm, g_array_index (g->run, guint, k))) !=
+        repo_backup_is_cbt (c)) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "backup %s of disk %s mixes chain exports and changed-block "
+                   "backups in its chain", c->id, rm->disk);
+      return FALSE;
+    }
+  }
+  for (guint i = 0; i + 1 < r0->volumes->len; i++) {
+    const repo_volume *v = g_ptr_array_index (r0->volumes, i);
+
+    for (guint k = 0; k < c->volumes->len; k++) {
+      if (strcmp (((const repo_volume *) g_ptr_array_index (c->volumes, k))->uuid,
+                  v->uuid) == 0) {
+        g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                     "backups %s and %s of disk %s both hold volume %s: their data "
+                     "cannot be merged", r0->id, c->id, rm->disk, v->uuid);
+        return FALSE;
+      }
+    }
+  }
+  return TRUE;
+}
+
+/* From the manifest's "removing" marks: each kept backup with removed
+ * ones under it, and the removed ones nothing kept reads through. */
+static gboolean
+removal_derive (removal *rm, GError **error)
+{
+  guint n = rm->m->backups->len;
+  g_autofree gboolean *used = g_new0 (gboolean, n);
+
+  rm->groups = g_ptr_array_new_with_free_func ((GDestroyNotify) group_free);
+  rm->dead = g_new0 (gboolean, n);
+  for (guint c = 0; c < n; c++) {
+    group *g;
+    int p = index_of (rm->m, bk (rm, c)->parent);
+
+    if (bk (rm, c)->removing || p < 0 || !bk (rm, (guint) p)->removing)
+      continue;
+    g = g_new0 (group, 1);
+    g->c = c;
+    g->run = g_array_new (FALSE, FALSE, sizeof (guint));
+    g_ptr_array_add (rm->groups, g);
+    for (; p >= 0 && bk (rm, (guint) p)->removing; p = index_of (rm->m, bk (rm, (guint) p)->parent)) {
+      guint u = (guint) p;
+
+      if (used[u]) {
+        g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                     "backup %s of disk %s is marked \"removing\" but two kept "
+                     "backups are built on it; the manifest was edited",
+                     bk (rm, u)->id, rm->disk);
+        return FALSE;
+      }
+      used[u] = TRUE;
+      g_array_prepend_val (g->run, u);
+    }
+    if (!group_check (rm, g, error))
+      return FALSE;
+    g->done = journal_merged (&rm->js, bk (rm, c)->id);
+    if (g->done != NULL) {
+      g_autofree char *top = path_in (rm, top_of (bk (rm, c))->file);
+      guint64 ino;
+
+      if (!inode_of (top, &ino) || ino != g->done->ino)
+        g->done = NULL;
+    }
+  }
+  for (guint i = 0; i < n; i++)
+    rm->dead[i] = bk (rm, i)->removing && !used[i];
+  return TRUE;
+}
+
+static gboolean
+removal_load (removal *rm, repo *r, const char *disk, volatile sig_atomic_t *cancel,
+              repo_prune_result *res, GError **error)
+{
+  g_autofree char *jpath = NULL;
+
+  rm->r = r;
+  rm->disk = g_strdup (disk);
+  rm->disk_dir = repo_disk_dir (r, disk);
+  rm->cancel = cancel;
+  rm->res = res;
+  rm->j.fd = -1;
+  rm->m = repo_manifest_load (rm->disk_dir, disk, FALSE, error);
+  if (rm->m == NULL)
+    return FALSE;
+  jpath = g_build_filename (rm->disk_dir, REPO_PRUNE_JOURNAL, NULL);
+  return journal_read (jpath, &rm->js, error) && removal_derive (rm, error);
+}
+
+static gboolean
+stopped (const removal *rm, GError **error)
+{
+  if (rm->cancel == NULL || !*rm->cancel)
+    return FALSE;
+  g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+               "prune of disk %s interrupted by a signal; the next prune finishes it",
+               rm->disk);
+  return TRUE;
+}
+
+/* ---- moving the data of removed backups into a kept one ---- */
+
+static guint64
+allocated (const char *path)
+{
+  struct stat st;
+
+  return lstat (path, &st) == 0 ? (guint64) st.st_blocks * 512 : 0;
+}
+
+static gboolean
+sync_file (const char *path, GError **error)
+{
+  int fd = open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  int saved;
+
+  if (fd >= 0 && fsync (fd) == 0) {
+    close (fd);
+    return TRUE;
+  }
+  saved = errno;
+  if (fd >= 0)
+    close (fd);
+  g_set_error (error, OVA_ERROR, saved == ENOSPC ? OVA_ERROR_NO_SPACE : OVA_ERROR_INTERNAL,
+               "cannot sync %s: %s", path, g_strerror (saved));
+  return FALSE;
+}
+
+/* dst as another name of src (a name left by an earlier attempt replaced). */
+static gboolean
+link_into (const char *src, const char *dst, GError **error)
+{
+  struct stat a, b;
+
+  if (lstat (src, &a) < 0 || !S_ISREG (a.st_mode)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                 "%s is missing or not a regular file", src);
+    return FALSE;
+  }
+  if (lstat (dst, &b) == 0) {
+    if (b.st_ino == a.st_ino && b.st_dev == a.st_dev)
+      return TRUE;
+    if (unlink (dst) < 0) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "cannot remove %s: %s", dst, g_strerror (errno));
+      return FALSE;
+    }
+  }
+  if (link (src, dst) < 0) {
+    int saved = errno;
+
+    g_set_error (error, OVA_ERROR, saved == ENOSPC ? OVA_ERROR_NO_SPACE : OVA_ERROR_INTERNAL,
+                 "cannot link %s to %s: %s", src, dst, g_strerror (saved));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* The file that will take c's top's place: r0's top itself (qcow2), or a
+ * new empty qcow2 over r0's raw file, linked into c's directory. */
+static char *
+merged_file (removal *rm, const repo_backup *c, const repo_backup *r0, GError **error)
+{
+  const repo_volume *r0top = top_of (r0);
+  const repo_volume *ctop = top_of (c);
+  g_autofree char *base = NULL;
+  g_autofree char *overlay = NULL;
+  g_autofree char *name = NULL;
+
+  if (strcmp (r0top->format, "raw") != 0)
+    return path_in (rm, r0top->file);
+  base = g_path_get_basename (r0top->file);
+  name = g_strconcat (MERGE_PREFIX, ctop->uuid, ".qcow2", NULL);
+  overlay = g_build_filename (rm->disk_dir, c->id, name, NULL);
+  if (unlink (overlay) < 0 && errno != ENOENT) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot remove %s: %s",
+                 overlay, g_strerror (errno));
+    return NULL;
+  }
+  if (!journal_step (&rm->j, error, "overlay %s %s", c->id, name) ||
+      !stor_qemu_img_create (overlay, -1, "qcow2", "compat=1.1", ctop->virtual_size,
+                             base, "raw", error) ||
+      !sync_file (overlay, error))
+    return NULL;
+  return g_steal_pointer (&overlay);
+}
+
+/* Check the merged file and note it in the journal (with what the
+ * manifest will say of it) before it takes c's top's place: g->done. */
+static gboolean
+record_merged (removal *rm, group *g, const repo_backup *r0, const char *path,
+               GError **error)
+{
+  const repo_backup *c = bk (rm, g->c);
+  const repo_volume *r0top = top_of (r0);
+  g_auto(repo_qcow2_info) info = { 0 };
+  g_autoptr(GString) line = g_string_new (NULL);
+  g_autofree char *want = NULL;
+  merged_rec *mg = g_new0 (merged_rec, 1);
+
+  g_ptr_array_add (rm->js.merged, mg);
+  mg->id = g_strdup (c->id);
+  want = strcmp (r0top->format, "raw") == 0 ? g_path_get_basename (r0top->file)
+    : g_strdup (r0top->backing);
+  if (!repo_qcow2_probe (path, &info, error))
+    return FALSE;
+  if (g_strcmp0 (info.backing, want) != 0 ||
+      info.virtual_size != top_of (c)->virtual_size) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "the merged file %s has backing %s and %" G_GUINT64_FORMAT " bytes, "
+                 "not %s and %" G_GUINT64_FORMAT, path,
+                 info.backing ? info.backing : "none", info.virtual_size,
+                 want ? want : "none", top_of (c)->virtual_size);
+    return FALSE;
+  }
+  mg->virtual_size = info.virtual_size;
+  if (strcmp (r0top->format, "raw") == 0) {
+    g_autofree char *raw = path_in (rm, r0top->file);
+
+    mg->raw_digest = repo_file_digest (raw, &mg->raw_size, rm->cancel, error);
+    if (mg->raw_digest == NULL)
+      return FALSE;
+  }
+  mg->digest = repo_file_digest (path, &mg->size, rm->cancel, error);
+  if (mg->digest == NULL)
+    return FALSE;
+  if (!inode_of (path, &mg->ino)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "%s vanished", path);
+    return FALSE;
+  }
+  g_string_printf (line, "merged %s %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %"
+                   G_GUINT64_FORMAT " %s", c->id, mg->ino, mg->size, mg->virtual_size,
+                   mg->digest);
+  if (mg->raw_digest != NULL)
+    g_string_append_printf (line, " %" G_GUINT64_FORMAT " %s", mg->raw_size,
+                            mg->raw_digest);
+  if (!journal_step (&rm->j, error, "%s", line->str))
+    return FALSE;
+  g->done = mg;
+  return TRUE;
+}
+
+/* qemu-img commit of everything above r0's top into it; r0's lower files
+ * linked into c's directory; the merged file renamed over c's top. Each
+ * kept backup reads the same bytes at every instant: c's files are only
+ * read, and what is written into r0's top is what c reads there. */
+static gboolean
+merge_group (removal *rm, group *g, GError **error)
+{
+  const repo_backup *c = bk (rm, g->c);
+  const repo_backup *r0 = bk (rm, g_array_index (g->run, guint, 0));
+  g_autofree char *cdir = g_build_filename (rm->disk_dir, c->id, NULL);
+  g_autofree char *r0dir = g_build_filename (rm->disk_dir, r0->id, NULL);
+  g_autofree char *ctop = path_in (rm, top_of (c)->file);
+  g_autofree char *merged = NULL;
+  g_autoptr(GPtrArray) layers = NULL;
+  gboolean raw = strcmp (top_of (r0)->format, "raw") == 0;
+  guint base = c->volumes->len;
+
+  for (guint k = 1; k < g->run->len; k++)
+    base += bk (rm, g_array_index (g->run, guint, k))->volumes->len;
+  layers = repo_backup_layers (rm->disk_dir, rm->m, c, error);
+  if (layers == NULL)
+    return FALSE;
+  for (guint i = 0; i < base; i++)
+    rm->res->merged_bytes += allocated (((stor_layer *) g_ptr_array_index (layers, i))->path);
+
+  /* Each layer above r0's top in turn, lowest first, committed into it
+   * alone: r0's top then reads as the layers above it did. */
+  for (guint i = base; i-- > 0;) {
+    g_autoptr(GPtrArray) pair = stor_layers_new ();
+    const stor_layer *l = g_ptr_array_index (layers, i);
+    g_autofree char *name = g_path_get_basename (l->path);
+
+    stor_layers_add (pair, l->path, l->format);
+    for (guint k = base; k < layers->len; k++) {
+      const stor_layer *below = g_ptr_array_index (layers, k);
+
+      stor_layers_add (pair, below->path, below->format);
+    }
+    if (!journal_step (&rm->j, error, "commit %s %s into %s", c->id, name, r0->id) ||
+        !stor_qemu_img_commit (pair, error) || stopped (rm, error))
+      return FALSE;
+  }
+  if (!sync_file (((stor_layer *) g_ptr_array_index (layers, base))->path, error))
+    return FALSE;
+
+  for (guint i = 0; i < r0->volumes->len; i++) {
+    const repo_volume *v = g_ptr_array_index (r0->volumes, i);
+    g_autofree char *src = path_in (rm, v->file);
+    g_autofree char *name = g_path_get_basename (v->file);
+    g_autofree char *dst = g_build_filename (cdir, name, NULL);
+
+    if (i + 1 == r0->volumes->len && !raw)
+      break;
+    if (!journal_step (&rm->j, error, "link %s %s", c->id, name) ||
+        !link_into (src, dst, error))
+      return FALSE;
+  }
+  merged = merged_file (rm, c, r0, error);
+  if (merged == NULL || !repo_fsync_dir (cdir, error) ||
+      !record_merged (rm, g, r0, merged, error) || stopped (rm, error))
+    return FALSE;
+  if (rename (merged, ctop) < 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot rename %s to %s: %s",
+                 merged, ctop, g_strerror (errno));
+    return FALSE;
+  }
+  return repo_fsync_dir (cdir, error) && repo_fsync_dir (r0dir, error);
+}
+
+/* ---- the manifest without the removed backups ---- */
+
+static repo_volume *
+volume_copy (const repo_volume *v, const char *id)
+{
+  repo_volume *n = g_new0 (repo_volume, 1);
+  g_autofree char *name = g_path_get_basename (v->file);
+
+  n->uuid = g_strdup (v->uuid);
+  n->format = g_strdup (v->format);
+  n->file = g_build_filename (id, name, NULL);
+  n->size = v->size;
+  n->virtual_size = v->virtual_size;
+  n->digest = g_strdup (v->digest);
+  n->backing = g_strdup (v->backing);
+  return n;
+}
+
+/* c (an entry of m2) as the merged group g leaves it: r0's lower volumes
+ * and the merged top, r0's parent; the names of c's files it no longer
+ * uses are added to gone. */
+static void
+rewrite_kept (const removal *rm, const group *g, repo_backup *c, GPtrArray *gone)
+{
+  const repo_backup *r0 = bk (rm, g_array_index (g->run, guint, 0));
+  const repo_volume *r0top = top_of (r0);
+  const repo_volume *old_top = top_of (c);
+  GPtrArray *vols = g_ptr_array_new_with_free_func ((GDestroyNotify) repo_volume_free);
+  gboolean raw = strcmp (r0top->format, "raw") == 0;
+  repo_volume *top;
+
+  for (guint i = 0; i + 1 < r0->volumes->len; i++)
+    g_ptr_array_add (vols, volume_copy (g_ptr_array_index (r0->volumes, i), c->id));
+  if (raw) {
+    repo_volume *v = volume_copy (r0top, c->id);
+
+    v->size = g->done->raw_size;
+    v->virtual_size = g->done->raw_size;
+    g_free (v->digest);
+    v->digest = g_strdup (g->done->raw_digest);
+    g_ptr_array_add (vols, v);
+  }
+  top = volume_copy (old_top, c->id);
+  top->size = g->done->size;
+  top->virtual_size = g->done->virtual_size;
+  g_free (top->digest);
+  top->digest = g_strdup (g->done->digest);
+  g_free (top->backing);
+  top->backing = raw ? g_path_get_basename (r0top->file) : g_strdup (r0top->backing);
+  g_ptr_array_add (vols, top);
+
+  for (guint i = 0; i + 1 < c->volumes->len; i++)
+    g_ptr_array_add (gone, g_strdup (((repo_volume *) g_ptr_array_index (c->volumes, i))->file));
+  g_ptr_array_unref (c->volumes);
+  c->volumes = vols;
+  g_free (c->parent);
+  c->parent = g_strdup (r0->parent);
+  g_free (c->since);
+  c->since = g_strdup (r0->since);
+  g_free (c->from_checkpoint);
+  c->from_checkpoint = g_strdup (r0->from_checkpoint);
+  c->kind = r0->kind == REPO_KIND_FULL ? REPO_KIND_FULL : REPO_KIND_INCREMENTAL;
+}
+
+/* A changed-block incremental is backed by the backup just before it;
+ * one whose new parent is further back is a differential. */
+static void
+fix_cbt_kinds (repo_manifest *m2)
+{
+  for (guint i = 0; i < m2->backups->len; i++) {
+    repo_backup *b = g_ptr_array_index (m2->backups, i);
+    const repo_backup *prev = i > 0 ? g_ptr_array_index (m2->backups, i - 1) : NULL;
+
+    if (repo_backup_is_cbt (b) && b->kind != REPO_KIND_FULL)
+      b->kind = prev != NULL && g_strcmp0 (prev->id, b->parent) == 0
+        ? REPO_KIND_INCREMENTAL : REPO_KIND_DIFFERENTIAL;
+  }
+}
+
+/* The manifest without the dead backups and the groups whose merged file
+ * is in place; the names those leave behind, for deleting, in gone. */
+static repo_manifest *
+manifest_after (removal *rm, GPtrArray *gone, guint *removed, guint *merges,
+                GError **error)
+{
+  g_autofree char *text = repo_manifest_to_json (rm->m);
+  g_autoptr(repo_manifest) m2 = NULL;
+  g_autofree gboolean *drop = g_new0 (gboolean, rm->m->backups->len);
+  g_autofree char *check = NULL;
+  g_autoptr(repo_manifest) again = NULL;
+  g_autoptr(GError) err = NULL;
+
+  m2 = repo_manifest_parse (rm->disk, text, strlen (text), "the manifest", error);
+  if (m2 == NULL)
+    return NULL;
+  for (guint i = 0; i < rm->m->backups->len; i++)
+    drop[i] = rm->dead[i];
+  for (guint k = 0; k < rm->groups->len; k++) {
+    const group *g = g_ptr_array_index (rm->groups, k);
+
+    if (g->done == NULL)
+      continue;
+    rewrite_kept (rm, g, g_ptr_array_index (m2->backups, g->c), gone);
+    for (guint i = 0; i < g->run->len; i++)
+      drop[g_array_index (g->run, guint, i)] = TRUE;
+    (*merges)++;
+  }
+  for (guint i = rm->m->backups->len; i-- > 0;) {
+    if (!drop[i])
+      continue;
+    g_ptr_array_add (gone, g_strdup (bk (rm, i)->id));
+    g_ptr_array_remove_index (m2->backups, i);
+    (*removed)++;
+  }
+  fix_cbt_kinds (m2);
+  /* What is committed must read back: a mistake here would make every
+   * backup of the disk unreadable. */
+  check = repo_manifest_to_json (m2);
+  again = repo_manifest_parse (rm->disk, check, strlen (check), "the new manifest", &err);
+  if (again == NULL) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "removing backups of disk %s would leave a manifest that does not "
+                 "load (%s); nothing was changed in it", rm->disk, err->message);
+    return NULL;
+  }
+  return g_steal_pointer (&m2);
+}
+
+static gboolean
+is_listed (const repo_manifest *m, const char *name)
+{
+  for (guint i = 0; i < m->backups->len; i++) {
+    const repo_backup *b = g_ptr_array_index (m->backups, i);
+
+    if (strcmp (b->id, name) == 0)
+      return TRUE;
+    for (guint k = 0; k < b->volumes->len; k++)
+      if (strcmp (((const repo_volume *) g_ptr_array_index (b->volumes, k))->file, name) == 0)
+        return TRUE;
+  }
+  return FALSE;
+}
+
+/* Delete what the journal names and the manifest m does not list. */
+static gboolean
+delete_unlisted (removal *rm, const repo_manifest *m, GPtrArray *names, GError **error)
+{
+  g_autoptr(GHashTable) dirs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  GHashTableIter it;
+  gpointer dir;
+
+  for (guint i = 0; i < names->len; i++) {
+    const char *name = g_ptr_array_index (names, i);
+    g_autofree char *path = path_in (rm, name);
+    g_autofree char *id = g_strndup (name, REPO_BACKUP_ID_LEN);
+
+    if (is_listed (m, name) || (strchr (name, '/') && !is_listed (m, id)))
+      continue;
+    if (strchr (name, '/') == NULL) {
+      if (!repo_rx_remove_tree (rm->disk_dir, name, error))
+        return FALSE;
+      continue;
+    }
+    if (unlink (path) < 0 && errno != ENOENT) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot remove %s: %s",
+                   path, g_strerror (errno));
+      return FALSE;
+    }
+    g_hash_table_add (dirs, g_path_get_dirname (path));
+  }
+  g_hash_table_iter_init (&it, dirs);
+  while (g_hash_table_iter_next (&it, &dir, NULL))
+    if (!repo_fsync_dir (dir, error))
+      return FALSE;
+  return repo_fsync_dir (rm->disk_dir, error);
+}
+
+static gboolean
+has_removing (const repo_manifest *m)
+{
+  for (guint i = 0; i < m->backups->len; i++)
+    if (((const repo_backup *) g_ptr_array_index (m->backups, i))->removing)
+      return TRUE;
+  return FALSE;
+}
+
+/* Commit the manifest without what can leave it now, delete what it no
+ * longer lists, and end the journal when nothing is left to remove. */
+static gboolean
+settle_manifest (removal *rm, GError **error)
+{
+  g_autoptr(GPtrArray) gone = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(repo_manifest) m2 = NULL;
+  guint removed = 0, merges = 0;
+
+  m2 = manifest_after (rm, gone, &removed, &merges, error);
+  if (m2 == NULL)
+    return FALSE;
+  if (removed > 0) {
+    if (rm->j.fd < 0 && !journal_open (&rm->j, rm->disk_dir, error))
+      return FALSE;
+    for (guint i = 0; i < gone->len; i++)
+      if (!journal_step (&rm->j, error, "delete %s", (char *) g_ptr_array_index (gone, i)))
+        return FALSE;
+    if (!journal_step (&rm->j, error, "manifest %u removed, %u merged", removed, merges) ||
+        !repo_manifest_save (m2, rm->disk_dir, error))
+      return FALSE;
+    rm->res->removed += removed;
+    rm->res->merges += merges;
+  }
+  g_ptr_array_extend (rm->js.deletes, gone, (GCopyFunc) (void (*) (void)) g_strdup, NULL);
+  if (!delete_unlisted (rm, m2, rm->js.deletes, error))
+    return FALSE;
+  if (!has_removing (m2)) {
+    g_autofree char *jpath = g_build_filename (rm->disk_dir, REPO_PRUNE_JOURNAL, NULL);
+
+    if (unlink (jpath) < 0 && errno != ENOENT) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot remove %s: %s",
+                   jpath, g_strerror (errno));
+      return FALSE;
+    }
+    return repo_fsync_dir (rm->disk_dir, error);
+  }
+  return TRUE;
+}
+
+/* ---- the entry points ---- */
+
+/* Allocated bytes of the disk directory's files (each inode once). */
+static guint64
+disk_allocated (const char *dir, GHashTable *seen)
+{
+  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+  guint64 total = 0;
+
+  while (d != NULL && (name = g_dir_read_name (d)) != NULL) {
+    g_autofree char *path = g_build_filename (dir, name, NULL);
+    struct stat st;
+
+    if (lstat (path, &st) < 0)
+      continue;
+    if (S_ISDIR (st.st_mode))
+      total += disk_allocated (path, seen);
+    else if (S_ISREG (st.st_mode) &&
+             g_hash_table_add (seen, g_memdup2 (&st.st_ino, sizeof st.st_ino)))
+      total += (guint64) st.st_blocks * 512;
+  }
+  return total;
+}
+
+static guint64
+disk_usage (const char *dir)
+{
+  g_autoptr(GHashTable) seen = g_hash_table_new_full (g_int64_hash, g_int64_equal,
+                                                      g_free, NULL);
+
+  return disk_allocated (dir, seen);
+}
+
+static gboolean
+finish (repo *r, const char *disk, gboolean merges, volatile sig_atomic_t *cancel,
+        repo_prune_result *res, GError **error)
+{
+  g_auto(removal) rm = { 0 };
+
+  if (!removal_load (&rm, r, disk, cancel, res, error))
+    return FALSE;
+  if (merges) {
+    for (guint k = 0; k < rm.groups->len; k++) {
+      group *g = g_ptr_array_index (rm.groups, k);
+
+      if (g->done != NULL)
+        continue;
+      if ((rm.j.fd < 0 && !journal_open (&rm.j, rm.disk_dir, error)) ||
+          !merge_group (&rm, g, error))
+        return FALSE;
+    }
+  }
+  return settle_manifest (&rm, error);
+}
+
+gboolean
+repo_prune_finish (repo *r, const char *disk, gboolean merges,
+                   volatile sig_atomic_t *cancel, repo_prune_result *res, GError **error)
+{
+  g_autofree char *disk_dir = repo_disk_dir (r, disk);
+  g_autofree char *jpath = g_build_filename (disk_dir, REPO_PRUNE_JOURNAL, NULL);
+  guint64 before;
+
+  g_return_val_if_fail (r->lock == REPO_LOCK_EXCLUSIVE, FALSE);
+  if (!g_file_test (jpath, G_FILE_TEST_EXISTS))
+    return TRUE;
+  before = disk_usage (disk_dir);
+  if (!finish (r, disk, merges, cancel, res, error))
+    return FALSE;
+  res->freed += before - MIN (before, disk_usage (disk_dir));
+  return TRUE;
+}
+
+gboolean
+repo_prune_apply (repo *r, const repo_prune_plan *plan, volatile sig_atomic_t *cancel,
+                  repo_prune_result *res, GError **error)
+{
+  g_autofree char *disk_dir = repo_disk_dir (r, plan->disk);
+  g_autoptr(repo_manifest) m = NULL;
+  g_auto(journal) j = { NULL, -1 };
+  guint marked = 0;
+
+  g_return_val_if_fail (r->lock == REPO_LOCK_EXCLUSIVE, FALSE);
+  m = repo_manifest_load (disk_dir, plan->disk, FALSE, error);
+  if (m == NULL)
+    return FALSE;
+  if (m->backups->len != plan->items->len) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "the manifest of disk %s changed since the plan", plan->disk);
+    return FALSE;
+  }
+  for (guint i = 0; i < plan->items->len; i++) {
+    const repo_prune_item *it = g_ptr_array_index (plan->items, i);
+    repo_backup *b = g_ptr_array_index (m->backups, i);
+
+    if (strcmp (b->id, it->id) != 0 || (b->removing && it->keep)) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "the manifest of disk %s changed since the plan", plan->disk);
+      return FALSE;
+    }
+    if (!it->keep && !b->removing) {
+      b->removing = TRUE;
+      marked++;
+    }
+  }
+  if (marked > 0) {
+    if (!journal_open (&j, disk_dir, error))
+      return FALSE;
+    for (guint i = 0; i < plan->items->len; i++) {
+      const repo_prune_item *it = g_ptr_array_index (plan->items, i);
+
+      if (!it->keep &&
+          !journal_step (&j, error, "remove %s %s", it->id,
+                         it->merged_into ? it->merged_into : "-"))
+        return FALSE;
+    }
+    /* From here on the removed backups are no longer points in time. */
+    if (!repo_manifest_save (m, disk_dir, error))
+      return FALSE;
+  }
+  return repo_prune_finish (r, plan->disk, TRUE, cancel, res, error);
+}
+
+/* Whether a reader must finish disk's removal before it trusts the
+ * manifest: a merged file in place that the manifest does not describe
+ * yet, or names the journal deletes that the manifest no longer lists. */
+static gboolean
+needs_settling (repo *r, const char *disk, gboolean *needed, GError **error)
+{
+  g_auto(removal) rm = { 0 };
+  repo_prune_result res = { 0 };
+
+  *needed = FALSE;
+  if (!removal_load (&rm, r, disk, NULL, &res, error))
+    return FALSE;
+  for (guint k = 0; k < rm.groups->len; k++)
+    if (((group *) g_ptr_array_index (rm.groups, k))->done != NULL)
+      *needed = TRUE;
+  for (guint i = 0; i < rm.js.deletes->len; i++) {
+    const char *name = g_ptr_array_index (rm.js.deletes, i);
+    g_autofree char *path = path_in (&rm, name);
+
+    if (!is_listed (rm.m, name) && g_file_test (path, G_FILE_TEST_EXISTS))
+      *needed = TRUE;
+  }
+  if (!has_removing (rm.m))
+    *needed = TRUE;        /* a journal to remove */
+  return TRUE;
+}
+
+gboolean
+repo_prune_settle (repo *r, const char *disk, GError **error)
+{
+  g_autofree char *disk_dir = repo_disk_dir (r, disk);
+  g_autofree char *jpath = g_build_filename (disk_dir, REPO_PRUNE_JOURNAL, NULL);
+  repo_prune_result res = { 0 };
+  gboolean needed, ok;
+
+  if (!g_file_test (jpath, G_FILE_TEST_EXISTS))
+    return TRUE;
+  if (r->lock == REPO_LOCK_EXCLUSIVE)
+    return repo_prune_finish (r, disk, FALSE, NULL, &res, error);
+  if (!needs_settling (r, disk, &needed, error))
+    return FALSE;
+  if (!needed)
+    return TRUE;
+  /* Converting the lock is not atomic: if another run takes R/lock in
+   * between, this one has lost its lock and stops. */
+  if (flock (r->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_BUSY,
+                 "disk %s has a removal an interrupted prune left to finish, and "
+                 "repository %s is in use meanwhile; retry when it is idle, or run "
+                 "ovagent prune", disk, r->dir);
+    return FALSE;
+  }
+  ova_info ("finishing the removal an interrupted prune of disk %s left", disk);
+  r->lock = REPO_LOCK_EXCLUSIVE;
+  ok = repo_prune_finish (r, disk, FALSE, NULL, &res, error);
+  r->lock = REPO_LOCK_SHARED;
+  if (flock (r->lock_fd, LOCK_SH) < 0 && ok) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot lock %s again: %s",
+                 r->dir, g_strerror (errno));
+    return FALSE;
+  }
+  return ok;
+}
