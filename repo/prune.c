@@ -973,26 +973,30 @@ disk_usage (const char *dir)
   return disk_allocated (dir, seen);
 }
 
+/* One merge at a time, each followed by its manifest commit: the next
+ * group's chain may pass through the kept backup this one rewrote. */
 static gboolean
 finish (repo *r, const char *disk, gboolean merges, volatile sig_atomic_t *cancel,
         repo_prune_result *res, GError **error)
 {
-  g_auto(removal) rm = { 0 };
+  for (;;) {
+    g_auto(removal) rm = { 0 };
+    group *todo = NULL;
 
-  if (!removal_load (&rm, r, disk, cancel, res, error))
-    return FALSE;
-  if (merges) {
-    for (guint k = 0; k < rm.groups->len; k++) {
-      group *g = g_ptr_array_index (rm.groups, k);
-
-      if (g->done != NULL)
-        continue;
-      if ((rm.j.fd < 0 && !journal_open (&rm.j, rm.disk_dir, error)) ||
-          !merge_group (&rm, g, error))
-        return FALSE;
-    }
+    if (!removal_load (&rm, r, disk, cancel, res, error))
+      return FALSE;
+    for (guint k = 0; merges && todo == NULL && k < rm.groups->len; k++)
+      if (((group *) g_ptr_array_index (rm.groups, k))->done == NULL)
+        todo = g_ptr_array_index (rm.groups, k);
+    if (todo != NULL &&
+        ((rm.j.fd < 0 && !journal_open (&rm.j, rm.disk_dir, error)) ||
+         !merge_group (&rm, todo, error)))
+      return FALSE;
+    if (!settle_manifest (&rm, error))
+      return FALSE;
+    if (todo == NULL)
+      return TRUE;
   }
-  return settle_manifest (&rm, error);
 }
 
 gboolean

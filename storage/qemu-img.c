@@ -349,11 +349,10 @@ stor_qemu_img_commit (GPtrArray *layers, guint base, GError **error)
   const char *top, *base_path;
 
   g_return_val_if_fail (layers != NULL && base > 0 && base < layers->len, FALSE);
-  g_return_val_if_fail (strcmp (((const stor_layer *) g_ptr_array_index (layers, base))->format,
-                                "qcow2") == 0, FALSE);
   /* qemu-img finds the -b file in a chain by the name qemu gives its
    * node: the plain path only for a node whose backing it opened from
-   * the header. So the base's chain is opened from its header. */
+   * the header (or a raw one, which has none). So a qcow2 base's chain
+   * is opened from its header. */
   spec = image_spec (layers, base);
   top = ((const stor_layer *) g_ptr_array_index (layers, 0))->path;
   base_path = ((const stor_layer *) g_ptr_array_index (layers, base))->path;

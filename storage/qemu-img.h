@@ -82,9 +82,9 @@ gboolean stor_qemu_img_convert (GPtrArray *src, int target_fd, const char *targe
                                 guint64 size, GError **error);
 
 /* `qemu-img commit -d -b BASE` of the image layers[0..base] (a chain, top
- * first): every cluster allocated above layers[base] (a qcow2) is written
+ * first): every cluster allocated above layers[base] is written
  * into it as the top reads it, once; the layers above keep their bytes
- * (-d). The one exception to naming every layer: the chain under
+ * (-d). The one exception to naming every layer: the chain under a qcow2
  * layers[base] is opened from its header (qemu-img matches -b only so),
  * so the caller checks that chain's backing strings and formats first.
  * ENOSPC is OVA_ERROR_NO_SPACE. */

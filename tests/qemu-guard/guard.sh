@@ -390,7 +390,8 @@ img_convert () {
 # the -b file in a chain only by the name qemu gives its node, which is the
 # plain path only for a node whose backing it opened from the header; so
 # the base is the one qcow2 node without a backing member (ovagent checks
-# the headers under it against the manifest first), named by -b.
+# the headers under it against the manifest first), or the raw node at the
+# bottom, named by -b.
 img_commit () {
     local base bases named
     parse "${IMG_VSHORT/r/}" "$IMG_VLONG" "$@"
@@ -406,10 +407,14 @@ img_commit () {
     [[ ${pos[0]} == json:* ]] || spec "the image" "${pos[0]}"
     bases=$(jq -r '[.. | objects | select(.driver == "qcow2" and (has("backing") | not)) | .file.filename] | length' \
         <<<"${pos[0]#json:}" 2>/dev/null) || violation "the image: the text after json: is not valid JSON"
-    [ "$bases" = 1 ] ||
-        violation "commit: $bases qcow2 nodes of the image have no backing member; only the base may"
-    named=$(jq -r '.. | objects | select(.driver == "qcow2" and (has("backing") | not)) | .file.filename' \
-        <<<"${pos[0]#json:}")
+    case $bases in
+        1) named=$(jq -r '.. | objects | select(.driver == "qcow2" and (has("backing") | not)) | .file.filename' \
+               <<<"${pos[0]#json:}") ;;
+        # A raw base: the last node, which has no backing anyway.
+        0) named=$(jq -r '[.. | objects | select(.driver == "raw") | .file.filename] | last // ""' \
+               <<<"${pos[0]#json:}") ;;
+        *) violation "commit: $bases qcow2 nodes of the image have no backing member; only the base may" ;;
+    esac
     [ "$named" = "$base" ] || violation "commit -b names a file that is not the base node (the one without a backing member)"
     spec "the image" "json:$(jq -c 'walk(if type == "object" and .driver == "qcow2" and (has("backing") | not) then .backing = null else . end)' <<<"${pos[0]#json:}")"
 }
