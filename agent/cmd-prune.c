@@ -104,37 +104,17 @@ print_table (GPtrArray *plans, gboolean dry_run, const repo_prune_result *res,
             res->merges == 1 ? "" : "s", moved, freed, seconds);
 }
 
-/* The disks of the repository (the names under R/disks that are image
- * UUIDs in lower case), or the ones given. */
+/* The disks given, or every disk of the repository. */
 static GPtrArray *
 chosen_disks (const repo *r, int argc, char **argv, GError **error)
 {
-  g_autofree char *dir = g_build_filename (r->dir, REPO_DISKS, NULL);
-  g_autoptr(GPtrArray) all = NULL;
-  g_autoptr(GPtrArray) disks = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr(GError) err = NULL;
+  g_autoptr(GPtrArray) disks = NULL;
 
-  if (argc > 1) {
-    for (int i = 1; i < argc; i++)
-      g_ptr_array_add (disks, g_ascii_strdown (argv[i], -1));
-    return g_steal_pointer (&disks);
-  }
-  all = ova_list_dir_sorted (dir, &err);
-  if (all == NULL) {
-    if (!g_error_matches (err, G_FILE_ERROR, G_FILE_ERROR_NOENT) &&
-        !g_error_matches (err, OVA_ERROR, OVA_ERROR_NOT_FOUND)) {
-      g_propagate_error (error, g_steal_pointer (&err));
-      return NULL;
-    }
-    return g_steal_pointer (&disks);
-  }
-  for (guint i = 0; i < all->len; i++) {
-    const char *name = g_ptr_array_index (all, i);
-    g_autofree char *lower = g_ascii_strdown (name, -1);
-
-    if (ova_uuid_is_valid (name) && strcmp (lower, name) == 0)
-      g_ptr_array_add (disks, g_strdup (name));
-  }
+  if (argc <= 1)
+    return repo_list_disks (r, error);
+  disks = g_ptr_array_new_with_free_func (g_free);
+  for (int i = 1; i < argc; i++)
+    g_ptr_array_add (disks, g_ascii_strdown (argv[i], -1));
   return g_steal_pointer (&disks);
 }
 
@@ -163,15 +143,20 @@ run (ova_ctx *ctx, const char *repo_dir, int argc, char **argv,
     const char *disk = g_ptr_array_index (disks, i);
     g_autofree char *disk_dir = repo_disk_dir (r, disk);
     g_autoptr(repo_manifest) m = NULL;
+    g_autoptr(GError) err = NULL;
     repo_prune_plan *plan;
 
     /* What an interrupted prune left is finished first: the plan is made
      * on a manifest whose removals are all still to do. */
     if (!dry_run && !repo_prune_finish (r, disk, TRUE, &ova_cancelled, &res, error))
       return FALSE;
-    m = repo_manifest_load (disk_dir, disk, FALSE, error);
-    if (m == NULL)
+    m = repo_manifest_load (disk_dir, disk, FALSE, &err);
+    if (m == NULL && argc <= 1 && g_error_matches (err, OVA_ERROR, OVA_ERROR_NOT_FOUND))
+      continue;            /* what a first receive interrupted leaves */
+    if (m == NULL) {
+      g_propagate_error (error, g_steal_pointer (&err));
       return FALSE;
+    }
     plan = repo_prune_plan_new (m, rules, forget_id, error);
     if (plan == NULL)
       return FALSE;

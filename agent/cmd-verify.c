@@ -49,9 +49,9 @@ cmd_verify (ova_ctx *ctx, int argc, char **argv, GError **error)
 {
   g_autofree char *repo_dir = NULL;
   g_autofree char *backup_id = NULL;
+  g_autofree char *disk = NULL;
   g_autoptr(repo) r = NULL;
   repo_verify_result res = { 0 };
-  const char *disk = NULL;
   const GOptionEntry entries[] = {
     { "repo", 0, 0, G_OPTION_ARG_FILENAME, &repo_dir,
       "The repository", "DIR" },
@@ -62,22 +62,8 @@ cmd_verify (ova_ctx *ctx, int argc, char **argv, GError **error)
 
   if (!ova_command_parse (ctx, entries, &argc, &argv, error))
     return FALSE;
-  if (argc > 2) {
-    ova_usage_error (ctx, error, "unexpected argument '%s' after DISK", argv[2]);
+  if (!ova_repo_disk_args (ctx, repo_dir, argc, argv, &disk, error))
     return FALSE;
-  }
-  if (repo_dir == NULL) {
-    ova_usage_error (ctx, error, "missing --repo DIR");
-    return FALSE;
-  }
-  if (argc == 2) {
-    disk = argv[1];
-    if (!ova_uuid_is_valid (disk)) {
-      ova_usage_error (ctx, error, "DISK must be an image UUID (8-4-4-4-12 hex "
-                       "digits), not '%s'", disk);
-      return FALSE;
-    }
-  }
   if (backup_id != NULL && disk == NULL) {
     ova_usage_error (ctx, error, "--backup needs DISK");
     return FALSE;

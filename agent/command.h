@@ -69,12 +69,19 @@ gboolean ova_opt_io_timeout (const char *name, const char *value,
 void ova_usage_error (const ova_ctx *ctx, GError **error, const char *fmt, ...)
   G_GNUC_PRINTF (3, 4);
 
+/* The arguments of a command on a repository: --repo DIR (repo_dir, its
+ * option's value) must be given, and at most one DISK, an image UUID, set
+ * in lower case in *disk (NULL when none is given). Else OVA_ERROR_USAGE. */
+gboolean ova_repo_disk_args (const ova_ctx *ctx, const char *repo_dir, int argc,
+                             char **argv, char **disk, GError **error);
+
 /* The commands (one file each). */
 gboolean cmd_list (ova_ctx *ctx, int argc, char **argv, GError **error);
 gboolean cmd_info (ova_ctx *ctx, int argc, char **argv, GError **error);
 gboolean cmd_version (ova_ctx *ctx, int argc, char **argv, GError **error);
 gboolean cmd_export_chain (ova_ctx *ctx, int argc, char **argv, GError **error);
 gboolean cmd_receive (ova_ctx *ctx, int argc, char **argv, GError **error);
+gboolean cmd_backups (ova_ctx *ctx, int argc, char **argv, GError **error);
 gboolean cmd_verify (ova_ctx *ctx, int argc, char **argv, GError **error);
 gboolean cmd_restore (ova_ctx *ctx, int argc, char **argv, GError **error);
 gboolean cmd_import (ova_ctx *ctx, int argc, char **argv, GError **error);

@@ -12,6 +12,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "util.h"
 #include "agent/command.h"
 #include "agent/output.h"
 
@@ -205,6 +206,31 @@ static const struct ova_command commands[] = {
       "  ovagent receive --repo /backup < /var/tmp/disk.ovs\n",
   },
   {
+    .name = "backups",
+    .handler = cmd_backups,
+    .args = "[DISK]",
+    .usage = "--repo DIR [DISK] [--json]",
+    .summary = "List the backups of a repository (or of one disk), oldest "
+               "first, with the storage each one takes.",
+    .details = "For every disk (or DISK, an image UUID) the backups its "
+               "manifest lists: id, commit time, kind (full, incremental, "
+               "differential), type (chain export or cbt), the backup it is "
+               "built on, its guest-visible size and the bytes its own files "
+               "take on the file system (allocated blocks; a file linked into "
+               "two backups counts once), with per-disk and repository totals. "
+               "A backup an unfinished prune or forget is removing is shown "
+               "as being removed. Holds the repository lock shared, like "
+               "verify: a prune or forget running is exit 4. A missing "
+               "repository or an unknown disk is exit 3; a manifest that "
+               "fails its checks is exit 6, naming it. --json prints repo, "
+               "stored_bytes and disks (disk, stored_bytes, backups: id, time, "
+               "kind, type, parent, checkpoint, from_checkpoint, vm, host, "
+               "domain, volumes, stored_bytes, virtual_size, removing).",
+    .examples =
+      "  ovagent backups --repo /backup\n"
+      "  ovagent backups --repo /backup 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --json | jq -r '.disks[].backups[].id'\n",
+  },
+  {
     .name = "verify",
     .handler = cmd_verify,
     .args = "[DISK]",
@@ -321,9 +347,10 @@ static const struct ova_command commands[] = {
                "info, export-chain and backup with --output -, checkpoints "
                "(--delete only of a checkpoint ovagent saved) and import "
                "--to-volume; --role target allows "
-               "version, receive, verify and restore --output -, each --repo "
-               "resolved (links followed, no '..') under --repo-root DIR. "
-               "--append-only refuses the commands that delete backups. "
+               "version, receive, verify, backups, restore --output -, prune and "
+               "forget, each --repo resolved (links followed, no '..') under "
+               "--repo-root DIR. --append-only refuses the commands that delete "
+               "backups (prune, forget). "
                "Options that change where trust comes from (--config, "
                "--data-center, --scratch-dir, --target, --output FILE, --to "
                "PATH...) are refused. The environment is ignored: the "
@@ -685,6 +712,30 @@ ova_usage_error (const ova_ctx *ctx, GError **error, const char *fmt, ...)
   va_end (ap);
   g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE, "%s; usage: ovagent %s %s",
                msg, ctx->cmd->name, ctx->cmd->usage);
+}
+
+gboolean
+ova_repo_disk_args (const ova_ctx *ctx, const char *repo_dir, int argc,
+                    char **argv, char **disk, GError **error)
+{
+  *disk = NULL;
+  if (argc > 2) {
+    ova_usage_error (ctx, error, "unexpected argument '%s' after DISK", argv[2]);
+    return FALSE;
+  }
+  if (repo_dir == NULL) {
+    ova_usage_error (ctx, error, "missing --repo DIR");
+    return FALSE;
+  }
+  if (argc == 2) {
+    if (!ova_uuid_is_valid (argv[1])) {
+      ova_usage_error (ctx, error, "DISK must be an image UUID (8-4-4-4-12 hex "
+                       "digits), not '%s'", argv[1]);
+      return FALSE;
+    }
+    *disk = g_ascii_strdown (argv[1], -1);
+  }
+  return TRUE;
 }
 
 static void

@@ -17,12 +17,15 @@
 #include "agent/stream-output.h"
 #include "nbd/nbd.h"
 #include "repo/manifest.h"
+#include "repo/prune.h"
 
 #define ROLE_ANY (OVA_SERVE_ROLE_HOST | OVA_SERVE_ROLE_TARGET)
 /* Longest libvirt domain name serve passes on. */
 #define VM_NAME_MAX 255
 /* Longest target dev (vda, sdb, xvdaa). */
 #define TARGET_DEV_MAX 16
+/* The disks one prune may name: as many as a line has words. */
+#define PRUNE_DISKS_MAX 256
 
 /* The form a value or an argument must have. */
 typedef enum {
@@ -39,6 +42,7 @@ typedef enum {
   VAL_FORMAT,        /* raw or qcow2 */
   VAL_SECONDS,       /* an io_timeout */
   VAL_COUNT,         /* 1 to the option's max */
+  VAL_DURATION,      /* a keep-within duration: 7d */
   VAL_LOG_LEVEL,
   VAL_PROGRESS,
 } serve_value;
@@ -61,8 +65,6 @@ typedef struct {
 typedef struct {
   const char *name;
   guint roles;              /* ova_serve_role bits */
-  gboolean planned;         /* not a command yet: refused as unknown, but
-                             * its place in the policy is decided */
   gboolean deletes;         /* removes backups: refused under --append-only */
   serve_value arg;          /* the form of its arguments */
   guint min_args, max_args;
@@ -164,6 +166,30 @@ static const serve_option verify_options[] = {
   { NULL },
 };
 
+static const serve_option backups_options[] = {
+  OPT_REPO,
+  { NULL },
+};
+
+#define OPT_KEEP(period) { .name = "keep-" period, .value = VAL_COUNT, .max = G_MAXINT }
+
+static const serve_option prune_options[] = {
+  OPT_REPO,
+  OPT_KEEP ("last"),
+  { .name = "keep-within", .value = VAL_DURATION },
+  OPT_KEEP ("hourly"), OPT_KEEP ("daily"), OPT_KEEP ("weekly"),
+  OPT_KEEP ("monthly"), OPT_KEEP ("yearly"),
+  { .name = "dry-run" },
+  { NULL },
+};
+
+static const serve_option forget_options[] = {
+  OPT_REPO,
+  { .name = "backup", .value = VAL_BACKUP_ID },
+  { .name = "dry-run" },
+  { NULL },
+};
+
 static const serve_option restore_options[] = {
   OPT_REPO,
   { .name = "backup", .value = VAL_BACKUP_ID },
@@ -199,13 +225,14 @@ static const serve_command commands[] = {
   { .name = "restore", .roles = OVA_SERVE_ROLE_TARGET, .arg = VAL_IMAGE,
     .min_args = 1, .max_args = 1, .arg_name = "DISK", .options = restore_options,
     .refused = restore_refused },
-  /* The catalogue, and the commands that delete backups: their place is
-   * decided before they exist. */
-  { .name = "backups", .roles = OVA_SERVE_ROLE_TARGET, .planned = TRUE },
-  { .name = "prune", .roles = OVA_SERVE_ROLE_TARGET, .planned = TRUE,
-    .deletes = TRUE },
-  { .name = "forget", .roles = OVA_SERVE_ROLE_TARGET, .planned = TRUE,
-    .deletes = TRUE },
+  { .name = "backups", .roles = OVA_SERVE_ROLE_TARGET, .arg = VAL_IMAGE,
+    .max_args = 1, .arg_name = "DISK", .options = backups_options },
+  { .name = "prune", .roles = OVA_SERVE_ROLE_TARGET, .deletes = TRUE,
+    .arg = VAL_IMAGE, .max_args = PRUNE_DISKS_MAX, .arg_name = "DISK",
+    .options = prune_options },
+  { .name = "forget", .roles = OVA_SERVE_ROLE_TARGET, .deletes = TRUE,
+    .arg = VAL_IMAGE, .min_args = 1, .max_args = 1, .arg_name = "DISK",
+    .options = forget_options },
 };
 
 ova_serve_role
@@ -230,7 +257,7 @@ ova_serve_allowed_commands (ova_serve_role role)
   g_autoptr(GString) s = g_string_new (NULL);
 
   for (size_t i = 0; i < G_N_ELEMENTS (commands); i++)
-    if ((commands[i].roles & role) && !commands[i].planned)
+    if (commands[i].roles & role)
       g_string_append_printf (s, "%s%s", s->len ? ", " : "", commands[i].name);
   return g_string_free (g_steal_pointer (&s), FALSE);
 }
@@ -306,6 +333,7 @@ form_text (serve_value kind)
   case VAL_FORMAT: return "raw or qcow2";
   case VAL_SECONDS: return "whole seconds, 0 for no limit";
   case VAL_COUNT: return "a number";
+  case VAL_DURATION: return "a duration such as 36h, 7d, 2w, 6m or 1y";
   case VAL_LOG_LEVEL: return "error, warning, notice, info or debug";
   case VAL_PROGRESS: return "auto, bar, json or none";
   case VAL_NONE: break;
@@ -328,6 +356,7 @@ value_has_form (const ova_serve_policy *p, serve_value kind, guint max,
 {
   guint64 n;
   guint secs;
+  gint64 secs64;
 
   switch (kind) {
   case VAL_UUID: return ova_uuid_is_valid (value);
@@ -342,6 +371,7 @@ value_has_form (const ova_serve_policy *p, serve_value kind, guint max,
   case VAL_SECONDS: return ova_io_timeout_parse (value, &secs);
   case VAL_COUNT:
     return g_ascii_string_to_unsigned (value, 10, 1, max, &n, NULL);
+  case VAL_DURATION: return repo_parse_duration (value, &secs64);
   case VAL_LOG_LEVEL: return ova_log_level_parse (value) >= 0;
   case VAL_PROGRESS: return is_progress_mode (value);
   case VAL_REPO:
@@ -745,7 +775,7 @@ check_command (checker *c, const char *word, GError **error)
   if (cmd != NULL && cmd->deletes && p->append_only)
     return refuse (error, "'%s' deletes backups, and this key is append-only "
                    "(serve --append-only)", cmd->name);
-  if (cmd == NULL || cmd->planned)
+  if (cmd == NULL)
     return refuse (error, "unknown command %s (serve --role %s runs %s)", q,
                    ova_serve_role_name (p->role), allowed);
   c->cmd = cmd;

@@ -179,16 +179,6 @@ guest_writes () {
     done
 }
 
-fail_run () {
-    echo "$1 failed; its output:" >&2
-    shift
-    local f
-    for f in "$@"; do
-        [ ! -s "$f" ] || { echo "--- $f" >&2; tail -n 30 "$f" >&2; }
-    done
-    exit 1
-}
-
 # ---- ovagent --------------------------------------------------------------
 
 # ova_run METHOD LEVEL: one timed backup; sets WALL/DATA and appends a row.

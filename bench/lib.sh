@@ -1,5 +1,6 @@
 # ovagent benchmarks: what every bench script shares: the tree's paths, the
-# checks of what it needs, dropping caches and timing with GNU time.
+# checks of what it needs, failing with the output of a run, dropping caches
+# and timing with GNU time.
 # Sourced after the caller parsed its options (drop_caches reads $warm).
 # shellcheck shell=bash
 # shellcheck disable=SC2034  # the paths are for the scripts that source this
@@ -33,6 +34,17 @@ bench_filedomain_up () {
     . "$fd_root/ids"
     . "$fd_root/env"
     export OVAGENT_LVM_DEVICES=
+}
+
+# fail_run WHAT FILE...: WHAT failed; the tail of each non-empty FILE, exit 1.
+fail_run () {
+    echo "$1 failed; its output:" >&2
+    shift
+    local f
+    for f in "$@"; do
+        [ ! -s "$f" ] || { echo "--- $f" >&2; tail -n 30 "$f" >&2; }
+    done
+    exit 1
 }
 
 drop_caches () {

@@ -597,6 +597,42 @@ record_merged (removal *rm, group *g, const repo_backup *r0, const char *path,
   return TRUE;
 }
 
+/* qemu opens the chain under r0's top from the files' headers: each must
+ * name exactly the backing file and format the manifest gives, and the
+ * last none. */
+static gboolean
+check_headers_below (const removal *rm, const repo_backup *r0, GError **error)
+{
+  const repo_backup *b = r0;
+
+  for (guint hops = 0; b != NULL && hops <= rm->m->backups->len; hops++) {
+    const repo_backup *parent = b->parent ? repo_manifest_find (rm->m, b->parent) : NULL;
+
+    for (guint i = b->volumes->len; i-- > 0;) {
+      const repo_volume *v = g_ptr_array_index (b->volumes, i);
+      const repo_volume *below = i > 0 ? g_ptr_array_index (b->volumes, i - 1)
+        : parent ? top_of (parent) : NULL;
+      g_autofree char *path = path_in (rm, v->file);
+      g_auto(repo_qcow2_info) info = { 0 };
+
+      if (strcmp (v->format, "qcow2") != 0)
+        continue;
+      if (!repo_qcow2_probe (path, &info, error))
+        return FALSE;
+      if (info.data_file || g_strcmp0 (info.backing, v->backing) != 0 ||
+          (below != NULL && g_strcmp0 (info.backing_format, below->format) != 0)) {
+        g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                     "%s does not name the backing file and format the manifest of "
+                     "disk %s gives (%s, %s); run ovagent verify", path, rm->disk,
+                     v->backing ? v->backing : "none", below ? below->format : "none");
+        return FALSE;
+      }
+    }
+    b = parent;
+  }
+  return TRUE;
+}
+
 /* qemu-img commit of everything above r0's top into it; r0's lower files
  * linked into c's directory; the merged file renamed over c's top. Each
  * kept backup reads the same bytes at every instant: c's files are only
@@ -622,24 +658,11 @@ merge_group (removal *rm, group *g, GError **error)
   for (guint i = 0; i < base; i++)
     rm->res->merged_bytes += allocated (((stor_layer *) g_ptr_array_index (layers, i))->path);
 
-  /* Each layer above r0's top in turn, lowest first, committed into it
-   * alone: r0's top then reads as the layers above it did. */
-  for (guint i = base; i-- > 0;) {
-    g_autoptr(GPtrArray) pair = stor_layers_new ();
-    const stor_layer *l = g_ptr_array_index (layers, i);
-    g_autofree char *name = g_path_get_basename (l->path);
-
-    stor_layers_add (pair, l->path, l->format);
-    for (guint k = base; k < layers->len; k++) {
-      const stor_layer *below = g_ptr_array_index (layers, k);
-
-      stor_layers_add (pair, below->path, below->format);
-    }
-    if (!journal_step (&rm->j, error, "commit %s %s into %s", c->id, name, r0->id) ||
-        !stor_qemu_img_commit (pair, error) || stopped (rm, error))
-      return FALSE;
-  }
-  if (!sync_file (((stor_layer *) g_ptr_array_index (layers, base))->path, error))
+  if (!check_headers_below (rm, r0, error) ||
+      !journal_step (&rm->j, error, "commit %s into %s", c->id, r0->id) ||
+      !stor_qemu_img_commit (layers, base, error) ||
+      !sync_file (((stor_layer *) g_ptr_array_index (layers, base))->path, error) ||
+      stopped (rm, error))
     return FALSE;
 
   for (guint i = 0; i < r0->volumes->len; i++) {

@@ -332,6 +332,45 @@ repo_disk_dir (const repo *r, const char *disk)
   return g_build_filename (r->dir, REPO_DISKS, disk, NULL);
 }
 
+static gboolean
+is_disk_name (const char *name)
+{
+  if (!ova_uuid_is_valid (name))
+    return FALSE;
+  for (const char *p = name; *p; p++)
+    if (g_ascii_isupper (*p))
+      return FALSE;
+  return TRUE;
+}
+
+GPtrArray *
+repo_list_disks (const repo *r, GError **error)
+{
+  g_autofree char *dir = g_build_filename (r->dir, REPO_DISKS, NULL);
+  g_autoptr(GPtrArray) names = NULL;
+  g_autoptr(GPtrArray) disks = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GError) err = NULL;
+
+  names = ova_list_dir_sorted (dir, &err);
+  if (names == NULL) {
+    if (g_error_matches (err, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+      return g_steal_pointer (&disks);
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot list %s: %s", dir, err->message);
+    return NULL;
+  }
+  for (guint i = 0; i < names->len; i++) {
+    const char *name = g_ptr_array_index (names, i);
+
+    if (!is_disk_name (name)) {
+      ova_debug ("skipping %s/%s: not a disk directory", dir, name);
+      continue;
+    }
+    g_ptr_array_add (disks, g_strdup (name));
+  }
+  return g_steal_pointer (&disks);
+}
+
 /* ---- disk locks ---- */
 
 struct repo_disk_locks {

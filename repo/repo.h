@@ -64,6 +64,11 @@ void repo_set_run_dir (repo *r, const char *run_dir);
 /* R/disks/IMG for a checked (lower-case) image UUID. */
 char *repo_disk_dir (const repo *r, const char *disk);
 
+/* The disks of r: the names in R/disks that are lower-case image UUIDs
+ * (receive makes no others; anything else there is skipped), sorted. None
+ * (an empty array) when R/disks is missing. */
+GPtrArray *repo_list_disks (const repo *r, GError **error);
+
 /* The file digest stored in manifests (docs/repository.md §2): the file
  * in blocks of REPO_DIGEST_BLOCK bytes b0, b1, ... bn (the last may be
  * short, holes read as zeros, an empty file has none), and XXH3-128 over

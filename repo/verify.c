@@ -142,17 +142,6 @@ verify_disk (vf *v, const char *disk, const char *backup_id, gboolean must_exist
   return TRUE;
 }
 
-static gboolean
-is_disk_name (const char *name)
-{
-  if (!ova_uuid_is_valid (name))
-    return FALSE;
-  for (const char *p = name; *p; p++)
-    if (g_ascii_isupper (*p))
-      return FALSE;
-  return TRUE;
-}
-
 /* All problems as one error naming each file (up to PROBLEMS_SHOWN). */
 static void
 set_problems_error (const repo *r, GPtrArray *problems, GError **error)
@@ -172,29 +161,13 @@ set_problems_error (const repo *r, GPtrArray *problems, GError **error)
 static gboolean
 verify_all (vf *v, GError **error)
 {
-  g_autofree char *dir = g_build_filename (v->r->dir, REPO_DISKS, NULL);
-  g_autoptr(GPtrArray) disks = NULL;
-  g_autoptr(GError) err = NULL;
+  g_autoptr(GPtrArray) disks = repo_list_disks (v->r, error);
 
-  disks = ova_list_dir_sorted (dir, &err);
-  if (disks == NULL) {
-    if (g_error_matches (err, G_FILE_ERROR, G_FILE_ERROR_NOENT))
-      return TRUE;
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "cannot list %s: %s", dir, err->message);
+  if (disks == NULL)
     return FALSE;
-  }
-  for (guint i = 0; i < disks->len; i++) {
-    const char *name = g_ptr_array_index (disks, i);
-
-    /* Disk directories are made by receive, named by a lower-case UUID. */
-    if (!is_disk_name (name)) {
-      ova_debug ("verify: skipping %s/%s: not a disk directory", dir, name);
-      continue;
-    }
-    if (!verify_disk (v, name, NULL, FALSE, error))
+  for (guint i = 0; i < disks->len; i++)
+    if (!verify_disk (v, g_ptr_array_index (disks, i), NULL, FALSE, error))
       return FALSE;
-  }
   return TRUE;
 }
 

@@ -69,7 +69,7 @@ add_protocol (JsonBuilder *b, const char *path)
 /* layers[i] and, for a qcow2, the chain under it. A format other than
  * qcow2 and raw never gets this far (g_return: a programming error). */
 static void
-add_layer (JsonBuilder *b, GPtrArray *layers, guint i)
+add_layer (JsonBuilder *b, GPtrArray *layers, guint i, guint header_backing)
 {
   const stor_layer *l = g_ptr_array_index (layers, i);
   gboolean qcow2 = strcmp (l->format, "qcow2") == 0;
@@ -79,18 +79,20 @@ add_layer (JsonBuilder *b, GPtrArray *layers, guint i)
   json_builder_add_string_value (b, qcow2 ? "qcow2" : "raw");
   json_builder_set_member_name (b, "file");
   add_protocol (b, l->path);
-  if (qcow2) {
+  if (qcow2 && i != header_backing) {
     json_builder_set_member_name (b, "backing");
     if (i + 1 < layers->len)
-      add_layer (b, layers, i + 1);
+      add_layer (b, layers, i + 1, header_backing);
     else
       json_builder_add_null_value (b);
   }
   json_builder_end_object (b);
 }
 
-char *
-stor_image_spec (GPtrArray *layers)
+/* The spec of layers; layer header_backing (if any) gets no "backing"
+ * member, so that qemu opens the chain its header names. */
+static char *
+image_spec (GPtrArray *layers, guint header_backing)
 {
   g_autoptr (JsonBuilder) b = json_builder_new ();
   g_autoptr (JsonNode) root = NULL;
@@ -104,10 +106,16 @@ stor_image_spec (GPtrArray *layers)
     g_return_val_if_fail (strcmp (l->format, "qcow2") == 0 ||
                           (strcmp (l->format, "raw") == 0 && i + 1 == layers->len), NULL);
   }
-  add_layer (b, layers, 0);
+  add_layer (b, layers, 0, header_backing);
   root = json_builder_get_root (b);
   json = json_to_string (root, FALSE);
   return g_strconcat ("json:", json, NULL);
+}
+
+char *
+stor_image_spec (GPtrArray *layers)
+{
+  return image_spec (layers, G_MAXUINT);
 }
 
 char *
@@ -334,25 +342,30 @@ stor_qemu_img_convert (GPtrArray *src, int target_fd, const char *target_format,
 }
 
 gboolean
-stor_qemu_img_commit (GPtrArray *layers, GError **error)
+stor_qemu_img_commit (GPtrArray *layers, guint base, GError **error)
 {
   g_autofree char *spec = NULL;
   g_autoptr (GError) err = NULL;
-  const char *top, *base;
+  const char *top, *base_path;
 
-  g_return_val_if_fail (layers != NULL && layers->len >= 2, FALSE);
-  spec = stor_image_spec (layers);
+  g_return_val_if_fail (layers != NULL && base > 0 && base < layers->len, FALSE);
+  g_return_val_if_fail (strcmp (((const stor_layer *) g_ptr_array_index (layers, base))->format,
+                                "qcow2") == 0, FALSE);
+  /* qemu-img finds the -b file in a chain by the name qemu gives its
+   * node: the plain path only for a node whose backing it opened from
+   * the header. So the base's chain is opened from its header. */
+  spec = image_spec (layers, base);
   top = ((const stor_layer *) g_ptr_array_index (layers, 0))->path;
-  base = ((const stor_layer *) g_ptr_array_index (layers, 1))->path;
-  /* No -b: the base is the top's backing as the spec gives it (qemu-img
-   * finds a -b file in a json: chain only by names it generates). */
-  const char *argv[] = { "qemu-img", "commit", "-q", "-d", "--", spec, NULL };
+  base_path = ((const stor_layer *) g_ptr_array_index (layers, base))->path;
+  const char *argv[] = {
+    "qemu-img", "commit", "-q", "-d", "-b", base_path, "--", spec, NULL,
+  };
 
-  if (run (argv, -1, spec, NULL, "commit into", base, &err))
+  if (run (argv, -1, spec, NULL, "commit into", base_path, &err))
     return TRUE;
   if (strstr (err->message, g_strerror (ENOSPC)) != NULL ||
       strstr (err->message, g_strerror (EDQUOT)) != NULL) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_NO_SPACE, "%s (the data of %s)",
+    g_set_error (error, OVA_ERROR, OVA_ERROR_NO_SPACE, "%s (the data above %s)",
                  err->message, top);
     return FALSE;
   }

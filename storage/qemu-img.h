@@ -81,12 +81,13 @@ gboolean stor_qemu_img_bitmap (const char *path, const char *op, const char *bit
 gboolean stor_qemu_img_convert (GPtrArray *src, int target_fd, const char *target_format,
                                 guint64 size, GError **error);
 
-/* `qemu-img commit -d` of the image layers (a chain, top first): every
- * cluster allocated in layers[0] is written into layers[1], its backing
- * in the spec, as layers[0] reads it (partial clusters completed from
- * the chain under layers[1]); layers[0] keeps its bytes (-d: not
- * emptied). Each layer's driver is given, as for every image; ENOSPC is
- * OVA_ERROR_NO_SPACE. */
-gboolean stor_qemu_img_commit (GPtrArray *layers, GError **error);
+/* `qemu-img commit -d -b BASE` of the image layers[0..base] (a chain, top
+ * first): every cluster allocated above layers[base] (a qcow2) is written
+ * into it as the top reads it, once; the layers above keep their bytes
+ * (-d). The one exception to naming every layer: the chain under
+ * layers[base] is opened from its header (qemu-img matches -b only so),
+ * so the caller checks that chain's backing strings and formats first.
+ * ENOSPC is OVA_ERROR_NO_SPACE. */
+gboolean stor_qemu_img_commit (GPtrArray *layers, guint base, GError **error);
 
 #endif

@@ -5,7 +5,9 @@
 # named by the client, a --repo that leaves the repository root by '..', a
 # link or a push, commands of the other role, deleting commands under
 # --append-only, over-long, non-UTF-8 and control-character lines, no
-# command at all, a forced command without its role. Each is exit 2 with a message saying why, nothing on
+# command at all, a forced command without its role. The catalogue
+# (backups) runs for every target key, prune and forget for those that are
+# not append-only. Each is exit 2 with a message saying why, nothing on
 # standard output (a JSON error when the line asked for JSON), one audit line
 # (exit 2, refused), and nothing run. Without its audit socket serve runs
 # nothing (exit 1).
@@ -52,6 +54,18 @@ refused () {
     count=$((count + 1))
 }
 
+# accepted ALIAS CODE LINE: the key ALIAS runs LINE (--json): not refused,
+# its own exit status CODE, one audit line with that status and no refusal.
+accepted () {
+    local alias=$1 code=$2 line=$3
+    expect_exit "$code" sv -T "$alias" "$line"
+    audit_next
+    grep -qE " exit=$code " <<<"$AUDIT_LINE" || fail "'$line': audit line '$AUDIT_LINE' does not say exit=$code"
+    if grep -q ' refused=' <<<"$AUDIT_LINE"; then
+        fail "'$line' was refused: $AUDIT_LINE"
+    fi
+}
+
 # --- shell syntax: never a shell -------------------------------------------
 refused h "';' is a shell metacharacter" "ovagent list; touch $P"
 refused h "'&' is a shell metacharacter" "ovagent list && touch $P"
@@ -95,9 +109,28 @@ refused h "deletes only ovagent's own checkpoints" "ovagent checkpoints $VM --de
 refused h "'receive' is not a command for this key" "ovagent receive --repo $ROOT/r"
 refused t "'list' is not a command for this key" "ovagent list"
 refused t "'export-chain' is not a command for this key" "ovagent export-chain $IMG --output -"
-refused t "unknown command \"prune\"" "ovagent prune --repo $ROOT/r --keep-last 1"
+# prune and forget run for a target key (a missing repository is their own
+# exit 3), never for an append-only one, not even as a dry run.
+accepted t 3 "ovagent prune --repo $ROOT/r --keep-last 1 --json"
+jq -e '.result == "error" and .code == "not-found"' "$TESTDIR/out" >/dev/null ||
+    fail "prune through a target key: $(cat "$TESTDIR/out")"
+accepted t 3 "ovagent forget --repo $ROOT/r $IMG --backup 20261122T031000Z-3f2a9c --dry-run"
 refused a "'prune' deletes backups, and this key is append-only" "ovagent prune --repo $ROOT/r --keep-last 1"
+refused a "'prune' deletes backups, and this key is append-only" "ovagent prune --repo $ROOT/r --keep-daily 7 --dry-run"
 refused a "'forget' deletes backups, and this key is append-only" "ovagent forget --repo $ROOT/r $IMG --backup 20261122T031000Z-3f2a9c"
+refused t "--keep-within takes a duration such as 36h" "ovagent prune --repo $ROOT/r --keep-within 1000000d"
+refused t "--keep-daily takes a number from 1 to" "ovagent prune --repo $ROOT/r --keep-daily 0"
+refused t "outside the repository root" "ovagent prune --repo $ROOT/link --keep-last 1"
+refused t "--backup takes a backup id" "ovagent forget --repo $ROOT/r $IMG --backup ../x"
+# The catalogue is for every target key, append-only ones too: it only reads
+# (a missing repository is the command's own exit 3, nothing made).
+accepted t 3 "ovagent backups --repo $ROOT/r --json"
+jq -e '.result == "error" and .code == "not-found"' "$TESTDIR/out" >/dev/null ||
+    fail "backups through a target key: $(cat "$TESTDIR/out")"
+accepted a 3 "ovagent backups --repo $ROOT/r $IMG"
+refused t "DISK takes an image UUID" "ovagent backups --repo $ROOT/r ../$IMG"
+refused a "outside the repository root" "ovagent backups --repo $ROOT/link"
+refused h "'backups' is not a command for this key" "ovagent backups --repo $ROOT/r"
 refused h "unknown command \"serve\"" "ovagent serve --role target --repo-root /"
 refused h "unknown command \"help\"" "ovagent help"
 refused h "option \"--version\" is not allowed before the command" "ovagent --version"

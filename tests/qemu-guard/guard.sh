@@ -386,15 +386,32 @@ img_convert () {
     plain "the target" "${pos[${#pos[@]} - 1]}"
 }
 
+# commit -b BASE: the one exception to naming every backing. qemu-img finds
+# the -b file in a chain only by the name qemu gives its node, which is the
+# plain path only for a node whose backing it opened from the header; so
+# the base is the one qcow2 node without a backing member (ovagent checks
+# the headers under it against the manifest first), named by -b.
 img_commit () {
+    local base bases named
     parse "${IMG_VSHORT/r/}" "$IMG_VLONG" "$@"
     forbid -f "(or --format): $FORMAT_HINT"
-    forbid -b "names the base by a file name qemu-img matches against names it generates; the base is the top's backing in the json: spec"
     forbid --image-opts "is not used: the image is a json: spec"
-    only -q -d -p -t
+    only -q -d -p -t -b
     need -d "commit without -d: qemu-img would empty the top image"
+    need -b "commit without -b: the base must be named"
+    has -b
+    base=$REPLY
+    plain "the base" "$base"
     npos 1 "the image"
-    spec "the image" "${pos[0]}"
+    [[ ${pos[0]} == json:* ]] || spec "the image" "${pos[0]}"
+    bases=$(jq -r '[.. | objects | select(.driver == "qcow2" and (has("backing") | not)) | .file.filename] | length' \
+        <<<"${pos[0]#json:}" 2>/dev/null) || violation "the image: the text after json: is not valid JSON"
+    [ "$bases" = 1 ] ||
+        violation "commit: $bases qcow2 nodes of the image have no backing member; only the base may"
+    named=$(jq -r '.. | objects | select(.driver == "qcow2" and (has("backing") | not)) | .file.filename' \
+        <<<"${pos[0]#json:}")
+    [ "$named" = "$base" ] || violation "commit -b names a file that is not the base node (the one without a backing member)"
+    spec "the image" "json:$(jq -c 'walk(if type == "object" and .driver == "qcow2" and (has("backing") | not) then .backing = null else . end)' <<<"${pos[0]#json:}")"
 }
 
 check_qemu_img () {

@@ -275,6 +275,16 @@ static const policy_case policy_cases[] = {
   { T, 0, "ovagent verify --repo ROOT/repo1", "verify --repo=ROOT/repo1" },
   { T, 0, "ovagent restore --repo ROOT/repo1 " IMG " --output -",
     "restore " IMG " --repo=ROOT/repo1 --output=-" },
+  { T, 0, "ovagent backups --repo ROOT/repo1", "backups --repo=ROOT/repo1" },
+  { T, 0, "ovagent prune --repo ROOT/repo1 --keep-last 3 --keep-within 36h --keep-hourly 1 "
+    "--keep-daily 7 --keep-weekly 4 --keep-monthly 12 --keep-yearly 2147483647 --dry-run --json",
+    "prune --repo=ROOT/repo1 --keep-last=3 --keep-within=36h --keep-hourly=1 --keep-daily=7 "
+    "--keep-weekly=4 --keep-monthly=12 --keep-yearly=2147483647 --dry-run --json" },
+  { T, 0, "ovagent prune " IMG " " SD " --repo ROOT/repo1 --keep-within=1y",
+    "prune " IMG " " SD " --repo=ROOT/repo1 --keep-within=1y" },
+  { T, 0, "ovagent forget --repo ROOT/repo1 " IMG " --backup " BACKUP " --dry-run",
+    "forget " IMG " --repo=ROOT/repo1 --backup=" BACKUP " --dry-run" },
+  { T, 0, "ovagent backups " IMG " --repo ROOT/inside --json", "backups " IMG " --repo=ROOT/repo1 --json" },
   { T, 1, "ovagent receive --repo ROOT/repo1", "receive --repo=ROOT/repo1" },
 
   { T, 0, "ovagent receive --repo ROOT/escape", NULL, "outside the repository root" },
@@ -295,14 +305,36 @@ static const policy_case policy_cases[] = {
   { T, 0, "ovagent restore --repo ROOT/repo1 " IMG " --format raw --output -", NULL,
     "option --format of 'restore' is refused" },
   { T, 0, "ovagent restore --repo ROOT/repo1 " IMG " --output ROOT/x", NULL, "--output takes -" },
-  { T, 0, "ovagent list", NULL, "'list' is not a command for this key (serve --role target runs version, receive, verify, restore)" },
+  { T, 0, "ovagent list", NULL, "'list' is not a command for this key (serve --role target runs version, receive, verify, restore, backups, prune, forget)" },
   { T, 0, "ovagent export-chain " IMG " --output -", NULL, "not a command for this key" },
-  { T, 0, "ovagent prune --repo ROOT/repo1", NULL, "unknown command \"prune\"" },
-  { T, 0, "ovagent forget --repo ROOT/repo1", NULL, "unknown command \"forget\"" },
-  { T, 0, "ovagent backups --repo ROOT/repo1", NULL, "unknown command \"backups\"" },
+  { T, 0, "ovagent prune --repo ROOT/repo1 --keep-within 7x", NULL,
+    "--keep-within takes a duration such as 36h, 7d" },
+  { T, 0, "ovagent prune --repo ROOT/repo1 --keep-within 100001d", NULL, "--keep-within takes" },
+  { T, 0, "ovagent prune --repo ROOT/repo1 --keep-daily 0", NULL,
+    "--keep-daily takes a number from 1 to 2147483647" },
+  { T, 0, "ovagent prune --repo ROOT/repo1 --keep-last -1", NULL, "--keep-last takes a number" },
+  { T, 0, "ovagent prune --repo ROOT/repo1 --keep-last 2147483648", NULL, "--keep-last takes a number" },
+  { T, 0, "ovagent prune --repo ROOT/repo1 " SD "/" IMG, NULL, "DISK takes an image UUID" },
+  { T, 0, "ovagent prune --repo ROOT/escape --keep-last 1", NULL, "outside the repository root" },
+  { T, 0, "ovagent prune --repo ROOT/repo1 --keep-last 1 --keep-last 2", NULL,
+    "--keep-last is given twice" },
+  { T, 0, "ovagent forget --repo ROOT/repo1", NULL, "'forget' needs DISK" },
+  { T, 0, "ovagent forget --repo ROOT/repo1 " IMG " " IMG " --backup " BACKUP, NULL,
+    "unexpected argument" },
+  { T, 0, "ovagent forget --repo ROOT/repo1 " IMG " --backup ../x", NULL,
+    "--backup takes a backup id" },
+  { T, 0, "ovagent forget --repo ROOT/repo1 " IMG " --backup " BACKUP " --keep-last 1", NULL,
+    "option \"--keep-last\" is not allowed for 'forget'" },
+  { T, 0, "ovagent backups --repo ROOT/repo1 ../x", NULL, "DISK takes an image UUID" },
+  { T, 0, "ovagent backups --repo ROOT/repo1 " IMG " " IMG, NULL, "unexpected argument" },
+  { T, 0, "ovagent backups --repo ROOT/escape", NULL, "outside the repository root" },
+  { T, 0, "ovagent backups --repo ROOT/repo1 --backup " BACKUP, NULL,
+    "option \"--backup\" is not allowed for 'backups'" },
   { T, 1, "ovagent prune --repo ROOT/repo1 --keep-last 1", NULL, "'prune' deletes backups, and this key is append-only" },
   { T, 1, "ovagent forget --repo ROOT/repo1", NULL, "'forget' deletes backups" },
-  { T, 1, "ovagent backups --repo ROOT/repo1", NULL, "unknown command \"backups\"" },
+  { T, 1, "ovagent prune --repo ROOT/repo1 --dry-run --keep-last 1", NULL,
+    "'prune' deletes backups, and this key is append-only" },
+  { T, 1, "ovagent backups --repo ROOT/repo1 --json", "backups --repo=ROOT/repo1 --json" },
 };
 
 typedef struct {
@@ -444,7 +476,7 @@ test_roles (void)
   g_autofree char *root = NULL;
 
   g_assert_cmpstr (host, ==, "version, list, info, export-chain, backup, checkpoints, import");
-  g_assert_cmpstr (target, ==, "version, receive, verify, restore");
+  g_assert_cmpstr (target, ==, "version, receive, verify, restore, backups, prune, forget");
   g_assert_cmpint (ova_serve_role_parse ("host"), ==, OVA_SERVE_ROLE_HOST);
   g_assert_cmpint (ova_serve_role_parse ("target"), ==, OVA_SERVE_ROLE_TARGET);
   g_assert_cmpint (ova_serve_role_parse ("Host"), ==, 0);
