@@ -29,13 +29,12 @@ typedef struct spec {
  * for a removed one the index of the backup taking its data (-1: deleted). */
 typedef struct expect {
   gboolean keep;
-  const char *reason;    /* NULL: the latest, whose reason is "latest" or that
-                          * of the rule keeping it (the period rule's own) */
+  const char *reason;
   int merged_into;
 } expect;
 
 #define KEEP(r) { TRUE, r, -1 }
-#define LATEST { TRUE, NULL, -1 }
+#define LATEST KEEP ("latest")
 #define GONE(r, into) { FALSE, r, into }
 
 #define CHAIN_FULL(t) { t, "full", -1, FALSE, FALSE, 0 }
@@ -167,11 +166,10 @@ check_plan (const char *what, const spec *s, guint n, const repo_keep_rules *rul
     g_assert_cmpstr (it->id, ==, id);
     g_assert_cmpstr (it->time, ==, s[i].time);
     g_assert_nonnull (it->reason);
-    g_assert_true (e[i].reason != NULL || i + 1 == n);
     if (it->keep != e[i].keep)
       mismatch ("%s: backup %u (%s) is %s (%s), expected %s", what, i, id,
                 it->keep ? "kept" : "removed", it->reason, e[i].keep ? "kept" : "removed");
-    else if (e[i].reason != NULL && strcmp (it->reason, e[i].reason) != 0)
+    else if (strcmp (it->reason, e[i].reason) != 0)
       mismatch ("%s: backup %u (%s): reason \"%s\", expected \"%s\"", what, i, id,
                 it->reason, e[i].reason);
     else if (g_strcmp0 (it->merged_into, into) != 0)
@@ -182,25 +180,6 @@ check_plan (const char *what, const spec *s, guint n, const repo_keep_rules *rul
       removed++;
   }
   g_assert_cmpuint (plan->removed, ==, removed);
-}
-
-/* The latest is kept whatever the rules; its reason is "latest" or that of
- * the rule that keeps it. */
-static void
-check_latest_reason (const spec *s, guint n, const repo_keep_rules *rules,
-                     const char *rule_reason)
-{
-  g_autoptr(repo_manifest) m = manifest (s, n);
-  g_autoptr(GError) err = NULL;
-  g_autoptr(repo_prune_plan) plan = repo_prune_plan_new (m, rules, NULL, &err);
-  const repo_prune_item *it;
-
-  g_assert_no_error (err);
-  it = g_ptr_array_index (plan->items, n - 1);
-  g_assert_true (it->keep);
-  if (strcmp (it->reason, "latest") != 0 && g_strcmp0 (it->reason, rule_reason) != 0)
-    mismatch ("the latest backup's reason is \"%s\", expected \"latest\"%s%s",
-              it->reason, rule_reason ? " or " : "", rule_reason ? rule_reason : "");
 }
 
 /* ---- keep-last and keep-within ---- */
@@ -236,7 +215,6 @@ test_keep_last (void)
   check_plan ("keep-last 3", six_days, 6, &last3, -1, e3);
   check_plan ("keep-last 1", six_days, 6, &last1, -1, e1);
   check_plan ("keep-last 10", six_days, 6, &last10, -1, e10);
-  check_latest_reason (six_days, 6, &last3, "last #1");
 }
 
 static void
@@ -291,25 +269,18 @@ static const spec days[] = {
   CHAIN_INC ("2026-11-23T06:00:00Z", 7),
 };
 
-/* keep-last kept the newest of 2026-11-23: that day is used up, not
- * counted, and the days counted are the ones before it. */
+/* keep-last 2 kept the two newest of 2026-11-23: that day is used up,
+ * not counted, and the days counted are the ones before it. */
 static void
 test_daily (void)
 {
-  const repo_keep_rules last1_daily3 = { .last = 1, .daily = 3 };
   const repo_keep_rules last2_daily2 = { .last = 2, .daily = 2 };
-  const expect e_1_3[] = {
-    KEEP ("daily 2026-11-19"), GONE ("no rule keeps it", 2), KEEP ("daily 2026-11-20"),
-    GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5), KEEP ("daily 2026-11-21"),
-    GONE ("no rule keeps it", 8), GONE ("no rule keeps it", 8), LATEST,
-  };
   const expect e_2_2[] = {
     GONE ("no rule keeps it", 2), GONE ("no rule keeps it", 2), KEEP ("daily 2026-11-20"),
     GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5), KEEP ("daily 2026-11-21"),
     GONE ("no rule keeps it", 7), KEEP ("last #2"), LATEST,
   };
 
-  check_plan ("keep-last 1 keep-daily 3", days, 9, &last1_daily3, -1, e_1_3);
   check_plan ("keep-last 2 keep-daily 2", days, 9, &last2_daily2, -1, e_2_2);
 }
 
@@ -341,18 +312,6 @@ static const spec weeks[] = {
   CHAIN_INC ("2027-01-04T10:00:00Z", 4),   /* 2027-W01 */
 };
 
-static void
-test_weekly (void)
-{
-  const repo_keep_rules rules = { .last = 1, .weekly = 3 };
-  const expect e[] = {
-    KEEP ("weekly 2026-W51"), GONE ("no rule keeps it", 2), KEEP ("weekly 2026-W52"),
-    GONE ("no rule keeps it", 4), KEEP ("weekly 2026-W53"), LATEST,
-  };
-
-  check_plan ("keep-last 1 keep-weekly 3", weeks, 6, &rules, -1, e);
-}
-
 static const spec months[] = {
   CHAIN_FULL ("2025-06-01T10:00:00Z"),
   CHAIN_INC ("2025-12-31T23:00:00Z", 0),
@@ -366,14 +325,8 @@ static const spec months[] = {
 static void
 test_monthly_yearly (void)
 {
-  const repo_keep_rules monthly2 = { .last = 1, .monthly = 2 };
-  const repo_keep_rules monthly2_yearly2 = { .last = 1, .monthly = 2, .yearly = 2 };
+  const repo_keep_rules monthly2_yearly2 = { .monthly = 2, .yearly = 2 };
   const repo_keep_rules yearly5 = { .yearly = 5 };
-  const expect e_m[] = {
-    GONE ("no rule keeps it", 2), GONE ("no rule keeps it", 2), KEEP ("monthly 2026-01"),
-    GONE ("no rule keeps it", 4), KEEP ("monthly 2026-02"),
-    GONE ("no rule keeps it", 6), LATEST,
-  };
   /* 2026's newest is kept already: the year is used up, and the second
    * year counted is 2025, ending on its last evening. */
   const expect e_my[] = {
@@ -388,13 +341,13 @@ test_monthly_yearly (void)
     GONE ("no rule keeps it", 6), LATEST,
   };
 
-  check_plan ("keep-last 1 keep-monthly 2", months, 7, &monthly2, -1, e_m);
-  check_plan ("keep-last 1 keep-monthly 2 keep-yearly 2", months, 7, &monthly2_yearly2, -1, e_my);
+  check_plan ("keep-monthly 2 keep-yearly 2", months, 7, &monthly2_yearly2, -1, e_my);
   check_plan ("keep-yearly 5", months, 7, &yearly5, -1, e_y);
 }
 
-/* A period rule alone: the N most recent periods that have a backup, the
- * latest's own period the first of them (no other rule kept the latest). */
+/* A period rule alone: the latest, kept before any rule, uses up its own
+ * period without counting; the rule keeps N periods before it
+ * (docs/repository.md §7.1). */
 static void
 test_period_alone (void)
 {
@@ -403,21 +356,21 @@ test_period_alone (void)
   const repo_keep_rules weekly3 = { .weekly = 3 };
   const repo_keep_rules monthly2 = { .monthly = 2 };
   const expect e_d3[] = {
-    GONE ("no rule keeps it", 2), GONE ("no rule keeps it", 2), KEEP ("daily 2026-11-20"),
+    KEEP ("daily 2026-11-19"), GONE ("no rule keeps it", 2), KEEP ("daily 2026-11-20"),
     GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5), KEEP ("daily 2026-11-21"),
     GONE ("no rule keeps it", 8), GONE ("no rule keeps it", 8), LATEST,
   };
   const expect e_d1[] = {
-    GONE ("no rule keeps it", 8), GONE ("no rule keeps it", 8), GONE ("no rule keeps it", 8),
-    GONE ("no rule keeps it", 8), GONE ("no rule keeps it", 8), GONE ("no rule keeps it", 8),
+    GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5),
+    GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5), KEEP ("daily 2026-11-21"),
     GONE ("no rule keeps it", 8), GONE ("no rule keeps it", 8), LATEST,
   };
   const expect e_w3[] = {
-    GONE ("no rule keeps it", 2), GONE ("no rule keeps it", 2), KEEP ("weekly 2026-W52"),
+    KEEP ("weekly 2026-W51"), GONE ("no rule keeps it", 2), KEEP ("weekly 2026-W52"),
     GONE ("no rule keeps it", 4), KEEP ("weekly 2026-W53"), LATEST,
   };
   const expect e_m2[] = {
-    GONE ("no rule keeps it", 4), GONE ("no rule keeps it", 4), GONE ("no rule keeps it", 4),
+    GONE ("no rule keeps it", 2), GONE ("no rule keeps it", 2), KEEP ("monthly 2026-01"),
     GONE ("no rule keeps it", 4), KEEP ("monthly 2026-02"),
     GONE ("no rule keeps it", 6), LATEST,
   };
@@ -426,9 +379,74 @@ test_period_alone (void)
   check_plan ("keep-daily 1", days, 9, &daily1, -1, e_d1);
   check_plan ("keep-weekly 3", weeks, 6, &weekly3, -1, e_w3);
   check_plan ("keep-monthly 2", months, 7, &monthly2, -1, e_m2);
-  check_latest_reason (days, 9, &daily3, "daily 2026-11-23");
-  check_latest_reason (weeks, 6, &weekly3, "weekly 2027-W01");
-  check_latest_reason (months, 7, &monthly2, "monthly 2026-04");
+}
+
+/* times[0..n): first, then one every step days, as manifest times. */
+static void
+times_every (char (*times)[32], guint n, GDateTime *first, int step)
+{
+  for (guint i = 0; i < n; i++) {
+    g_autoptr(GDateTime) t = g_date_time_add_days (first, step * (int) i);
+    g_autofree char *text = g_date_time_format (t, "%Y-%m-%dT%H:%M:%SZ");
+
+    g_strlcpy (times[i], text, sizeof times[i]);
+  }
+}
+
+/* s[0..n): a chain full at times[0], each next an incremental on it. */
+static void
+linear_chain (spec *s, char (*times)[32], guint n)
+{
+  for (guint i = 0; i < n; i++)
+    s[i] = (spec) { times[i], i ? "incremental" : "full", (int) i - 1, FALSE, FALSE, 0 };
+}
+
+/* The worked examples of docs/repository.md §7.1. */
+static void
+test_documented (void)
+{
+  g_autoptr(GDateTime) first = g_date_time_new_utc (2026, 11, 1, 3, 0, 0);
+  const repo_keep_rules rules = { .last = 2, .daily = 3 };
+  const repo_keep_rules daily7 = { .daily = 7 };
+  const expect e[] = {
+    GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5),
+    GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5), KEEP ("daily 2026-11-06"),
+    KEEP ("daily 2026-11-07"), KEEP ("daily 2026-11-08"), KEEP ("last #2"), LATEST,
+  };
+  const expect e_twice[] = {
+    GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5),
+    GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5), KEEP ("daily 2026-11-06"),
+    KEEP ("daily 2026-11-07"), GONE ("no rule keeps it", 8), KEEP ("daily 2026-11-08"),
+    KEEP ("last #2"), LATEST,
+  };
+  char t10[10][32], t_twice[11][32], t_other[16][32];
+  spec d10[10], d10_twice[11], every_other[16];
+  expect e_other[16];
+
+  /* D1 ... D10 at 03:00; then with a second backup on D8's day at 15:00. */
+  times_every (t10, 10, first, 1);
+  linear_chain (d10, t10, 10);
+  memcpy (t_twice, t10, 8 * sizeof t10[0]);
+  g_strlcpy (t_twice[8], "2026-11-08T15:00:00Z", sizeof t_twice[8]);
+  memcpy (t_twice[9], t10[8], 2 * sizeof t10[0]);
+  linear_chain (d10_twice, t_twice, 11);
+  check_plan ("keep-last 2 keep-daily 3", d10, 10, &rules, -1, e);
+  check_plan ("keep-last 2 keep-daily 3, two on D8's day", d10_twice, 11, &rules, -1, e_twice);
+
+  /* A backup every other day: --keep-daily 7 reaches back 14 days. */
+  times_every (t_other, 16, first, 2);
+  linear_chain (every_other, t_other, 16);
+  for (guint i = 0; i < 16; i++)
+    e_other[i] = (expect) GONE ("no rule keeps it", 8);
+  for (guint i = 8; i < 15; i++) {
+    e_other[i] = (expect) KEEP (NULL);
+    e_other[i].reason = g_strdup_printf ("daily %.10s", t_other[i]);
+  }
+  e_other[15] = (expect) LATEST;
+  g_assert_cmpstr (t_other[8], ==, "2026-11-17T03:00:00Z");
+  check_plan ("keep-daily 7, every other day", every_other, 16, &daily7, -1, e_other);
+  for (guint i = 8; i < 15; i++)
+    g_free ((char *) e_other[i].reason);
 }
 
 /* All rules at once, in their order: last, within, then the periods. */
@@ -538,22 +556,23 @@ test_deleted (void)
 /* A removed backup larger than the kept one built on it (the disk shrank
  * in between) cannot take its data: its top would become the kept one's,
  * and qemu-img commit never shrinks it. It is kept. */
+static const spec shrunk[] = {
+  { "2026-11-20T03:10:00Z", "full", -1, FALSE, FALSE, 2 * GiB },
+  CHAIN_INC ("2026-11-21T03:10:00Z", 0),
+  CHAIN_INC ("2026-11-22T03:10:00Z", 1),
+};
+
 static void
 test_larger (void)
 {
-  static const spec s[] = {
-    { "2026-11-20T03:10:00Z", "full", -1, FALSE, FALSE, 2 * GiB },
-    CHAIN_INC ("2026-11-21T03:10:00Z", 0),
-    CHAIN_INC ("2026-11-22T03:10:00Z", 1),
-  };
   const repo_keep_rules last1 = { .last = 1 };
-  g_autofree char *id2 = backup_id (s, 2);
+  g_autofree char *id2 = backup_id (shrunk, 2);
   g_autofree char *why = g_strdup_printf ("larger than %s built on it", id2);
   const expect e[] = {
     KEEP (why), GONE ("no rule keeps it", 2), LATEST,
   };
 
-  check_plan ("a larger backup under the latest", s, 3, &last1, -1, e);
+  check_plan ("a larger backup under the latest", shrunk, 3, &last1, -1, e);
 }
 
 /* ---- forget ---- */
@@ -621,6 +640,19 @@ test_forget (void)
       mismatch ("forget a cbt full under differentials: \"%s\" does not say \"%s\"",
                 err->message, why);
     g_test_message ("forget a cbt full under differentials: %s", err->message);
+    g_clear_error (&err);
+  }
+  /* Nor the full larger than the incremental it would move into. */
+  {
+    g_autoptr(repo_manifest) sm = manifest (shrunk, 3);
+    g_autofree char *full = backup_id (shrunk, 0);
+
+    none = repo_prune_plan_new (sm, NULL, full, &err);
+    g_assert_null (none);
+    g_assert_error (err, OVA_ERROR, OVA_ERROR_USAGE);
+    if (strstr (err->message, "larger than") == NULL)
+      mismatch ("forget a larger full: \"%s\" does not say \"larger than\"", err->message);
+    g_test_message ("forget a larger full: %s", err->message);
     g_clear_error (&err);
   }
 }
@@ -711,8 +743,8 @@ main (int argc, char **argv)
   g_test_add_func ("/prune-plan/keep-within", test_keep_within);
   g_test_add_func ("/prune-plan/daily", test_daily);
   g_test_add_func ("/prune-plan/period-alone", test_period_alone);
+  g_test_add_func ("/prune-plan/documented", test_documented);
   g_test_add_func ("/prune-plan/hourly", test_hourly);
-  g_test_add_func ("/prune-plan/weekly", test_weekly);
   g_test_add_func ("/prune-plan/monthly-yearly", test_monthly_yearly);
   g_test_add_func ("/prune-plan/rule-order", test_rule_order);
   g_test_add_func ("/prune-plan/needed", test_needed);
