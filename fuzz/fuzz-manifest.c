@@ -9,6 +9,7 @@
 #include "error.h"
 #include "util.h"
 #include "repo/manifest.h"
+#include "repo/prune.h"
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 
@@ -142,6 +143,51 @@ check_backup (const repo_manifest *m, guint index)
     abort ();
 }
 
+/* Retention over an accepted manifest (times and chains as edited): the
+ * plan fails cleanly or names every backup once, in order, keeps the
+ * latest and removes nothing a kept backup other than its one merge
+ * target reads through. */
+static void
+check_plan (const repo_manifest *m, const repo_keep_rules *rules, const char *forget)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(repo_prune_plan) p = repo_prune_plan_new (m, rules, forget, &error);
+  guint removed = 0;
+
+  if (p == NULL) {
+    if (error == NULL || error->domain != OVA_ERROR ||
+        !g_utf8_validate (error->message, -1, NULL))
+      abort ();
+    return;
+  }
+  if (p->items->len != m->backups->len)
+    abort ();
+  for (guint i = 0; i < p->items->len; i++) {
+    const repo_prune_item *it = g_ptr_array_index (p->items, i);
+    const repo_backup *b = g_ptr_array_index (m->backups, i);
+
+    if (strcmp (it->id, b->id) != 0 || it->reason == NULL ||
+        (it->keep && it->merged_into != NULL) || (b->removing && it->keep))
+      abort ();
+    if (!it->keep)
+      removed++;
+    if (it->merged_into != NULL) {
+      const repo_backup *c = repo_manifest_find (m, it->merged_into);
+      const repo_prune_item *ci = NULL;
+
+      for (guint k = 0; c != NULL && k < p->items->len; k++)
+        if (strcmp (((repo_prune_item *) g_ptr_array_index (p->items, k))->id, c->id) == 0)
+          ci = g_ptr_array_index (p->items, k);
+      if (ci == NULL || !ci->keep)
+        abort ();
+    }
+  }
+  if (removed != p->removed ||
+      (m->backups->len > 0 &&
+       !((repo_prune_item *) g_ptr_array_index (p->items, p->items->len - 1))->keep))
+    abort ();
+}
+
 /* What the writer makes of a manifest the parser accepted must read back
  * as the same manifest: receive rewrites manifests it loaded. */
 static void
@@ -187,5 +233,15 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   if ((m->backups->len == 0) != (repo_manifest_latest_volume (m) == NULL))
     abort ();
   check_round_trip (m);
+  {
+    repo_keep_rules last = { .last = 2 };
+    repo_keep_rules periods = { .within_seconds = 36 * 3600, .daily = 3, .weekly = 2,
+                                .monthly = 2, .yearly = 1 };
+
+    check_plan (m, &last, NULL);
+    check_plan (m, &periods, NULL);
+    if (m->backups->len > 0)
+      check_plan (m, NULL, ((repo_backup *) g_ptr_array_index (m->backups, 0))->id);
+  }
   return 0;
 }

@@ -18,7 +18,8 @@ fi
 
 srcdir=$(cd "$(dirname "$0")/.." && pwd)
 builddir=$srcdir/build-fuzz
-targets=(volmeta dommeta stream manifest backup-meta qcow2-header meta-keep serve-line)
+targets=(volmeta dommeta stream manifest backup-meta qcow2-header meta-keep serve-line
+         prune-journal)
 jobs=$(nproc 2>/dev/null || echo 2)
 
 tmpdir=$(mktemp -d)

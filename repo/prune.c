@@ -195,50 +195,74 @@ parse_merged (char **w)
 }
 
 /* The journal may have been edited: a line that is not one of ours is
- * an integrity error rather than a guess. */
+ * an integrity error rather than a guess. what names it in messages. */
 static gboolean
-journal_read (const char *path, journal_state *js, GError **error)
+journal_parse (const char *text, gsize len, const char *what, journal_state *js,
+               GError **error)
 {
-  g_autofree char *text = NULL;
   g_auto(GStrv) lines = NULL;
-  gsize len = 0;
+  g_autofree char *copy = NULL;
 
-  js->merged = g_ptr_array_new_with_free_func ((GDestroyNotify) merged_rec_free);
-  js->deletes = g_ptr_array_new_with_free_func (g_free);
-  if (!g_file_test (path, G_FILE_TEST_EXISTS))
-    return TRUE;
-  if (!ova_read_file_direct (path, JOURNAL_MAX, &text, &len, error))
-    return FALSE;
-  if (memchr (text, '\0', len) != NULL) {
+  if (len > JOURNAL_MAX || memchr (text, '\0', len) != NULL) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                 "%s is not a prune journal: remove it if no prune is unfinished", path);
+                 "%s is not a prune journal: remove it if no prune is unfinished", what);
     return FALSE;
   }
-  lines = g_strsplit (text, "\n", -1);
+  copy = g_strndup (text, len);
+  lines = g_strsplit (copy, "\n", -1);
   for (guint i = 0; lines[i] != NULL; i++) {
     g_auto(GStrv) w = g_strsplit (lines[i], " ", -1);
+    gboolean ok = TRUE;
 
     if (w[0] == NULL || *w[0] == '\0')
       continue;
     if (strcmp (w[0], "merged") == 0) {
       merged_rec *mg = parse_merged (w);
 
-      if (mg == NULL)
-        goto bad;
-      g_ptr_array_add (js->merged, mg);
+      if ((ok = mg != NULL))
+        g_ptr_array_add (js->merged, mg);
     }
     else if (strcmp (w[0], "delete") == 0) {
-      if (g_strv_length (w) != 2 || !is_delete_name (w[1]))
-        goto bad;
-      g_ptr_array_add (js->deletes, g_strdup (w[1]));
+      if ((ok = g_strv_length (w) == 2 && is_delete_name (w[1])))
+        g_ptr_array_add (js->deletes, g_strdup (w[1]));
+    }
+    if (!ok) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "%s: line %u is not one ovagent writes; the repository was edited",
+                   what, i + 1);
+      return FALSE;
     }
   }
   return TRUE;
- bad:
-  g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-               "%s: a line of the prune journal is not one ovagent writes; the "
-               "repository was edited", path);
-  return FALSE;
+}
+
+static void
+journal_state_init (journal_state *js)
+{
+  js->merged = g_ptr_array_new_with_free_func ((GDestroyNotify) merged_rec_free);
+  js->deletes = g_ptr_array_new_with_free_func (g_free);
+}
+
+static gboolean
+journal_read (const char *path, journal_state *js, GError **error)
+{
+  g_autofree char *text = NULL;
+  gsize len = 0;
+
+  journal_state_init (js);
+  if (!g_file_test (path, G_FILE_TEST_EXISTS))
+    return TRUE;
+  return ova_read_file_direct (path, JOURNAL_MAX, &text, &len, error) &&
+    journal_parse (text, len, path, js, error);
+}
+
+gboolean
+repo_prune_journal_check (const char *text, gsize len, GError **error)
+{
+  g_auto(journal_state) js = { 0 };
+
+  journal_state_init (&js);
+  return journal_parse (text, len, "the prune journal", &js, error);
 }
 
 static const merged_rec *

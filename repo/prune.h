@@ -13,6 +13,11 @@
  * before it is taken; it exists only while a removal is unfinished. */
 #define REPO_PRUNE_JOURNAL "prune.journal"
 
+/* The text of a prune journal read as a removal reads it (it may have
+ * been edited): OVA_ERROR_INTEGRITY naming a line that is not one ovagent
+ * writes. */
+gboolean repo_prune_journal_check (const char *text, gsize len, GError **error);
+
 /* Keep rules (docs/repository.md §7.1). 0 (or within_seconds 0): the rule
  * is not given. */
 typedef struct repo_keep_rules {

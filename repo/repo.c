@@ -171,8 +171,9 @@ take_lock (repo *r, repo_lock_mode mode, GError **error)
     if (e == EWOULDBLOCK) {
       if (mode == REPO_LOCK_EXCLUSIVE)
         g_set_error (error, OVA_ERROR, OVA_ERROR_BUSY,
-                     "another ovagent receive, verify or restore is using %s "
-                     "(it holds %s); try again when it has finished", r->dir, path);
+                     "another ovagent run (receive, verify, restore, backups, prune "
+                     "or forget) is using %s (it holds %s); try again when it has "
+                     "finished", r->dir, path);
       else
         g_set_error (error, OVA_ERROR, OVA_ERROR_BUSY,
                      "%s is locked exclusively by another ovagent run (prune or "
