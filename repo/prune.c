@@ -928,7 +928,11 @@ settle_manifest (removal *rm, GError **error)
     return FALSE;
   if (!has_removing (m2)) {
     g_autofree char *jpath = g_build_filename (rm->disk_dir, REPO_PRUNE_JOURNAL, NULL);
+    g_autofree char *tmp = g_build_filename (rm->disk_dir, REPO_MANIFEST_NAME ".tmp", NULL);
 
+    /* What a manifest write killed midway leaves: never read. */
+    if (unlink (tmp) < 0 && errno != ENOENT)
+      ova_warn ("cannot remove %s: %s", tmp, g_strerror (errno));
     if (unlink (jpath) < 0 && errno != ENOENT) {
       g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot remove %s: %s",
                    jpath, g_strerror (errno));

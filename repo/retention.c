@@ -158,8 +158,6 @@ duration_text (gint64 s)
     return g_strdup_printf ("%" G_GINT64_FORMAT "y", s / (365 * 86400));
   if (s % (31 * 86400) == 0)
     return g_strdup_printf ("%" G_GINT64_FORMAT "m", s / (31 * 86400));
-  if (s % (7 * 86400) == 0)
-    return g_strdup_printf ("%" G_GINT64_FORMAT "w", s / (7 * 86400));
   if (s % 86400 == 0)
     return g_strdup_printf ("%" G_GINT64_FORMAT "d", s / 86400);
   return g_strdup_printf ("%" G_GINT64_FORMAT "h", s / 3600);
@@ -203,7 +201,6 @@ apply_rules (planner *pl, const repo_keep_rules *rules)
     { "yearly", "%Y", G_STRUCT_OFFSET (repo_keep_rules, yearly) },
   };
 
-  keep (pl, pl->n - 1, g_strdup ("latest"));
   for (guint k = 0; k < order->len && k < rules->last; k++) {
     guint i = g_array_index (order, guint, k);
 
@@ -229,6 +226,9 @@ apply_rules (planner *pl, const repo_keep_rules *rules)
     if (count > 0)
       keep_periods (pl, order, periods[p].rule, periods[p].fmt, count);
   }
+  /* The next incremental continues from it, whatever the rules say. */
+  if (!pl->keep[pl->n - 1])
+    keep (pl, pl->n - 1, g_strdup ("latest"));
 }
 
 /* For each removed backup, the kept backups whose data reads through it:
@@ -390,8 +390,10 @@ repo_prune_plan_new (const repo_manifest *m, const repo_keep_rules *rules,
     return NULL;
   if (forget_id != NULL && pl.keep[forget]) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
-                 "backup %s of disk %s cannot be forgotten: it is %s; forget those "
-                 "first", forget_id, m->disk, pl.reason[forget]);
+                 "backup %s of disk %s cannot be forgotten: it is %s%s", forget_id,
+                 m->disk, pl.reason[forget],
+                 g_str_has_prefix (pl.reason[forget], "needed by")
+                 ? "; forget those first" : "; its data cannot move into it");
     return NULL;
   }
 

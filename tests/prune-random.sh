@@ -250,10 +250,10 @@ random_rules () {
 }
 
 # must_keep DISK: the backups the rules keep as docs/repository.md §7.1
-# has it (the latest first; the N newest; those within the duration of the
-# newest; per period rule, newest first, the newest backup of each period
-# met until N were kept, a period whose newest is kept already used up
-# without counting), one line.
+# has it (the N newest; those within the duration of the newest; per
+# period rule, newest first, the newest backup of each period met until N
+# were kept, a period whose newest another rule kept used up without
+# counting; then the latest if none did), one line.
 must_keep () {
     jq -r --argjson r "$RULES_JSON" '
         def ts: .time | sub("\\.[0-9]+Z$"; "Z") | fromdateiso8601;
@@ -262,7 +262,7 @@ must_keep () {
         | .backups[-1].id as $latest
         | [.backups | to_entries[] | select(.value.removing != true)
            | {i: .key, id: .value.id, t: (.value | ts)}] | sort_by([-.t, -.i]) as $p
-        | reduce $p[0:($r.last // 0)][] as $b ({($latest): true}; .[$b.id] = true)
+        | reduce $p[0:($r.last // 0)][] as $b ({}; .[$b.id] = true)
         | reduce ($p[] | select(($r.within // 0) > 0 and .t >= $p[0].t - $r.within)) as $b
             (.; .[$b.id] = true)
         | reduce ("hourly", "daily", "weekly", "monthly", "yearly") as $rule (.;
@@ -276,6 +276,7 @@ must_keep () {
                      end
                  end)).k
             end)
+        | .[$latest] = true
         | keys | join(" ")' "$R/disks/${IMG[$1]}/manifest.json"
 }
 

@@ -34,7 +34,6 @@ typedef struct expect {
 } expect;
 
 #define KEEP(r) { TRUE, r, -1 }
-#define LATEST KEEP ("latest")
 #define GONE(r, into) { FALSE, r, into }
 
 #define CHAIN_FULL(t) { t, "full", -1, FALSE, FALSE, 0 }
@@ -201,15 +200,15 @@ test_keep_last (void)
   const repo_keep_rules last10 = { .last = 10 };
   const expect e3[] = {
     GONE ("no rule keeps it", 3), GONE ("no rule keeps it", 3), GONE ("no rule keeps it", 3),
-    KEEP ("last #3"), KEEP ("last #2"), LATEST,
+    KEEP ("last #3"), KEEP ("last #2"), KEEP ("last #1"),
   };
   const expect e1[] = {
     GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5),
-    GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5), LATEST,
+    GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5), KEEP ("last #1"),
   };
   const expect e10[] = {
     KEEP ("last #6"), KEEP ("last #5"), KEEP ("last #4"), KEEP ("last #3"), KEEP ("last #2"),
-    LATEST,
+    KEEP ("last #1"),
   };
 
   check_plan ("keep-last 3", six_days, 6, &last3, -1, e3);
@@ -229,11 +228,11 @@ test_keep_within (void)
   };
   const expect e[] = {
     GONE ("no rule keeps it", 2), GONE ("no rule keeps it", 2),
-    KEEP ("within 36h"), KEEP ("within 36h"), LATEST,
+    KEEP ("within 36h"), KEEP ("within 36h"), KEEP ("within 36h"),
   };
   const expect e2d[] = {
     GONE ("no rule keeps it", 1),
-    KEEP ("within 2d"), KEEP ("within 2d"), KEEP ("within 2d"), LATEST,
+    KEEP ("within 2d"), KEEP ("within 2d"), KEEP ("within 2d"), KEEP ("within 2d"),
   };
   repo_keep_rules rules = { 0 };
 
@@ -246,7 +245,7 @@ test_keep_within (void)
   {
     const expect e1h[] = {
       GONE ("no rule keeps it", 4), GONE ("no rule keeps it", 4), GONE ("no rule keeps it", 4),
-      GONE ("no rule keeps it", 4), LATEST,
+      GONE ("no rule keeps it", 4), KEEP ("within 1h"),
     };
 
     check_plan ("keep-within 1h", s, 5, &rules, -1, e1h);
@@ -278,7 +277,7 @@ test_daily (void)
   const expect e_2_2[] = {
     GONE ("no rule keeps it", 2), GONE ("no rule keeps it", 2), KEEP ("daily 2026-11-20"),
     GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5), KEEP ("daily 2026-11-21"),
-    GONE ("no rule keeps it", 7), KEEP ("last #2"), LATEST,
+    GONE ("no rule keeps it", 7), KEEP ("last #2"), KEEP ("last #1"),
   };
 
   check_plan ("keep-last 2 keep-daily 2", days, 9, &last2_daily2, -1, e_2_2);
@@ -296,7 +295,7 @@ test_hourly (void)
   const repo_keep_rules rules = { .hourly = 2 };
   const expect e[] = {
     GONE ("no rule keeps it", 1), KEEP ("hourly 2026-11-22T03"),
-    GONE ("no rule keeps it", 3), LATEST,
+    GONE ("no rule keeps it", 3), KEEP ("hourly 2026-11-22T04"),
   };
 
   check_plan ("keep-hourly 2", s, 4, &rules, -1, e);
@@ -327,26 +326,26 @@ test_monthly_yearly (void)
 {
   const repo_keep_rules monthly2_yearly2 = { .monthly = 2, .yearly = 2 };
   const repo_keep_rules yearly5 = { .yearly = 5 };
-  /* 2026's newest is kept already: the year is used up, and the second
-   * year counted is 2025, ending on its last evening. */
+  /* monthly keeps April and February; 2026's newest is kept already: the
+   * year is used up, and the second year counted is 2025, ending on its
+   * last evening. */
   const expect e_my[] = {
-    GONE ("no rule keeps it", 1), KEEP ("yearly 2025"), KEEP ("monthly 2026-01"),
+    GONE ("no rule keeps it", 1), KEEP ("yearly 2025"), GONE ("no rule keeps it", 4),
     GONE ("no rule keeps it", 4), KEEP ("monthly 2026-02"),
-    GONE ("no rule keeps it", 6), LATEST,
+    GONE ("no rule keeps it", 6), KEEP ("monthly 2026-04"),
   };
   /* Five years asked, two have backups. */
   const expect e_y[] = {
     GONE ("no rule keeps it", 1), KEEP ("yearly 2025"), GONE ("no rule keeps it", 6),
     GONE ("no rule keeps it", 6), GONE ("no rule keeps it", 6),
-    GONE ("no rule keeps it", 6), LATEST,
+    GONE ("no rule keeps it", 6), KEEP ("yearly 2026"),
   };
 
   check_plan ("keep-monthly 2 keep-yearly 2", months, 7, &monthly2_yearly2, -1, e_my);
   check_plan ("keep-yearly 5", months, 7, &yearly5, -1, e_y);
 }
 
-/* A period rule alone: the latest, kept before any rule, uses up its own
- * period without counting; the rule keeps N periods before it
+/* A period rule alone keeps N periods, the latest's the first of them
  * (docs/repository.md §7.1). */
 static void
 test_period_alone (void)
@@ -356,23 +355,23 @@ test_period_alone (void)
   const repo_keep_rules weekly3 = { .weekly = 3 };
   const repo_keep_rules monthly2 = { .monthly = 2 };
   const expect e_d3[] = {
-    KEEP ("daily 2026-11-19"), GONE ("no rule keeps it", 2), KEEP ("daily 2026-11-20"),
+    GONE ("no rule keeps it", 2), GONE ("no rule keeps it", 2), KEEP ("daily 2026-11-20"),
     GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5), KEEP ("daily 2026-11-21"),
-    GONE ("no rule keeps it", 8), GONE ("no rule keeps it", 8), LATEST,
+    GONE ("no rule keeps it", 8), GONE ("no rule keeps it", 8), KEEP ("daily 2026-11-23"),
   };
   const expect e_d1[] = {
-    GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5),
-    GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5), KEEP ("daily 2026-11-21"),
-    GONE ("no rule keeps it", 8), GONE ("no rule keeps it", 8), LATEST,
+    GONE ("no rule keeps it", 8), GONE ("no rule keeps it", 8), GONE ("no rule keeps it", 8),
+    GONE ("no rule keeps it", 8), GONE ("no rule keeps it", 8), GONE ("no rule keeps it", 8),
+    GONE ("no rule keeps it", 8), GONE ("no rule keeps it", 8), KEEP ("daily 2026-11-23"),
   };
   const expect e_w3[] = {
-    KEEP ("weekly 2026-W51"), GONE ("no rule keeps it", 2), KEEP ("weekly 2026-W52"),
-    GONE ("no rule keeps it", 4), KEEP ("weekly 2026-W53"), LATEST,
+    GONE ("no rule keeps it", 2), GONE ("no rule keeps it", 2), KEEP ("weekly 2026-W52"),
+    GONE ("no rule keeps it", 4), KEEP ("weekly 2026-W53"), KEEP ("weekly 2027-W01"),
   };
   const expect e_m2[] = {
-    GONE ("no rule keeps it", 2), GONE ("no rule keeps it", 2), KEEP ("monthly 2026-01"),
+    GONE ("no rule keeps it", 4), GONE ("no rule keeps it", 4), GONE ("no rule keeps it", 4),
     GONE ("no rule keeps it", 4), KEEP ("monthly 2026-02"),
-    GONE ("no rule keeps it", 6), LATEST,
+    GONE ("no rule keeps it", 6), KEEP ("monthly 2026-04"),
   };
 
   check_plan ("keep-daily 3", days, 9, &daily3, -1, e_d3);
@@ -411,13 +410,13 @@ test_documented (void)
   const expect e[] = {
     GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5),
     GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5), KEEP ("daily 2026-11-06"),
-    KEEP ("daily 2026-11-07"), KEEP ("daily 2026-11-08"), KEEP ("last #2"), LATEST,
+    KEEP ("daily 2026-11-07"), KEEP ("daily 2026-11-08"), KEEP ("last #2"), KEEP ("last #1"),
   };
   const expect e_twice[] = {
     GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5),
     GONE ("no rule keeps it", 5), GONE ("no rule keeps it", 5), KEEP ("daily 2026-11-06"),
     KEEP ("daily 2026-11-07"), GONE ("no rule keeps it", 8), KEEP ("daily 2026-11-08"),
-    KEEP ("last #2"), LATEST,
+    KEEP ("last #2"), KEEP ("last #1"),
   };
   char t10[10][32], t_twice[11][32], t_other[16][32];
   spec d10[10], d10_twice[11], every_other[16];
@@ -433,19 +432,18 @@ test_documented (void)
   check_plan ("keep-last 2 keep-daily 3", d10, 10, &rules, -1, e);
   check_plan ("keep-last 2 keep-daily 3, two on D8's day", d10_twice, 11, &rules, -1, e_twice);
 
-  /* A backup every other day: --keep-daily 7 reaches back 14 days. */
+  /* A backup every other day: --keep-daily 7 reaches back 12 days. */
   times_every (t_other, 16, first, 2);
   linear_chain (every_other, t_other, 16);
   for (guint i = 0; i < 16; i++)
-    e_other[i] = (expect) GONE ("no rule keeps it", 8);
-  for (guint i = 8; i < 15; i++) {
+    e_other[i] = (expect) GONE ("no rule keeps it", 9);
+  for (guint i = 9; i < 16; i++) {
     e_other[i] = (expect) KEEP (NULL);
     e_other[i].reason = g_strdup_printf ("daily %.10s", t_other[i]);
   }
-  e_other[15] = (expect) LATEST;
-  g_assert_cmpstr (t_other[8], ==, "2026-11-17T03:00:00Z");
+  g_assert_cmpstr (t_other[9], ==, "2026-11-19T03:00:00Z");
   check_plan ("keep-daily 7, every other day", every_other, 16, &daily7, -1, e_other);
-  for (guint i = 8; i < 15; i++)
+  for (guint i = 9; i < 16; i++)
     g_free ((char *) e_other[i].reason);
 }
 
@@ -455,10 +453,10 @@ test_rule_order (void)
 {
   repo_keep_rules rules = { .last = 1, .daily = 1, .monthly = 1 };
   /* last keeps the latest; daily's one day and monthly's one month are
-   * used up by it and count further back. */
+   * used up by it (not counted) and count further back, as borg counts. */
   const expect e[] = {
     GONE ("no rule keeps it", 2), GONE ("no rule keeps it", 2), KEEP ("monthly 2026-10"),
-    KEEP ("daily 2026-11-21"), LATEST,
+    KEEP ("daily 2026-11-21"), KEEP ("last #1"),
   };
   static const spec s[] = {
     CHAIN_FULL ("2026-10-01T10:00:00Z"),
@@ -524,7 +522,7 @@ test_needed (void)
   for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
     g_autofree char *why = needed_by (cases[i].s, 2, 3);
     const expect e[] = {
-      KEEP (why), GONE ("no rule keeps it", cases[i].into), KEEP ("last #2"), LATEST,
+      KEEP (why), GONE ("no rule keeps it", cases[i].into), KEEP ("last #2"), KEEP ("last #1"),
     };
 
     check_plan (cases[i].what, cases[i].s, 4, &last2, -1, e);
@@ -547,7 +545,7 @@ test_deleted (void)
   const repo_keep_rules last2 = { .last = 2 };
   const expect e[] = {
     GONE ("no rule keeps it", -1), GONE ("no rule keeps it", -1), GONE ("no rule keeps it", -1),
-    GONE ("no rule keeps it", 4), KEEP ("last #2"), LATEST,
+    GONE ("no rule keeps it", 4), KEEP ("last #2"), KEEP ("last #1"),
   };
 
   check_plan ("an old chain", s, 6, &last2, -1, e);
@@ -569,7 +567,7 @@ test_larger (void)
   g_autofree char *id2 = backup_id (shrunk, 2);
   g_autofree char *why = g_strdup_printf ("larger than %s built on it", id2);
   const expect e[] = {
-    KEEP (why), GONE ("no rule keeps it", 2), LATEST,
+    KEEP (why), GONE ("no rule keeps it", 2), KEEP ("last #1"),
   };
 
   check_plan ("a larger backup under the latest", shrunk, 3, &last1, -1, e);
@@ -673,10 +671,10 @@ test_removing (void)
   /* Whatever the rules say, a backup being removed is no longer a point:
    * it stays removed, and keep-last counts only points. */
   const expect e10[] = {
-    KEEP ("last #3"), KEEP ("last #2"), GONE ("being removed", 3), LATEST,
+    KEEP ("last #3"), KEEP ("last #2"), GONE ("being removed", 3), KEEP ("last #1"),
   };
   const expect e2[] = {
-    GONE ("no rule keeps it", 1), KEEP ("last #2"), GONE ("being removed", 3), LATEST,
+    GONE ("no rule keeps it", 1), KEEP ("last #2"), GONE ("being removed", 3), KEEP ("last #1"),
   };
   const expect e_forget[] = {
     KEEP ("not named"), GONE ("forget", 3), GONE ("being removed", 3), KEEP ("latest"),
