@@ -86,6 +86,22 @@ expect_exit () {
 
 # start_filedomain: the test-bed file domains in FD ($TESTDIR/fd), removed
 # at exit; their ids and the agent's settings for them (env) sourced.
+# small_fs SIZE [MKFS-OPTION...]: a new ext4 file system of SIZE (truncate's
+# units) on a loop device, mounted at $TESTDIR/mnt, both undone at exit;
+# skips the test when no loop device or mount is available. Sets MNT.
+small_fs () {
+    local size=$1 loop
+    shift
+    truncate -s "$size" "$TESTDIR/fs.img"
+    mkfs.ext4 -q -F "$@" "$TESTDIR/fs.img"
+    loop=$(losetup --find --show "$TESTDIR/fs.img") || skip "no loop device available"
+    cleanup_add losetup -d "$loop"
+    MNT=$TESTDIR/mnt
+    mkdir -p "$MNT"
+    mount "$loop" "$MNT" || skip "cannot mount ext4 from $loop"
+    cleanup_add umount "$MNT"
+}
+
 start_filedomain () {
     FD=$TESTDIR/fd
     cleanup_add filedomain.sh down "$FD"

@@ -249,14 +249,7 @@ echo "$POINTS kill points"
 # ---- a merge that does not fit ------------------------------------------
 
 # A 96 MiB file system (no blocks reserved) for the repository.
-truncate -s 96M "$TESTDIR/fs.img"
-mkfs.ext4 -q -F -m 0 "$TESTDIR/fs.img"
-LOOP=$(losetup --find --show "$TESTDIR/fs.img") || skip "no loop device available"
-cleanup_add losetup -d "$LOOP"
-MNT=$TESTDIR/mnt
-mkdir -p "$MNT"
-mount "$LOOP" "$MNT" || skip "cannot mount ext4 from $LOOP"
-cleanup_add umount "$MNT"
+small_fs 96M -m 0
 S=$MNT/repo
 
 # A full of 6 MiB, an incremental writing 24 MiB, one more: keep-last 2

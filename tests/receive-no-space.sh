@@ -18,14 +18,7 @@ start_filedomain
 agent_env
 
 # A 64 MiB file system for the repository.
-truncate -s 64M "$TESTDIR/fs.img"
-mkfs.ext4 -q -F "$TESTDIR/fs.img"
-LOOP=$(losetup --find --show "$TESTDIR/fs.img") || skip "no loop device available"
-cleanup_add losetup -d "$LOOP"
-MNT=$TESTDIR/mnt
-mkdir -p "$MNT"
-mount "$LOOP" "$MNT" || skip "cannot mount ext4 from $LOOP"
-cleanup_add umount "$MNT"
+small_fs 64M
 R=$MNT/repo
 
 # A first backup that fits (about 12 MiB of data).
