@@ -670,6 +670,7 @@ merge_group (removal *rm, group *g, GError **error)
   g_autofree char *r0dir = g_build_filename (rm->disk_dir, r0->id, NULL);
   g_autofree char *ctop = path_in (rm, top_of (c)->file);
   g_autofree char *merged = NULL;
+  g_autofree char *scratch = g_build_filename (r0dir, MERGE_PREFIX "top.qcow2", NULL);
   g_autoptr(GPtrArray) layers = NULL;
   gboolean raw = strcmp (top_of (r0)->format, "raw") == 0;
   guint base = c->volumes->len;
@@ -682,12 +683,26 @@ merge_group (removal *rm, group *g, GError **error)
   for (guint i = 0; i < base; i++)
     rm->res->merged_bytes += allocated (((stor_layer *) g_ptr_array_index (layers, i))->path);
 
+  /* qemu-img commit opens its top read-write, and a qcow2 with persistent
+   * bitmaps opened so is rewritten on close: the top is an empty file of
+   * its own, K's files only layers under it, opened read-only. */
+  if (unlink (scratch) < 0 && errno != ENOENT) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot remove %s: %s",
+                 scratch, g_strerror (errno));
+    return FALSE;
+  }
   if (!check_headers_below (rm, r0, error) ||
       !journal_step (&rm->j, error, "commit %s into %s", c->id, r0->id) ||
-      !stor_qemu_img_commit (layers, base, error) ||
-      !sync_file (((stor_layer *) g_ptr_array_index (layers, base))->path, error) ||
+      !stor_qemu_img_create (scratch, -1, "qcow2", "compat=1.1", top_of (c)->virtual_size,
+                             NULL, NULL, error))
+    return FALSE;
+  g_ptr_array_insert (layers, 0, stor_layer_new (scratch, "qcow2"));
+  if (!stor_qemu_img_commit (layers, base + 1, error) ||
+      !sync_file (((stor_layer *) g_ptr_array_index (layers, base + 1))->path, error) ||
       stopped (rm, error))
     return FALSE;
+  if (unlink (scratch) < 0)
+    ova_warn ("cannot remove %s: %s", scratch, g_strerror (errno));
 
   for (guint i = 0; i < r0->volumes->len; i++) {
     const repo_volume *v = g_ptr_array_index (r0->volumes, i);

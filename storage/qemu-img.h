@@ -83,8 +83,9 @@ gboolean stor_qemu_img_convert (GPtrArray *src, int target_fd, const char *targe
 
 /* `qemu-img commit -d -b BASE` of the image layers[0..base] (a chain, top
  * first): every cluster allocated above layers[base] is written
- * into it as the top reads it, once; the layers above keep their bytes
- * (-d). The one exception to naming every layer: the chain under a qcow2
+ * into it as the top reads it, once (-d: the top is not emptied). qemu
+ * opens layers[0] read-write, and rewrites a qcow2's persistent bitmaps
+ * when it closes one so: callers put an empty file of their own on top. The one exception to naming every layer: the chain under a qcow2
  * layers[base] is opened from its header (qemu-img matches -b only so),
  * so the caller checks that chain's backing strings and formats first.
  * ENOSPC is OVA_ERROR_NO_SPACE. */

@@ -74,6 +74,10 @@ chain () {
         fi
         if [ $n -gt 0 ]; then
             leaf=$(snapshot.sh create "$NFS_DIR" "$img")
+            # A persistent bitmap, as a changed-block backup leaves on a
+            # volume: qemu rewrites it in a file it opens read-write, so a
+            # merge must only read the kept backups' copies of it.
+            [ $n -ne 1 ] || qemu-img bitmap --add "$NFS_DIR/images/$img/$leaf" ovagent-test
             snapshot.sh write "$NFS_DIR" "$img" $(( 16 + n * 8 )) "$(( n * 2 ))M" 1M >/dev/null
         fi
         if [ $kind = full ]; then

@@ -281,8 +281,37 @@ refuses "-o sets backing_file" qemu-img convert -O qcow2 -o backing_file=/etc/sh
 refuses "option -c is not in the guard's list" qemu-img convert -c -O qcow2 "$SA" "$TESTDIR/x.qcow2"
 [ ! -e "$TESTDIR/x.raw" ] && [ ! -e "$TESTDIR/x.qcow2" ] || fail "a refused convert wrote a file"
 
+# ---- qemu-img commit -------------------------------------------------------------
+# An empty top T over A over BASE, BASE the base: its node the one without a
+# backing member. A (with a persistent bitmap, which qemu rewrites in a file
+# it opens read-write) is only read.
+T=$TESTDIR/t.qcow2
+qemu-img create -q -f qcow2 "$T" 1M
+qemu-img bitmap --add "$A" guard-test
+SBASEOPEN=$(jq -nr --arg t "$T" --arg a "$A" --arg b "$BASE" \
+    '"json:" + ({driver: "qcow2", file: {driver: "file", filename: $t},
+                 backing: {driver: "qcow2", file: {driver: "file", filename: $a},
+                           backing: {driver: "qcow2", file: {driver: "file", filename: $b}}}} | tojson)')
+before=$(sha256sum <"$A")
+accepts 0 qemu-img commit -q -d -b "$BASE" -- "$SBASEOPEN"
+[ "$(sha256sum <"$A")" = "$before" ] || fail "commit -d -b changed a layer between the top and the base"
+# Into a raw bottom node.
+SRAWBASE=$(jq -nr --arg t "$T" --arg r "$RAW" \
+    '"json:" + ({driver: "qcow2", file: {driver: "file", filename: $t},
+                 backing: {driver: "raw", file: {driver: "file", filename: $r}}} | tojson)')
+accepts 0 qemu-img commit -q -d -b "$RAW" -- "$SRAWBASE"
+refuses "commit without -d" qemu-img commit -q -b "$BASE" -- "$SBASEOPEN"
+refuses "commit without -b" qemu-img commit -q -d -- "$SCHAIN"
+refuses "not the base node" qemu-img commit -q -d -b "$A" -- "$SBASEOPEN"
+refuses "option -r is not in the guard's list" qemu-img commit -r -q -d -b "$BASE" -- "$SBASEOPEN"
+refuses "not the base node" qemu-img commit -q -d -b "$BASE" -- "$SCHAIN"
+refuses "is not a json: spec" qemu-img commit -q -d -b "$BASE" -- "$A"
+refuses "-f (or --format)" qemu-img commit -f qcow2 -q -d -b "$BASE" -- "$SBASEOPEN"
+# A second node without a backing member (a raw one cannot be the base then).
+refuses "not the base node" qemu-img commit -q -d -b "$RAW" -- "$SBASEOPEN"
+
 # ---- qemu-img: other subcommands and global options --------------------------
-for sub in measure commit amend map compare resize snapshot dd; do
+for sub in measure amend map compare resize snapshot dd; do
     refuses "subcommand $sub not in the guard's list" qemu-img "$sub" "$SA"
 done
 refuses "subcommand '' not in the guard's list" qemu-img
