@@ -224,6 +224,13 @@ done
 held_by_agent || { bk_show "$TESTDIR/k.err"; fail "the stalled backup does not hold the lease of $VOL_F"; }
 kill -KILL "$AGENT"
 wait "$AGENT" 2>/dev/null || true
+# Its qemu-nbd ends on the parent-death signal, a moment later; until then
+# it holds the image's lock, which the next backup needs to add its bitmap.
+for (( i = 0; i < 300; i++ )); do
+    pgrep -f "qemu-nbd.*$VOL_F" >/dev/null || break
+    sleep 0.1
+done
+pgrep -f "qemu-nbd.*$VOL_F" >/dev/null && fail "the killed backup's qemu-nbd is still running after 30 s"
 for (( i = 0; i < 300; i++ )); do
     [ -n "$(sanlock.sh leases "$SL" 1)" ] || break
     sleep 0.1
