@@ -159,6 +159,10 @@ strm_json_text_problem (const char *text, gsize len, guint max_depth, gsize *whe
       if (escaped && c == 'u' && len - i > 4 && g_ascii_tolower (text[i + 1]) == 'd' &&
           text[i + 2] != '\0' && strchr ("89abcdefABCDEF", text[i + 2]) != NULL)
         return "a \\u escape of a UTF-16 surrogate";
+      /* json-glib also reads C's octal escapes ("\\260" is the byte 0xb0):
+       * not UTF-8 once written back. */
+      if (escaped && (c == '\0' || strchr ("\"\\/bfnrtu", c) == NULL))
+        return "an escape JSON does not have";
       if (escaped)
         escaped = FALSE;
       else if (c == '\\')

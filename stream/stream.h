@@ -167,10 +167,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (strm_encoder, strm_encoder_free)
 void strm_meta_begin (JsonBuilder *b, const char *mode);
 
 /* What json-glib must not be given, in JSON text from elsewhere: nesting
- * deeper than max_depth (it recurses) and \u escapes of UTF-16 surrogates
- * (it turns lone ones into invalid UTF-8; writers emit UTF-8 instead). NULL
- * if the text has neither, else what it has, with its byte offset in
- * *where. */
+ * deeper than max_depth (it recurses), \u escapes of UTF-16 surrogates
+ * (it turns lone ones into invalid UTF-8; writers emit UTF-8 instead) and
+ * escapes JSON does not have (it reads "\260" as the byte 0xb0). NULL if
+ * the text has none, else what it has, with its byte offset in *where. */
 const char *strm_json_text_problem (const char *text, gsize len, guint max_depth,
                                     gsize *where);
 
