@@ -370,6 +370,21 @@ random_forget () {
     read -r -a ids <<<"${IDS[$k]}"
     [ "${#ids[@]}" -ge 2 ] || return 0
     rand $(( ${#ids[@]} - 1 ))
+    # A backup two kept backups are built on (or larger than the one built
+    # on it) cannot be forgotten: refused with the reason, nothing changed.
+    repo_state >"$TESTDIR/state.before"
+    if ! ovagent forget --repo "$R" "${IMG[$k]}" --backup "${ids[RV]}" --dry-run --json \
+            >"$TESTDIR/out" 2>"$TESTDIR/err"; then
+        jq -e '.code == "usage"' "$TESTDIR/out" >/dev/null &&
+            grep -q "cannot be forgotten: it is \(needed by\|larger than\)" "$TESTDIR/err" ||
+            fail "$what: forget of ${ids[RV]}: $(cat "$TESTDIR/err")"
+        expect_exit 2 ovagent forget --repo "$R" "${IMG[$k]}" --backup "${ids[RV]}"
+        repo_state >"$TESTDIR/state.after"
+        diff "$TESTDIR/state.before" "$TESTDIR/state.after" >&2 ||
+            fail "$what: a refused forget changed the repository"
+        echo "$what: forget of ${ids[RV]} refused: $(cat "$TESTDIR/err")"
+        return 0
+    fi
     apply "$what" "$k" forget "${IMG[$k]}" --backup "${ids[RV]}"
 }
 
