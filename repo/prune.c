@@ -1,4 +1,4 @@
-/* ovagent: removing backups of a disk (docs/repository.md §7.2): the journal,
+/* ovagent: removing backups of a disk (docs/repository.md §7.3-7.4): the journal,
  * merging removed backups into the kept ones built on them, finishing a removal. */
 #include <config.h>
 
