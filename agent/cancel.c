@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "agent/cancel.h"
+#include "error.h"
 
 volatile sig_atomic_t ova_cancelled;
 
@@ -51,6 +52,6 @@ void
 ova_cancel_explain (GError **error)
 {
   if (ova_cancelled && error != NULL && *error != NULL &&
-      !g_str_has_prefix ((*error)->message, "interrupted"))
+      !g_error_matches (*error, OVA_ERROR, OVA_ERROR_INTERRUPTED))
     g_prefix_error (error, "interrupted by a signal: ");
 }

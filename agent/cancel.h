@@ -24,7 +24,7 @@ void ova_cancel_redirect (int fd);
 
 /* After a command failed: when a signal came, say so before the error (a
  * failure it caused, EINTR or a cut pipe, reads oddly alone), unless the
- * message already begins with "interrupted". */
+ * error is already OVA_ERROR_INTERRUPTED. */
 void ova_cancel_explain (GError **error);
 
 #endif

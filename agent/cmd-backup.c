@@ -280,7 +280,7 @@ prepare_image (run *r, const char *sd, const char *image, stor_domain **dom_out,
       const stor_volume *v = img->volumes->pdata[i];
 
       if (ova_cancelled) {
-        g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+        g_set_error (error, OVA_ERROR, OVA_ERROR_INTERRUPTED,
                      "interrupted by a signal while activating disk %s", img->uuid);
         return FALSE;
       }
@@ -1226,7 +1226,7 @@ static void
 check_cancel (GError **error)
 {
   if (ova_cancelled && error && *error == NULL)
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "interrupted by a signal");
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERRUPTED, "interrupted by a signal");
 }
 
 /* Read every disk into the stream, which must be committed by its reader

@@ -628,7 +628,7 @@ export_chain (ova_ctx *ctx, const char *disk, GError **error)
     planned_volume *p;
 
     if (ova_cancelled) {
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERRUPTED,
                    "interrupted by a signal before the copy of disk %s began",
                    img->uuid);
       return FALSE;

@@ -108,7 +108,7 @@ read_stdin (void *opaque, void *buf, size_t len, GError **error)
     return n;
   e = errno;
   if (ova_cancelled)
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "interrupted");
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERRUPTED, "interrupted");
   else if (e == ETIMEDOUT)
     g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
                  "the sender of the stream on standard input sent nothing "
@@ -479,7 +479,7 @@ copy_frames (strm_decoder *dec, const restore_meta *m, import_target *t,
 
   for (;;) {
     if (ova_cancelled) {
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "interrupted");
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERRUPTED, "interrupted");
       return FALSE;
     }
     if (!strm_decoder_next (dec, &f, error))

@@ -52,7 +52,7 @@ check_interrupted (const char *what, GError **error)
 {
   if (!ova_cancelled)
     return TRUE;
-  g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "interrupted while %s", what);
+  g_set_error (error, OVA_ERROR, OVA_ERROR_INTERRUPTED, "interrupted while %s", what);
   return FALSE;
 }
 

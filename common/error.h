@@ -18,6 +18,9 @@ typedef enum {
   OVA_ERROR_INTEGRITY = 6,
   OVA_ERROR_TRANSPORT = 7,
   OVA_ERROR_NO_SPACE = 8,
+  /* Stopped by SIGINT, SIGTERM or SIGHUP. Not an exit code of its own: the
+   * process exits 1 with the JSON code "internal" (DESIGN §3). */
+  OVA_ERROR_INTERRUPTED = 64,
 } OvaErrorCode;
 
 /* Exit code for an error: its code in OVA_ERROR, else 1. */

@@ -90,7 +90,7 @@ guint64 nbdr_reader_bytes_read (const nbdr_reader *r);
  * many requests in flight over all connections and blocks that read as
  * zeros go as ZERO frames. progress (may be NULL; a strm_progress_fn) gets
  * the bytes covered so far after each frame. Memory: requests x request_size. Fails with
- * "interrupted" once *cancel (may be NULL) is set; on any failure no
+ * OVA_ERROR_INTERRUPTED once *cancel (may be NULL) is set; on any failure no
  * request is left pending when it returns. Once only. */
 gboolean nbdr_reader_send (nbdr_reader *r, struct strm_encoder *e, const char *uuid,
                            void (*progress) (void *opaque, guint64 done), void *opaque,

@@ -148,7 +148,7 @@ wake_io (run *p)
 static GError *
 interrupted_error (const run *p, guint64 offset)
 {
-  return g_error_new (OVA_ERROR, OVA_ERROR_INTERNAL,
+  return g_error_new (OVA_ERROR, OVA_ERROR_INTERRUPTED,
                       "interrupted by a signal while reading %s at offset %"
                       G_GUINT64_FORMAT, p->r->uri, offset);
 }

@@ -473,7 +473,7 @@ stopped (const removal *rm, GError **error)
 {
   if (rm->cancel == NULL || !*rm->cancel)
     return FALSE;
-  g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+  g_set_error (error, OVA_ERROR, OVA_ERROR_INTERRUPTED,
                "prune of disk %s interrupted by a signal; the next prune finishes it",
                rm->disk);
   return TRUE;

@@ -149,7 +149,7 @@ repo_rx_interrupted (const char *repo_dir, volatile sig_atomic_t *cancel, GError
 {
   if (cancel == NULL || !*cancel)
     return FALSE;
-  g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+  g_set_error (error, OVA_ERROR, OVA_ERROR_INTERRUPTED,
                "receive interrupted by a signal; nothing was committed to %s", repo_dir);
   return TRUE;
 }

@@ -618,7 +618,7 @@ hash_data (int fd, repo_digest *d, guint8 *buf, guint64 off, guint64 end,
     gssize n;
 
     if (cancel && *cancel) {
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERRUPTED,
                    "interrupted while reading %s", path);
       return FALSE;
     }

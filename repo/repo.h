@@ -95,8 +95,8 @@ guint64 repo_digest_length (const repo_digest *d);
 char *repo_digest_finish (repo_digest *d, const void *block0, size_t len);
 
 /* The digest of a whole file, read once (holes found with SEEK_DATA are
- * not read). Also gives the file size. Stops with OVA_ERROR_INTERNAL
- * "interrupted" if *cancel becomes set (cancel may be NULL). */
+ * not read). Also gives the file size. Stops with OVA_ERROR_INTERRUPTED
+ * if *cancel becomes set (cancel may be NULL). */
 char *repo_file_digest (const char *path, guint64 *size,
                         volatile sig_atomic_t *cancel, GError **error);
 
@@ -177,7 +177,7 @@ gboolean repo_receive_backup (struct repo_rx_backup *b, repo *r,
                               struct strm_decoder *dec, GDateTime *now,
                               volatile sig_atomic_t *cancel,
                               repo_receive_result *res, GError **error);
-/* OVA_ERROR_INTERNAL "interrupted" if *cancel (may be NULL) is set. */
+/* OVA_ERROR_INTERRUPTED if *cancel (may be NULL) is set. */
 gboolean repo_rx_interrupted (const char *repo_dir, volatile sig_atomic_t *cancel,
                               GError **error);
 /* The disk's directory ready for a new backup (under the disk's lock):

@@ -40,7 +40,7 @@ interrupted (const vf *v, GError **error)
 {
   if (v->cancel == NULL || !*v->cancel)
     return FALSE;
-  g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "verify interrupted by a signal");
+  g_set_error (error, OVA_ERROR, OVA_ERROR_INTERRUPTED, "verify interrupted by a signal");
   return TRUE;
 }
 

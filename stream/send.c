@@ -209,7 +209,7 @@ check_cancel (volatile sig_atomic_t *cancel, const ova_source *src, guint64 offs
 {
   if (cancel == NULL || !*cancel)
     return TRUE;
-  g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+  g_set_error (error, OVA_ERROR, OVA_ERROR_INTERRUPTED,
                "interrupted by a signal while sending %s at offset %"
                G_GUINT64_FORMAT,
                src->name, offset);

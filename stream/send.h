@@ -37,7 +37,7 @@ typedef void (*strm_progress_fn) (void *opaque, guint64 done);
 
 /* BEGIN(uuid, src->size), frames covering [0, size), END. Data blocks that
  * read as all zeros are sent as ZERO frames. Stops early with an
- * OVA_ERROR_INTERNAL "interrupted" error when *cancel becomes non-zero (may be
+ * OVA_ERROR_INTERRUPTED error when *cancel becomes non-zero (may be
  * NULL), so that callers can clean up on SIGINT/SIGTERM. */
 gboolean strm_send_source (strm_encoder *e, ova_source *src, const char *uuid,
                            strm_progress_fn progress, void *opaque,

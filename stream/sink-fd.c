@@ -115,7 +115,7 @@ fd_cancelled (fd_sink *s, GError **error)
 {
   if (s->base.cancel == NULL || !*s->base.cancel)
     return FALSE;
-  g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+  g_set_error (error, OVA_ERROR, OVA_ERROR_INTERRUPTED,
                "interrupted by a signal while writing the stream to %s", s->what);
   return TRUE;
 }

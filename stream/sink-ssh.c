@@ -502,7 +502,7 @@ wait_for_peer (ssh_sink *k, gint64 deadline, GError **error)
     return FALSE;
   case -1:
     if (errno == EINTR)
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERRUPTED,
                    "interrupted by a signal while writing the stream to %s", k->target);
     else
       g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,

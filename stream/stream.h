@@ -102,7 +102,7 @@ struct strm_sink_ops {
   const char *name;
   /* Write all of buf or fail (OVA_ERROR_TRANSPORT if the peer went away
    * or took nothing for io_timeout seconds, OVA_ERROR_NO_SPACE for ENOSPC,
-   * OVA_ERROR_INTERNAL "interrupted ..." once *cancel is set while it
+   * OVA_ERROR_INTERRUPTED error once *cancel is set while it
    * waits). */
   gboolean (*write) (strm_sink *s, const void *buf, size_t len, GError **error);
   /* Flush and finish; for SSH, wait for the remote result. */
