@@ -157,3 +157,67 @@ ova_json_to_compact (JsonNode *node)
   append_node (out, node);
   return g_string_free (out, FALSE);
 }
+
+static JsonNode *
+member_value (JsonObject *o, const char *name, GType type)
+{
+  JsonNode *n = o ? json_object_get_member (o, name) : NULL;
+
+  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != type)
+    return NULL;
+  return n;
+}
+
+const char *
+ova_json_get_string (JsonObject *o, const char *name)
+{
+  JsonNode *n = member_value (o, name, G_TYPE_STRING);
+
+  return n ? json_node_get_string (n) : NULL;
+}
+
+gboolean
+ova_json_get_uint (JsonObject *o, const char *name, guint64 *out)
+{
+  JsonNode *n = member_value (o, name, G_TYPE_INT64);
+
+  if (n == NULL || json_node_get_int (n) < 0)
+    return FALSE;
+  *out = (guint64) json_node_get_int (n);
+  return TRUE;
+}
+
+gboolean
+ova_json_get_bool (JsonObject *o, const char *name, gboolean *out)
+{
+  JsonNode *n = member_value (o, name, G_TYPE_BOOLEAN);
+
+  if (n == NULL)
+    return FALSE;
+  *out = json_node_get_boolean (n);
+  return TRUE;
+}
+
+JsonObject *
+ova_json_get_object (JsonObject *o, const char *name)
+{
+  JsonNode *n = o ? json_object_get_member (o, name) : NULL;
+
+  return n && JSON_NODE_HOLDS_OBJECT (n) ? json_node_get_object (n) : NULL;
+}
+
+JsonArray *
+ova_json_get_array (JsonObject *o, const char *name)
+{
+  JsonNode *n = o ? json_object_get_member (o, name) : NULL;
+
+  return n && JSON_NODE_HOLDS_ARRAY (n) ? json_node_get_array (n) : NULL;
+}
+
+gboolean
+ova_json_is_null (JsonObject *o, const char *name)
+{
+  JsonNode *n = o ? json_object_get_member (o, name) : NULL;
+
+  return n == NULL || JSON_NODE_HOLDS_NULL (n);
+}

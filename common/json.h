@@ -1,5 +1,6 @@
-/* ovagent: the JSON builder helpers every module's output shares (one
- * member of each kind, a missing string written as null) and a compact writer. */
+/* ovagent: the JSON helpers every module shares: builders (one member of
+ * each kind, a missing string written as null), a compact writer, and typed
+ * readers of members whose text came from elsewhere. */
 #ifndef OVA_JSON_H
 #define OVA_JSON_H
 
@@ -29,5 +30,18 @@ void ova_json_add_strings (JsonBuilder *b, const char *name,
  * numbers from elsewhere (a stream's META kept in a manifest) is written
  * here. Infinities and NaN, which JSON cannot hold, are written as null. */
 char *ova_json_to_compact (JsonNode *node);
+
+/* Readers: the member name of o (o may be NULL) when it has the type
+ * asked for, else NULL or FALSE, so that each caller words its own error
+ * (which document, where in it). None of them coerces: "1" is no number,
+ * 1.0 is no integer. */
+const char *ova_json_get_string (JsonObject *o, const char *name);
+/* A JSON integer >= 0. */
+gboolean ova_json_get_uint (JsonObject *o, const char *name, guint64 *out);
+gboolean ova_json_get_bool (JsonObject *o, const char *name, gboolean *out);
+JsonObject *ova_json_get_object (JsonObject *o, const char *name);
+JsonArray *ova_json_get_array (JsonObject *o, const char *name);
+/* TRUE when the member is absent or JSON null. */
+gboolean ova_json_is_null (JsonObject *o, const char *name);
 
 #endif
