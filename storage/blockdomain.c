@@ -10,6 +10,7 @@
 
 #include "dommeta.h"
 #include "lvm.h"
+#include "chain.h"
 #include "model.h"
 #include "scan.h"
 #include "volmeta.h"

@@ -1,5 +1,5 @@
-/* ovagent: ordering one image's volumes base -> top from their parent links
- * and reporting every inconsistency found on the way as an image problem. */
+/* ovagent: grouping a domain's volumes into images and ordering each image's
+ * volumes base -> top from their parent links, every inconsistency reported. */
 #include <config.h>
 
 #include <string.h>
@@ -26,6 +26,10 @@
 #define MAX_NAMES 8
 /* Problems of one kind on one image, before a summary replaces the rest. */
 #define MAX_PROBLEMS 8
+
+/* VDSM renames a deleted image (file) or rewrites its IU_ tag (block) with
+ * this prefix, "_remove_me_ZERO_" included; such remnants are no disks. */
+#define REMOVED_IMAGE_PREFIX "_remove_me_"
 
 #define PARENT_BASE     (-1)  /* blank parent, or a template's */
 #define PARENT_DANGLING (-2)  /* parent unknown or not usable */
@@ -503,4 +507,56 @@ stor_chain_build (const stor_domain *d, stor_image *img, GPtrArray *members)
   }
 
   check_leaves (&c, ordered);
+}
+
+static gint
+compare_image_uuid (gconstpointer a, gconstpointer b)
+{
+  const stor_image *ia = *(stor_image *const *) a;
+  const stor_image *ib = *(stor_image *const *) b;
+
+  return strcmp (ia->uuid, ib->uuid);
+}
+
+void
+stor_domain_build_images (stor_domain *d)
+{
+  g_autoptr (GHashTable) groups = NULL;  /* image uuid -> GPtrArray of volumes */
+  GHashTableIter iter;
+  gpointer key, value;
+
+  g_ptr_array_set_size (d->images, 0);
+  groups = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
+                                  (GDestroyNotify) g_ptr_array_unref);
+
+  /* A template is grouped under its own image like any volume, so the
+   * template image lists it even when no other volume lives there; images
+   * made from it reach it through their base's parent (chain.c). */
+  g_hash_table_iter_init (&iter, d->volumes);
+  while (g_hash_table_iter_next (&iter, &key, &value)) {
+    stor_volume *v = value;
+    GPtrArray *members;
+
+    /* The scanners always set the image; a volume without one cannot be
+     * placed in any chain. */
+    if (v->image == NULL || g_str_has_prefix (v->image, REMOVED_IMAGE_PREFIX))
+      continue;
+    members = g_hash_table_lookup (groups, v->image);
+    if (members == NULL) {
+      members = g_ptr_array_new ();
+      g_hash_table_insert (groups, v->image, members);
+    }
+    g_ptr_array_add (members, v);
+  }
+
+  g_hash_table_iter_init (&iter, groups);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    g_ptr_array_add (d->images, stor_image_new (key));
+  g_ptr_array_sort (d->images, compare_image_uuid);
+
+  for (guint i = 0; i < d->images->len; i++) {
+    stor_image *img = g_ptr_array_index (d->images, i);
+
+    stor_chain_build (d, img, g_hash_table_lookup (groups, img->uuid));
+  }
 }

@@ -1,5 +1,5 @@
-/* ovagent: ordering an image's volumes base -> top, as `vdsm-tool
- * dump-volume-chains` does, with each inconsistency reported, never fatal. */
+/* ovagent: a domain's images and each one's volumes ordered base -> top, as
+ * `vdsm-tool dump-volume-chains` does, each inconsistency reported, never fatal. */
 #ifndef STOR_CHAIN_H
 #define STOR_CHAIN_H
 
@@ -18,6 +18,10 @@
 #define STOR_CHAIN_ILLEGAL          "illegal-volume"    /* an ILLEGAL volume in the chain */
 #define STOR_CHAIN_INVALID_METADATA "invalid-metadata"  /* a volume without a usable record */
 #define STOR_CHAIN_PARTLY_DELETED   "partly-deleted"    /* a cleared (NONE=) record */
+
+/* Group the domain's volumes into images (by ->image, skipping
+ * _remove_me_ remnants) and build each image's chain. */
+void stor_domain_build_images (stor_domain *d);
 
 /* Order img's volumes into img->volumes and append problems to
  * img->problems. members: the stor_volume* whose ->image is this image

@@ -11,6 +11,7 @@
 #include "util.h"
 
 #include "dommeta.h"
+#include "chain.h"
 #include "model.h"
 #include "scan.h"
 #include "volmeta.h"

@@ -79,10 +79,6 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (stor_domain, stor_domain_free)
  * volume with that UUID is already there (hard-linked template). */
 gboolean stor_domain_add_volume (stor_domain *d, stor_volume *v);
 
-/* Group the domain's volumes into images (by ->image, skipping
- * _remove_me_ remnants) and build each image's chain (chain.h). */
-void stor_domain_build_images (stor_domain *d);
-
 /* Take the domain's metadata (ownership of md passes): VERSION, the
  * storage kind from TYPE, and SDUUID checked against d->uuid; what is wrong
  * is a "domain-metadata" problem naming where the metadata came from. */
