@@ -148,6 +148,7 @@ new_uuid () { cat /proc/sys/kernel/random/uuid; }
 
 ROWS_full=()
 ROWS_incremental=()
+ROWS_restore=()
 RATIOS=()
 # row KIND METHOD DATA_BYTES WALL RSS_KIB "RECEIVER_OWN_KIB RECEIVER_WITH_CHILDREN_KIB"|-
 row () {
@@ -266,7 +267,31 @@ bench_ovagent () {
         guest_writes "$vm_a" "$round"
         ova_run "$method" incremental
     done
+    ova_restore
     rm -rf "$work/repo-local" "$work/repo-ssh"
+}
+
+# ova_restore: both disks at the latest backup of the local repository.
+ova_restore () {
+    local t0 img rss=0 n=0
+    echo "ovagent restore of both disks at the incremental point (qcow2 files)..."
+    mkdir -p "$work/restore-ova"
+    drop_caches
+    t0=$(now)
+    for img in "$img_a" "$img_b"; do
+        n=$(( n + 1 ))
+        timed "$work/time.rs$n" "$ovagent" restore --repo "$work/repo-local" "$img" \
+            --to "$work/restore-ova/$img.qcow2" --format qcow2 --json \
+            >"$work/restore.json" 2>"$work/restore.err" ||
+            fail_run "ovagent restore $img" "$work/restore.json" "$work/restore.err"
+        rss=$(max_of "$rss" "$(rss_of "$work/time.rs$n")")
+    done
+    sync -f "$work/restore-ova"
+    WALL[ova.restore]=$(elapsed "$t0" "$(now)")
+    RSS[ova.restore]=$rss
+    OVA_RSS=$(max_of "${OVA_RSS:-}" "$rss")
+    RESTORE_BYTES=$(du -s -B1 "$work/restore-ova" | cut -f1)
+    rm -rf "$work/restore-ova"
 }
 
 # ---- virtnbdbackup ----------------------------------------------------------
@@ -298,8 +323,40 @@ bench_virtnbdbackup () {
     guest_writes "$vm_b" 99
     vnb_run inc
     VNB_OUT_MIB=$(( $(du -s -B1 "$work/vnb-out" | cut -f1) / MiB ))
+    vnb_restore
     bash "$tbdir/vm.sh" destroy "$lv_root" "$vm_b" >/dev/null
     rm -rf "$work/vnb-out" "$work/vnb-scratch"
+}
+
+# vnb_restore: both disks from virtnbdbackup's full + inc, as qcow2 files.
+vnb_restore () {
+    local t0
+    echo "virtnbdrestore of both disks at the incremental point (qcow2 files)..."
+    drop_caches
+    t0=$(now)
+    timed "$work/time.vr" virtnbdrestore -i "$work/vnb-out" -o "$work/restore-vnb" -n \
+        -L "$work/vnbr.log" >"$work/vnbr.out" 2>&1 ||
+        fail_run "virtnbdrestore" "$work/vnbr.out" "$work/vnbr.log"
+    sync -f "$work/restore-vnb"
+    WALL[vnb.restore]=$(elapsed "$t0" "$(now)")
+    RSS[vnb.restore]=$(rss_of "$work/time.vr")
+    rm -rf "$work/restore-vnb"
+}
+
+# ---- the disk's own write speed ----------------------------------------------
+
+# dd_floor BYTES: time to write BYTES to this file system and fsync them.
+dd_floor () {
+    local bytes=$1 t0 n i
+    n=$(( (bytes + 4 * MiB - 1) / (4 * MiB) ))
+    echo "dd of $(( n * 4 )) MiB with conv=fsync..."
+    drop_caches
+    cat "$work/extent" >/dev/null
+    t0=$(now)
+    for (( i = 0; i < n; i++ )); do cat "$work/extent"; done |
+        dd of="$work/dd.out" bs=4M iflag=fullblock conv=fsync status=none
+    WALL[dd.full]=$(elapsed "$t0" "$(now)")
+    rm -f "$work/dd.out"
 }
 
 # ---- nbdcopy ----------------------------------------------------------------
@@ -376,6 +433,8 @@ fi
 
 full_bytes=${DATA[full]:-$(( (sparse_data_mib + full_mib) * MiB ))}
 inc_bytes=${DATA[incremental]:-$(( writes_mib * MiB ))}
+dd_floor "$full_bytes"
+row full "dd conv=fsync of as many bytes (disk write floor)" "$full_bytes" "${WALL[dd.full]}" - -
 if want nbdcopy; then
     row full "nbdcopy URI null: (read only, both disks)" "$full_bytes" "${WALL[nbdcopy.full]}" \
         "$NBDCOPY_RSS" -
@@ -385,6 +444,10 @@ if want virtnbdbackup; then
     row full "virtnbdbackup -l full -o DIR, then sync -f DIR" "$full_bytes" "${WALL[vnb.full.sync]}" "${RSS[vnb.full]}" -
     row incremental "virtnbdbackup -l inc -o DIR" "$inc_bytes" "${WALL[vnb.inc]}" "${RSS[vnb.inc]}" -
     row incremental "virtnbdbackup -l inc -o DIR, then sync -f DIR" "$inc_bytes" "${WALL[vnb.inc.sync]}" "${RSS[vnb.inc]}" -
+    row restore "virtnbdrestore -i DIR -o DIR, then sync -f DIR (both disks)" "$full_bytes" "${WALL[vnb.restore]}" "${RSS[vnb.restore]}" -
+fi
+if want ovagent; then
+    row restore "ovagent restore --to FILE --format qcow2, then sync -f (both disks)" "$full_bytes" "${WALL[ova.restore]}" "${RSS[ova.restore]}" -
 fi
 
 if want ovagent && want virtnbdbackup; then
@@ -392,8 +455,16 @@ if want ovagent && want virtnbdbackup; then
         RATIOS+=("- full: virtnbdbackup time / ovagent → $m time: $(ratio "${WALL[vnb.full]}" "${WALL[$m.full]}")× (goal ≥ 2)")
         RATIOS+=("- incremental: virtnbdbackup time / ovagent → $m time: $(ratio "${WALL[vnb.inc]}" "${WALL[$m.incremental]}")× (goal ≥ 2)")
     done
-    RATIOS+=("- full: virtnbdbackup + sync time / ovagent → repository time (both durable): $(ratio "${WALL[vnb.full.sync]}" "${WALL[repository.full]}")× (goal ≥ 2)")
+    RATIOS+=("- full: virtnbdbackup + sync time / ovagent → repository time (both durable): $(ratio "${WALL[vnb.full.sync]}" "${WALL[repository.full]}")× (goal ≥ 1.5)")
     RATIOS+=("- incremental: virtnbdbackup + sync time / ovagent → repository time (both durable): $(ratio "${WALL[vnb.inc.sync]}" "${WALL[repository.incremental]}")× (goal ≥ 2)")
+    RATIOS+=("- restore: virtnbdrestore time / ovagent restore time (both synced): $(ratio "${WALL[vnb.restore]}" "${WALL[ova.restore]}")× (goal ≥ 2)")
+fi
+if want ovagent; then
+    RATIOS+=("- push vs pull: ovagent → repository time / ovagent --target time: full $(ratio "${WALL[repository.full]}" "${WALL[ssh.full]}")×, incremental $(ratio "${WALL[repository.incremental]}" "${WALL[ssh.incremental]}")× (goal ≥ 1: the push at least as fast)")
+fi
+if want ovagent && want nbdcopy; then
+    floor=$(awk -v a="${WALL[nbdcopy.full]}" -v b="${WALL[dd.full]}" 'BEGIN { print (a > b) ? a : b }')
+    RATIOS+=("- full: ovagent → repository time / floor (the larger of nbdcopy's read, ${WALL[nbdcopy.full]} s, and dd conv=fsync, ${WALL[dd.full]} s): $(ratio "${WALL[repository.full]}" "$floor") (goal ≤ 1.3)")
 fi
 if want ovagent && want nbdcopy; then
     RATIOS+=("- full: ovagent → /dev/null time / nbdcopy read time: $(ratio "${WALL[/dev/null.full]}" "${WALL[nbdcopy.full]}") (goal ≤ 1.10)")
@@ -409,7 +480,7 @@ fi
 echo
 echo "| backup | method | data MiB | wall s | MiB/s | peak RSS MiB | receiver RSS MiB (own / with child) |"
 echo "|---|---|---:|---:|---:|---:|---:|"
-printf '%s\n' "${ROWS_full[@]}" "${ROWS_incremental[@]}"
+printf '%s\n' "${ROWS_full[@]}" "${ROWS_incremental[@]}" "${ROWS_restore[@]}"
 echo
 printf '%s\n' "${RATIOS[@]}"
 echo
