@@ -221,3 +221,34 @@ ova_json_is_null (JsonObject *o, const char *name)
 
   return n == NULL || JSON_NODE_HOLDS_NULL (n);
 }
+
+gboolean
+ova_json_is_finite (JsonNode *node)
+{
+  switch (JSON_NODE_TYPE (node)) {
+  case JSON_NODE_OBJECT: {
+    JsonObjectIter iter;
+    JsonNode *member;
+
+    json_object_iter_init (&iter, json_node_get_object (node));
+    while (json_object_iter_next (&iter, NULL, &member))
+      if (!ova_json_is_finite (member))
+        return FALSE;
+    return TRUE;
+  }
+  case JSON_NODE_ARRAY: {
+    JsonArray *a = json_node_get_array (node);
+
+    for (guint i = 0; i < json_array_get_length (a); i++)
+      if (!ova_json_is_finite (json_array_get_element (a, i)))
+        return FALSE;
+    return TRUE;
+  }
+  case JSON_NODE_VALUE:
+    return json_node_get_value_type (node) != G_TYPE_DOUBLE ||
+      isfinite (json_node_get_double (node));
+  case JSON_NODE_NULL:
+    return TRUE;
+  }
+  return FALSE;
+}

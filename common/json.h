@@ -31,6 +31,11 @@ void ova_json_add_strings (JsonBuilder *b, const char *name,
  * here. Infinities and NaN, which JSON cannot hold, are written as null. */
 char *ova_json_to_compact (JsonNode *node);
 
+/* FALSE when node holds a number beyond the range of a double anywhere
+ * (1e400 parses as an infinity, which no writer can write back as JSON).
+ * Recursive: the text must have been checked for depth before it was parsed. */
+gboolean ova_json_is_finite (JsonNode *node);
+
 /* Readers: the member name of o (o may be NULL) when it has the type
  * asked for, else NULL or FALSE, so that each caller words its own error
  * (which document, where in it). None of them coerces: "1" is no number,

@@ -98,6 +98,8 @@ repo_backup *repo_backup_new (void);
 repo_manifest *repo_manifest_new (const char *disk);
 
 gboolean repo_backup_id_is_valid (const char *id);
+/* REPO_DIGEST_PREFIX and REPO_DIGEST_HEX_LEN lowercase hex digits. */
+gboolean repo_digest_text_is_valid (const char *digest);
 /* A new backup id for the time now (UTC) with a random suffix. */
 char *repo_backup_id_new (GDateTime *now);
 
