@@ -1,5 +1,5 @@
-/* ovagent: removing backups of a disk (docs/repository.md §7.3-7.4): the journal,
- * merging removed backups into the kept ones built on them, finishing a removal. */
+/* ovagent: removing backups of a disk (docs/repository.md §7.3-7.4): merging
+ * removed backups into the kept ones built on them, finishing a removal. */
 #include <config.h>
 
 #include <errno.h>
@@ -15,267 +15,12 @@
 #include "log.h"
 #include "util.h"
 #include "repo/prune.h"
+#include "repo/prune-priv.h"
 #include "repo/repo.h"
 #include "storage/qemu-img.h"
 
-/* A journal is a few lines per removed backup. */
-#define JOURNAL_MAX (4 * 1024 * 1024)
 /* The new top of a kept backup whose data moved into a raw full. */
 #define MERGE_PREFIX ".merge-"
-
-/* ---- the journal ---- */
-
-typedef struct journal {
-  char *path;
-  int fd;
-} journal;
-
-static void
-journal_close (journal *j)
-{
-  if (j->fd >= 0)
-    close (j->fd);
-  g_free (j->path);
-  j->fd = -1;
-  j->path = NULL;
-}
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (journal, journal_close)
-
-static gboolean
-journal_open (journal *j, const char *disk_dir, GError **error)
-{
-  gboolean existed;
-
-  j->path = g_build_filename (disk_dir, REPO_PRUNE_JOURNAL, NULL);
-  existed = g_file_test (j->path, G_FILE_TEST_EXISTS);
-  j->fd = open (j->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (j->fd < 0) {
-    int saved = errno;
-
-    g_set_error (error, OVA_ERROR,
-                 saved == ENOSPC || saved == EDQUOT ? OVA_ERROR_NO_SPACE
-                 : OVA_ERROR_INTERNAL,
-                 "cannot open the prune journal %s: %s", j->path, g_strerror (saved));
-    return FALSE;
-  }
-  return existed || repo_fsync_dir (disk_dir, error);
-}
-
-/* One line, on disk before the step it records is taken. */
-static gboolean G_GNUC_PRINTF (3, 4)
-journal_step (journal *j, GError **error, const char *fmt, ...)
-{
-  g_autofree char *line = NULL;
-  va_list ap;
-  gsize len, done = 0;
-
-  va_start (ap, fmt);
-  line = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  ova_debug ("prune journal: %s", line);
-  len = strlen (line);
-  line[len++] = '\n';
-  while (done < len) {
-    ssize_t n = write (j->fd, line + done, len - done);
-
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      int saved = errno;
-
-      g_set_error (error, OVA_ERROR,
-                   saved == ENOSPC || saved == EDQUOT ? OVA_ERROR_NO_SPACE
-                   : OVA_ERROR_INTERNAL,
-                   "cannot write the prune journal %s: %s", j->path, g_strerror (saved));
-      return FALSE;
-    }
-    done += (gsize) n;
-  }
-  if (fdatasync (j->fd) < 0) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "cannot sync the prune journal %s: %s", j->path, g_strerror (errno));
-    return FALSE;
-  }
-  return TRUE;
-}
-
-/* A merged file an earlier step put in place of kept backup id's top:
- * its inode tells whether the rename happened; its size, virtual size and
- * digest go into the manifest. A raw full that took the data (raw_digest
- * not NULL) changed too. */
-typedef struct merged_rec {
-  char *id;
-  guint64 ino, size, virtual_size;
-  char *digest;
-  guint64 raw_size;
-  char *raw_digest;
-} merged_rec;
-
-static void
-merged_rec_free (merged_rec *mg)
-{
-  g_free (mg->id);
-  g_free (mg->digest);
-  g_free (mg->raw_digest);
-  g_free (mg);
-}
-
-/* What the journal on disk says: the merged files, and the names (ID or
- * ID/FILE) a step meant to delete once the manifest no longer lists them. */
-typedef struct journal_state {
-  GPtrArray *merged;       /* merged*, the last one per id counts */
-  GPtrArray *deletes;      /* char* */
-} journal_state;
-
-static void
-journal_state_clear (journal_state *js)
-{
-  g_clear_pointer (&js->merged, g_ptr_array_unref);
-  g_clear_pointer (&js->deletes, g_ptr_array_unref);
-}
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (journal_state, journal_state_clear)
-
-static gboolean
-is_digest (const char *s)
-{
-  if (!g_str_has_prefix (s, REPO_DIGEST_PREFIX) || strlen (s) != REPO_DIGEST_LEN)
-    return FALSE;
-  for (s += strlen (REPO_DIGEST_PREFIX); *s; s++)
-    if (!g_ascii_isxdigit (*s) || g_ascii_isupper (*s))
-      return FALSE;
-  return TRUE;
-}
-
-static gboolean
-is_number (const char *s, guint64 *out)
-{
-  return g_ascii_string_to_unsigned (s, 10, 0, G_MAXUINT64, out, NULL);
-}
-
-/* "ID" or "ID/VOL.qcow2" / "ID/VOL.raw". */
-static gboolean
-is_delete_name (const char *name)
-{
-  const char *slash = strchr (name, '/');
-  g_autofree char *id = NULL;
-  g_autofree char *vol = NULL;
-  const char *dot;
-
-  if (slash == NULL)
-    return repo_backup_id_is_valid (name);
-  id = g_strndup (name, (gsize) (slash - name));
-  dot = strrchr (slash + 1, '.');
-  if (!repo_backup_id_is_valid (id) || dot == NULL)
-    return FALSE;
-  vol = g_strndup (slash + 1, (gsize) (dot - slash - 1));
-  return ova_uuid_is_valid (vol) &&
-    (strcmp (dot, ".qcow2") == 0 || strcmp (dot, ".raw") == 0);
-}
-
-static merged_rec *
-parse_merged (char **w)
-{
-  merged_rec *mg;
-  guint n = g_strv_length (w);
-
-  if ((n != 6 && n != 8) || !repo_backup_id_is_valid (w[1]) || !is_digest (w[5]) ||
-      (n == 8 && !is_digest (w[7])))
-    return NULL;
-  mg = g_new0 (merged_rec, 1);
-  if (!is_number (w[2], &mg->ino) || !is_number (w[3], &mg->size) ||
-      !is_number (w[4], &mg->virtual_size) ||
-      (n == 8 && !is_number (w[6], &mg->raw_size))) {
-    merged_rec_free (mg);
-    return NULL;
-  }
-  mg->id = g_strdup (w[1]);
-  mg->digest = g_strdup (w[5]);
-  mg->raw_digest = n == 8 ? g_strdup (w[7]) : NULL;
-  return mg;
-}
-
-/* The journal may have been edited: a line that is not one of ours is
- * an integrity error rather than a guess. what names it in messages. */
-static gboolean
-journal_parse (const char *text, gsize len, const char *what, journal_state *js,
-               GError **error)
-{
-  g_auto(GStrv) lines = NULL;
-  g_autofree char *copy = NULL;
-
-  if (len > JOURNAL_MAX || memchr (text, '\0', len) != NULL) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                 "%s is not a prune journal: remove it if no prune is unfinished", what);
-    return FALSE;
-  }
-  copy = g_strndup (text, len);
-  lines = g_strsplit (copy, "\n", -1);
-  for (guint i = 0; lines[i] != NULL; i++) {
-    g_auto(GStrv) w = g_strsplit (lines[i], " ", -1);
-    gboolean ok = TRUE;
-
-    if (w[0] == NULL || *w[0] == '\0')
-      continue;
-    if (strcmp (w[0], "merged") == 0) {
-      merged_rec *mg = parse_merged (w);
-
-      if ((ok = mg != NULL))
-        g_ptr_array_add (js->merged, mg);
-    }
-    else if (strcmp (w[0], "delete") == 0) {
-      if ((ok = g_strv_length (w) == 2 && is_delete_name (w[1])))
-        g_ptr_array_add (js->deletes, g_strdup (w[1]));
-    }
-    if (!ok) {
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                   "%s: line %u is not one ovagent writes; the repository was edited",
-                   what, i + 1);
-      return FALSE;
-    }
-  }
-  return TRUE;
-}
-
-static void
-journal_state_init (journal_state *js)
-{
-  js->merged = g_ptr_array_new_with_free_func ((GDestroyNotify) merged_rec_free);
-  js->deletes = g_ptr_array_new_with_free_func (g_free);
-}
-
-static gboolean
-journal_read (const char *path, journal_state *js, GError **error)
-{
-  g_autofree char *text = NULL;
-  gsize len = 0;
-
-  journal_state_init (js);
-  if (!g_file_test (path, G_FILE_TEST_EXISTS))
-    return TRUE;
-  return ova_read_file_direct (path, JOURNAL_MAX, &text, &len, error) &&
-    journal_parse (text, len, path, js, error);
-}
-
-gboolean
-repo_prune_journal_check (const char *text, gsize len, GError **error)
-{
-  g_auto(journal_state) js = { 0 };
-
-  journal_state_init (&js);
-  return journal_parse (text, len, "the prune journal", &js, error);
-}
-
-static const merged_rec *
-journal_merged (const journal_state *js, const char *id)
-{
-  for (guint i = js->merged->len; i-- > 0;) {
-    const merged_rec *mg = g_ptr_array_index (js->merged, i);
-
-    if (strcmp (mg->id, id) == 0)
-      return mg;
-  }
-  return NULL;
-}
 
 /* ---- the disk's removal as the manifest marks it ---- */
 
@@ -285,7 +30,7 @@ journal_merged (const journal_state *js, const char *id)
 typedef struct group {
   guint c;
   GArray *run;
-  const merged_rec *done;      /* its merged file is in place */
+  const prune_merged *done;      /* its merged file is in place */
 } group;
 
 static void
@@ -302,8 +47,8 @@ typedef struct removal {
   repo_manifest *m;
   GPtrArray *groups;       /* group* */
   gboolean *dead;          /* removing, and no kept backup reads through it */
-  journal_state js;
-  journal j;
+  prune_journal_state js;
+  prune_journal j;
   volatile sig_atomic_t *cancel;
   repo_prune_result *res;
 } removal;
@@ -316,8 +61,8 @@ removal_clear (removal *rm)
   g_clear_pointer (&rm->m, repo_manifest_free);
   g_clear_pointer (&rm->groups, g_ptr_array_unref);
   g_free (rm->dead);
-  journal_state_clear (&rm->js);
-  journal_close (&rm->j);
+  prune_journal_state_clear (&rm->js);
+  prune_journal_close (&rm->j);
 }
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (removal, removal_clear)
 
@@ -435,7 +180,7 @@ removal_derive (removal *rm, GError **error)
     }
     if (!group_check (rm, g, error))
       return FALSE;
-    g->done = journal_merged (&rm->js, bk (rm, c)->id);
+    g->done = prune_journal_merged (&rm->js, bk (rm, c)->id);
     if (g->done != NULL) {
       g_autofree char *top = path_in (rm, top_of (bk (rm, c))->file);
       guint64 ino;
@@ -465,7 +210,7 @@ removal_load (removal *rm, repo *r, const char *disk, volatile sig_atomic_t *can
   if (rm->m == NULL)
     return FALSE;
   jpath = g_build_filename (rm->disk_dir, REPO_PRUNE_JOURNAL, NULL);
-  return journal_read (jpath, &rm->js, error) && removal_derive (rm, error);
+  return prune_journal_read (jpath, &rm->js, error) && removal_derive (rm, error);
 }
 
 static gboolean
@@ -558,7 +303,7 @@ merged_file (removal *rm, const repo_backup *c, const repo_backup *r0, GError **
                  overlay, g_strerror (errno));
     return NULL;
   }
-  if (!journal_step (&rm->j, error, "overlay %s %s", c->id, name) ||
+  if (!prune_journal_step (&rm->j, error, "overlay %s %s", c->id, name) ||
       !stor_qemu_img_create (overlay, -1, "qcow2", "compat=1.1", ctop->virtual_size,
                              base, "raw", error) ||
       !sync_file (overlay, error))
@@ -577,7 +322,7 @@ record_merged (removal *rm, group *g, const repo_backup *r0, const char *path,
   g_auto(repo_qcow2_info) info = { 0 };
   g_autoptr(GString) line = g_string_new (NULL);
   g_autofree char *want = NULL;
-  merged_rec *mg = g_new0 (merged_rec, 1);
+  prune_merged *mg = g_new0 (prune_merged, 1);
 
   g_ptr_array_add (rm->js.merged, mg);
   mg->id = g_strdup (c->id);
@@ -615,7 +360,7 @@ record_merged (removal *rm, group *g, const repo_backup *r0, const char *path,
   if (mg->raw_digest != NULL)
     g_string_append_printf (line, " %" G_GUINT64_FORMAT " %s", mg->raw_size,
                             mg->raw_digest);
-  if (!journal_step (&rm->j, error, "%s", line->str))
+  if (!prune_journal_step (&rm->j, error, "%s", line->str))
     return FALSE;
   g->done = mg;
   return TRUE;
@@ -692,7 +437,7 @@ merge_group (removal *rm, group *g, GError **error)
     return FALSE;
   }
   if (!check_headers_below (rm, r0, error) ||
-      !journal_step (&rm->j, error, "commit %s into %s", c->id, r0->id) ||
+      !prune_journal_step (&rm->j, error, "commit %s into %s", c->id, r0->id) ||
       !stor_qemu_img_create (scratch, -1, "qcow2", "compat=1.1", top_of (c)->virtual_size,
                              NULL, NULL, error))
     return FALSE;
@@ -712,7 +457,7 @@ merge_group (removal *rm, group *g, GError **error)
 
     if (i + 1 == r0->volumes->len && !raw)
       break;
-    if (!journal_step (&rm->j, error, "link %s %s", c->id, name) ||
+    if (!prune_journal_step (&rm->j, error, "link %s %s", c->id, name) ||
         !link_into (src, dst, error))
       return FALSE;
   }
@@ -927,12 +672,12 @@ settle_manifest (removal *rm, GError **error)
   if (m2 == NULL)
     return FALSE;
   if (removed > 0) {
-    if (rm->j.fd < 0 && !journal_open (&rm->j, rm->disk_dir, error))
+    if (rm->j.fd < 0 && !prune_journal_open (&rm->j, rm->disk_dir, error))
       return FALSE;
     for (guint i = 0; i < gone->len; i++)
-      if (!journal_step (&rm->j, error, "delete %s", (char *) g_ptr_array_index (gone, i)))
+      if (!prune_journal_step (&rm->j, error, "delete %s", (char *) g_ptr_array_index (gone, i)))
         return FALSE;
-    if (!journal_step (&rm->j, error, "manifest %u removed, %u merged", removed, merges) ||
+    if (!prune_journal_step (&rm->j, error, "manifest %u removed, %u merged", removed, merges) ||
         !repo_manifest_save (m2, rm->disk_dir, error))
       return FALSE;
     rm->res->removed += removed;
@@ -1008,7 +753,7 @@ finish (repo *r, const char *disk, gboolean merges, volatile sig_atomic_t *cance
       if (((group *) g_ptr_array_index (rm.groups, k))->done == NULL)
         todo = g_ptr_array_index (rm.groups, k);
     if (todo != NULL &&
-        ((rm.j.fd < 0 && !journal_open (&rm.j, rm.disk_dir, error)) ||
+        ((rm.j.fd < 0 && !prune_journal_open (&rm.j, rm.disk_dir, error)) ||
          !merge_group (&rm, todo, error)))
       return FALSE;
     if (!settle_manifest (&rm, error))
@@ -1042,7 +787,7 @@ repo_prune_apply (repo *r, const repo_prune_plan *plan, volatile sig_atomic_t *c
 {
   g_autofree char *disk_dir = repo_disk_dir (r, plan->disk);
   g_autoptr(repo_manifest) m = NULL;
-  g_auto(journal) j = { NULL, -1 };
+  g_auto(prune_journal) j = { NULL, -1 };
   guint marked = 0;
 
   g_return_val_if_fail (r->lock == REPO_LOCK_EXCLUSIVE, FALSE);
@@ -1069,13 +814,13 @@ repo_prune_apply (repo *r, const repo_prune_plan *plan, volatile sig_atomic_t *c
     }
   }
   if (marked > 0) {
-    if (!journal_open (&j, disk_dir, error))
+    if (!prune_journal_open (&j, disk_dir, error))
       return FALSE;
     for (guint i = 0; i < plan->items->len; i++) {
       const repo_prune_item *it = g_ptr_array_index (plan->items, i);
 
       if (!it->keep &&
-          !journal_step (&j, error, "remove %s %s", it->id,
+          !prune_journal_step (&j, error, "remove %s %s", it->id,
                          it->merged_into ? it->merged_into : "-"))
         return FALSE;
     }
