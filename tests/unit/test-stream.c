@@ -1337,7 +1337,7 @@ test_sink_fd_cancel (void)
   strm_sink_set_io_limits (s, 0, &alarm_cancel);
   alarm (1);
   g_assert_false (s->ops->write (s, buf, 4 << 20, &error));
-  g_assert_error (error, OVA_ERROR, OVA_ERROR_INTERNAL);
+  g_assert_error (error, OVA_ERROR, OVA_ERROR_INTERRUPTED);
   g_assert_cmpstr (error->message, ==,
                    "interrupted by a signal while writing the stream to the test pipe");
   g_assert_true (alarm_cancel);
@@ -1353,7 +1353,7 @@ test_sink_fd_cancel (void)
   s = strm_sink_fd_new (fds[1], "the test pipe");
   strm_sink_set_io_limits (s, 0, &alarm_cancel);
   g_assert_false (s->ops->write (s, buf, 4 << 20, &error));
-  g_assert_error (error, OVA_ERROR, OVA_ERROR_INTERNAL);
+  g_assert_error (error, OVA_ERROR, OVA_ERROR_INTERRUPTED);
   close (fds[0]);
   close (fds[1]);
 }
