@@ -19,7 +19,7 @@ fi
 srcdir=$(cd "$(dirname "$0")/.." && pwd)
 builddir=$srcdir/build-fuzz
 targets=(volmeta dommeta stream manifest backup-meta qcow2-header meta-keep serve-line
-         prune-journal)
+         prune-journal ssh-url)
 jobs=$(nproc 2>/dev/null || echo 2)
 
 tmpdir=$(mktemp -d)
