@@ -81,6 +81,52 @@ static const GOptionEntry entries[] = {
   { NULL },
 };
 
+const struct ova_command ova_cmd_backup = {
+  .name = "backup",
+  .handler = cmd_backup,
+  .args = "VM",
+  .usage = "VM [--disk DISK]... (--full | --incremental [--from CP] | --differential --from CP | --auto) (--output FILE|- | --target ssh://[USER@]HOST[:PORT]/PATH) [--compress[=LEVEL]] [--io-timeout SECONDS] [--scratch-dir DIR] [--requests N] [--connections N] [--json]",
+  .summary = "Back up a VM's disks with changed-block tracking (libvirt "
+             "checkpoints and qcow2 dirty bitmaps) as a stream.",
+  .details = "VM is a libvirt domain name or a VM UUID; DISK an image UUID "
+             "or, for a running VM, a target dev (vda). By default every "
+             "disk that can be backed up is sent; the others (raw, qcow2 "
+             "compat 0.10, network, shareable, LUN, read-only, not an oVirt "
+             "volume) are listed under \"skipped\" with the reason, and one "
+             "named with --disk is exit 5. Each backup creates a new "
+             "checkpoint named by a UUID. --full sends every allocated "
+             "block; --incremental what changed since the last checkpoint "
+             "this agent committed (or --from CP; none yet is exit 3: take a "
+             "full backup first); --differential what changed since --from "
+             "CP, an older checkpoint; --auto decides per disk: incremental "
+             "when its last checkpoint is valid, else full, and says why. "
+             "A running VM is read through a pull-mode backup job "
+             "(libvirt backup-begin, an NBD socket in run_dir, scratch files "
+             "in scratch_dir, checked for space first: not enough is exit 8 "
+             "before the VM is touched); the job is always ended, also on "
+             "SIGINT/SIGTERM. Checkpoints libvirt forgot after a VM restart "
+             "are redefined from the XML saved in state_dir; a broken bitmap "
+             "chain is exit 5 naming the bitmap (with --auto: a full backup "
+             "of that disk). A stopped VM is read through a read-only "
+             "qemu-nbd over each disk's chain (block volumes activated for "
+             "the run); incremental only from the newest bitmap of the top "
+             "volume. The new checkpoint is kept only after the receiver "
+             "committed the backup; on any failure it is deleted again. "
+             "Another backup of the same VM is exit 4. The stream goes to "
+             "'ovagent receive', which stores each disk as a qcow2 backed by "
+             "the backup it continues. --json prints the result object "
+             "(with --output - as the last line of standard error): vm, "
+             "job, checkpoint, disks (kind, from_checkpoint, reason, byte "
+             "counts), skipped, redefined, recovered, totals and remote. "
+             "See 'ovagent checkpoints' to list or delete checkpoints.",
+  .examples =
+    "  ovagent backup vm1 --full --target ssh://backup@target.example.com/srv/backup --json\n"
+    "  ovagent backup vm1 --auto --output - | ssh backup@target ovagent receive --repo /srv/backup\n"
+    "  ovagent backup 5d3f0a2e-1b4c-4d6e-8f70-a1b2c3d4e5f6 --disk 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b \\\n"
+    "      --incremental --output /var/tmp/vm1-inc.ovs\n"
+    "  ovagent backup vm1 --differential --from aaaa0b1c-2d3e-4f5a-8b6c-7d8e9f0a1b2c --output - | ovagent receive --repo /backup\n",
+};
+
 /* ---- the plan ---- */
 
 typedef struct {

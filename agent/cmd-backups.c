@@ -254,6 +254,32 @@ print_table (const catalogue *c)
   }
 }
 
+const struct ova_command ova_cmd_backups = {
+  .name = "backups",
+  .handler = cmd_backups,
+  .args = "[DISK]",
+  .usage = "--repo DIR [DISK] [--json]",
+  .summary = "List the backups of a repository (or of one disk), oldest "
+             "first, with the storage each one takes.",
+  .details = "For every disk (or DISK, an image UUID) the backups its "
+             "manifest lists: id, commit time, kind (full, incremental, "
+             "differential), type (chain export or cbt), the backup it is "
+             "built on, its guest-visible size and the bytes its own files "
+             "take on the file system (allocated blocks; a file linked into "
+             "two backups counts once), with per-disk and repository totals. "
+             "A backup an unfinished prune or forget is removing is shown "
+             "as being removed. Holds the repository lock shared, like "
+             "verify: a prune or forget running is exit 4. A missing "
+             "repository or an unknown disk is exit 3; a manifest that "
+             "fails its checks is exit 6, naming it. --json prints repo, "
+             "stored_bytes and disks (disk, stored_bytes, backups: id, time, "
+             "kind, type, parent, checkpoint, from_checkpoint, vm, host, "
+             "domain, volumes, stored_bytes, virtual_size, removing).",
+  .examples =
+    "  ovagent backups --repo /backup\n"
+    "  ovagent backups --repo /backup 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --json | jq -r '.disks[].backups[].id'\n",
+};
+
 gboolean
 cmd_backups (ova_ctx *ctx, int argc, char **argv, GError **error)
 {

@@ -1021,6 +1021,38 @@ delete_checkpoint (ova_ctx *ctx, virConnectPtr conn, const char *vm, const char 
   return ok;
 }
 
+const struct ova_command ova_cmd_checkpoints = {
+  .name = "checkpoints",
+  .handler = cmd_checkpoints,
+  .args = "VM",
+  .usage = "VM [--delete CP] [--json]",
+  .summary = "List a VM's backup checkpoints, or delete one.",
+  .details = "VM is a libvirt domain name or a VM UUID (a VM that is down "
+             "and no longer defined in libvirt is found by its UUID in "
+             "state_dir). The list merges the checkpoints libvirt knows "
+             "(parents first), the checkpoint XML 'backup' saved in "
+             "state_dir/checkpoints/VM_UUID (VDSM runs VMs as transient "
+             "domains: after a restart libvirt has forgotten them, the next "
+             "backup redefines them) and the backup state: for each disk "
+             "its last committed checkpoint, and a pending backup that did "
+             "not finish (the next backup cleans it up). For a VM that is "
+             "not running, the bitmaps in each disk's top volume are shown "
+             "too (qemu-img info -U). --delete CP removes the checkpoint: "
+             "through libvirt when the VM runs (its bitmaps merge into the "
+             "parent's); otherwise with qemu-img bitmap on the disks' "
+             "volumes (merged into the parent's bitmap, then removed) and "
+             "its saved XML. Disks whose last checkpoint it was get a full "
+             "backup next time with 'backup --auto'. An unknown VM or "
+             "checkpoint is exit 3; a backup of the same VM in progress is "
+             "exit 4. --json prints vm, name, running, checkpoints (name, "
+             "parent, created, known_to_libvirt, saved, disks, last_for), "
+             "pending and disks.",
+  .examples =
+    "  ovagent checkpoints vm1\n"
+    "  ovagent checkpoints 5d3f0a2e-1b4c-4d6e-8f70-a1b2c3d4e5f6 --json\n"
+    "  ovagent checkpoints vm1 --delete aaaa0b1c-2d3e-4f5a-8b6c-7d8e9f0a1b2c\n",
+};
+
 gboolean
 cmd_checkpoints (ova_ctx *ctx, int argc, char **argv, GError **error)
 {

@@ -51,6 +51,52 @@ static const GOptionEntry entries[] = {
   { NULL },
 };
 
+const struct ova_command ova_cmd_export_chain = {
+  .name = "export-chain",
+  .handler = cmd_export_chain,
+  .args = "DISK",
+  .usage = "DISK [--since VOL] [--to VOL] (--output FILE|- | --target ssh://[USER@]HOST[:PORT]/PATH) [--compress[=LEVEL]] [--io-timeout SECONDS] [--json]",
+  .summary = "Send a disk's volume chain (or the part after --since) as a stream.",
+  .details = "DISK is an image UUID, or SD_UUID/IMG_UUID. The volumes go base "
+             "first, each as it is stored (qcow2 or raw, holes kept), with "
+             "their VDSM metadata; 'ovagent receive' turns the stream into a "
+             "qcow2 chain in a repository. "
+             "By default the newest volume sent is the newest one no running "
+             "VM writes to: when a VM's disk is the leaf, the export stops at "
+             "its parent (take a snapshot first to include the latest data). "
+             "When libvirt cannot be reached, a LEAF volume is not sent unless "
+             "--to names it; VMs on other hosts are not seen: the caller must "
+             "not ask for a volume such a VM writes to. "
+             "--since VOL sends only the volumes after VOL (an incremental "
+             "backup after one that ended with VOL); nothing newer is exit 3. "
+             "A chain with problems, an ILLEGAL volume or a volume whose "
+             "metadata changed while it was read (a merge, an extend) is "
+             "exit 6, and the stream then ends without its trailer so that no "
+             "receiver accepts it. "
+             "Block volumes are activated for the run and "
+             "deactivated again, also on SIGINT/SIGTERM; LVs left active by a "
+             "run that was killed are deactivated by the next run. "
+             "--output FILE creates FILE (never overwrites one) and removes it "
+             "if the export fails. With --output - the stream goes to "
+             "standard output (never to a terminal) and no result object is "
+             "printed (without --json a summary line goes to standard "
+             "error); otherwise --json prints the result object: disk, "
+             "volumes, bytes_read, bytes_sent, data_bytes, zero_bytes, "
+             "hole_bytes, seconds, and with --target backup_id and remote "
+             "(the result of receive on the target). --target runs "
+             "'REMOTE_COMMAND receive --repo PATH --json' on the target "
+             "and uses the config keys ssh_key (default ~/.ssh/id_ed25519, "
+             "id_ecdsa, id_rsa), ssh_known_hosts (default "
+             "~/.ssh/known_hosts: an unknown or changed host key is exit 7, "
+             "never added) and remote_command (default ovagent). "
+             "--compress takes its level after '=' (--compress=9).",
+  .examples =
+    "  ovagent export-chain 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --output /var/tmp/disk.ovs\n"
+    "  ssh root@node ovagent export-chain 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --output - | ovagent receive --repo /backup\n"
+    "  ovagent export-chain 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --since 7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f \\\n"
+    "      --target ssh://backup@target.example.com/srv/backup --json\n",
+};
+
 /* ---- a source that counts what it reads (bytes_read in the result) ---- */
 
 typedef struct {

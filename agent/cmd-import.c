@@ -621,6 +621,30 @@ run_import (const ova_ctx *ctx, const import_opts *o, import_target *t,
   return TRUE;
 }
 
+const struct ova_command ova_cmd_import = {
+  .name = "import",
+  .handler = cmd_import,
+  .args = NULL,
+  .usage = "(--to-volume SD/IMG/VOL | --to PATH) [--format raw|qcow2] [--io-timeout SECONDS] [--json] < STREAM",
+  .summary = "Write a restore stream into an existing volume or a local file.",
+  .details = "The stream comes from 'ovagent restore --output -' on "
+             "standard input; a chain stream is exit 2 (it goes to "
+             "receive). --to-volume writes through a writable qemu-nbd into "
+             "an existing volume of this host: the only volume of an empty "
+             "disk created through the engine (a LEAF without a parent, at "
+             "least as large as the disk), used by no running VM (else exit "
+             "4), in the format its metadata gives (--format, if given, must "
+             "agree). A block volume is activated for the run and "
+             "deactivated again. --to PATH writes a new file instead (raw by "
+             "default, or qcow2 with --format), never overwriting one. "
+             "--json prints target, format, data_bytes, zero_bytes and "
+             "seconds.",
+  .examples =
+    "  ssh backup@target ovagent restore --repo /backup 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --output - | \\\n"
+    "      ovagent import --to-volume 5e6f3a2c-8d1b-4c7e-9f0a-1b2c3d4e5f60/9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d/1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b --json\n"
+    "  ovagent import --to /var/tmp/disk.qcow2 --format qcow2 < restore.ovs\n",
+};
+
 gboolean
 cmd_import (ova_ctx *ctx, int argc, char **argv, GError **error)
 {

@@ -110,6 +110,23 @@ inspect_volume (stor_domain *dom, stor_volume *v,
   return g_steal_pointer (&vi);
 }
 
+const struct ova_command ova_cmd_info = {
+  .name = "info",
+  .handler = cmd_info,
+  .args = "DISK",
+  .usage = "DISK [--json]",
+  .summary = "Show one disk's volume chain, base first: metadata, qcow2 compat, "
+             "virtual and actual size, backing string, bitmaps, activation "
+             "and the running VMs using each volume.",
+  .details = "DISK is an image UUID, or SD_UUID/IMG_UUID when the image UUID "
+             "alone is found in several storage domains. Block volumes that "
+             "are not active are activated read-only for the command and "
+             "deactivated again.",
+  .examples =
+    "  ovagent info 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b\n"
+    "  ovagent info 5e6f3a2c-8d1b-4c7e-9f0a-1b2c3d4e5f60/0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --json\n",
+};
+
 gboolean
 cmd_info (ova_ctx *ctx, int argc, char **argv, GError **error)
 {

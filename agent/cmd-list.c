@@ -9,6 +9,21 @@
 #include "agent/output.h"
 #include "storage/scan.h"
 
+const struct ova_command ova_cmd_list = {
+  .name = "list",
+  .handler = cmd_list,
+  .args = NULL,
+  .usage = "[--domain SD] [--json]",
+  .summary = "List the storage domains of this host, their images (disks) "
+             "and each image's volume chain, base first.",
+  .details = "Problems found on the way (unreadable metadata, broken chains) "
+             "are shown on lines starting with '!' and do not stop the listing.",
+  .examples =
+    "  ovagent list\n"
+    "  ovagent list --domain 5e6f3a2c-8d1b-4c7e-9f0a-1b2c3d4e5f60\n"
+    "  ovagent list --json | jq -r '.domains[].images[].uuid'\n",
+};
+
 gboolean
 cmd_list (ova_ctx *ctx, int argc, char **argv, GError **error)
 {

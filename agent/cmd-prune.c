@@ -213,6 +213,34 @@ count_option (ova_ctx *ctx, const char *name, gint value, guint *out, GError **e
   return TRUE;
 }
 
+const struct ova_command ova_cmd_prune = {
+  .name = "prune",
+  .handler = cmd_prune,
+  .args = "[DISK...]",
+  .usage = "--repo DIR [DISK...] RULES [--dry-run] [--json]",
+  .summary = "Remove the backups no keep rule keeps, merging their data into the kept ones.",
+  .details = "RULES are any of --keep-last N, --keep-within DURATION (36h, 7d, "
+             "2w, 6m, 1y, counted back from the disk's newest backup), "
+             "--keep-hourly, --keep-daily, --keep-weekly (ISO weeks), "
+             "--keep-monthly and --keep-yearly N: the newest backup of each "
+             "of the N latest periods (UTC) that have one; applied in that "
+             "order, a period whose newest backup another rule kept uses up "
+             "the period but not the count. Each disk's latest backup is "
+             "always kept, so the next incremental continues. A removed "
+             "backup that kept ones are built on is merged into the oldest "
+             "of them (qemu-img commit), so every kept backup restores to the "
+             "same bytes; one that two kept backups are built on is kept. "
+             "Every step is journalled: after a kill or a full file system "
+             "(exit 8) the repository verifies and the next prune finishes "
+             "the work. Takes the repository exclusively: exit 4 if a "
+             "receive, verify or restore runs. --dry-run shows every backup "
+             "kept or removed and why, and changes nothing. Without DISK, "
+             "every disk of the repository.",
+  .examples =
+    "  ovagent prune --repo /backup --keep-daily 7 --keep-weekly 4 --keep-monthly 6 --dry-run\n"
+    "  ovagent prune --repo /backup 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --keep-last 7 --json\n",
+};
+
 gboolean
 cmd_prune (ova_ctx *ctx, int argc, char **argv, GError **error)
 {
@@ -265,6 +293,20 @@ cmd_prune (ova_ctx *ctx, int argc, char **argv, GError **error)
   }
   return run (ctx, repo_dir, argc, argv, &rules, NULL, dry_run, error);
 }
+
+const struct ova_command ova_cmd_forget = {
+  .name = "forget",
+  .handler = cmd_forget,
+  .args = "DISK",
+  .usage = "--repo DIR DISK --backup ID [--dry-run] [--json]",
+  .summary = "Remove one backup of a disk, merging its data into the backup built on it.",
+  .details = "The backup's data moves into the backup built on it, as prune "
+             "does, so every other backup restores to the same bytes. The "
+             "latest backup, and one that two kept backups are built on, "
+             "cannot be forgotten (exit 2); an unknown one is exit 3.",
+  .examples =
+    "  ovagent forget --repo /backup 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --backup 20261122T031000Z-3f2a9c\n",
+};
 
 gboolean
 cmd_forget (ova_ctx *ctx, int argc, char **argv, GError **error)

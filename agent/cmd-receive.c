@@ -82,6 +82,37 @@ print_result (const ova_ctx *ctx, const repo_receive_result *res)
   }
 }
 
+const struct ova_command ova_cmd_receive = {
+  .name = "receive",
+  .handler = cmd_receive,
+  .args = NULL,
+  .usage = "--repo DIR [--io-timeout SECONDS] [--json] < STREAM",
+  .summary = "Read a stream on standard input and commit it to a repository.",
+  .details = "The stream comes from 'ovagent export-chain --output -' (or a "
+             "file it wrote). It becomes a new backup of the repository DIR "
+             "(plain qcow2 files and a manifest per disk, see "
+             "docs/repository.md) only if it arrived whole and every "
+             "checksum matched; on any error or signal the repository is "
+             "left as it was. DIR is created if missing; a non-empty "
+             "directory that is not a repository is exit 2. A full backup "
+             "starts a new chain; an incremental (export-chain --since VOL) "
+             "must continue the latest backup of the disk (VOL its last "
+             "volume), else exit 6. The stream's metadata is checked before "
+             "DIR is opened; then receive holds the repository lock shared "
+             "(verify and restore run alongside, and so do receives of other "
+             "disks) and the lock of its disk: another receive writing the "
+             "same disk, or a run holding the repository exclusively, is "
+             "exit 4. A stream cut short, or a sender that sends nothing for "
+             "--io-timeout seconds (the io_timeout key, default 300), is exit "
+             "7, a full file system exit 8. --json prints backup_id, disk, "
+             "kind (full or incremental), volumes, bytes_received, "
+             "data_bytes, seconds.",
+  .examples =
+    "  ssh root@node ovagent export-chain 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --output - | \\\n"
+    "      ovagent receive --repo /backup --json\n"
+    "  ovagent receive --repo /backup < /var/tmp/disk.ovs\n",
+};
+
 gboolean
 cmd_receive (ova_ctx *ctx, int argc, char **argv, GError **error)
 {

@@ -261,6 +261,28 @@ restore_to_stream (const ova_ctx *ctx, const char *disk, GPtrArray *layers,
   return TRUE;
 }
 
+const struct ova_command ova_cmd_restore = {
+  .name = "restore",
+  .handler = cmd_restore,
+  .args = "DISK",
+  .usage = "--repo DIR DISK [--backup ID] (--to PATH [--format raw|qcow2] | --output - [--io-timeout SECONDS]) [--json]",
+  .summary = "Write a disk as it was at a backup, as a file or as a stream.",
+  .details = "DISK is an image UUID; the backup is the latest one unless "
+             "--backup names another. --to PATH writes the guest-visible "
+             "disk to the new file PATH (raw by default, or one qcow2 file "
+             "with --format qcow2), sparse, through PATH.part renamed at the "
+             "end; an existing PATH or PATH.part is exit 2. --output - "
+             "writes a restore stream to standard output instead (never to "
+             "a terminal), for 'ovagent import' on a host; no result object "
+             "is printed then. An unknown disk or backup is exit 3. --json "
+             "prints disk, backup_id, path, format and bytes_written (the "
+             "space the file takes).",
+  .examples =
+    "  ovagent restore --repo /backup 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --to /var/tmp/disk.raw\n"
+    "  ovagent restore --repo /backup 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --backup 20261122T031000Z-3f2a9c \\\n"
+    "      --to /var/tmp/disk.qcow2 --format qcow2 --json\n",
+};
+
 gboolean
 cmd_restore (ova_ctx *ctx, int argc, char **argv, GError **error)
 {

@@ -362,6 +362,44 @@ run_audited (ova_ctx *ctx, ova_syslog **log, const serve_call *call,
   return TRUE;
 }
 
+const struct ova_command ova_cmd_serve = {
+  .name = "serve",
+  .handler = cmd_serve,
+  .args = NULL,
+  .usage = "--role host|target [--repo-root DIR] [--append-only]",
+  .summary = "Run the ovagent command an SSH client asked for, if the role "
+             "of its key allows it: the forced command of a restricted key.",
+  .details = "Named by authorized_keys (restrict,command=\"ovagent serve "
+             "...\"), serve reads the client's command line from "
+             "SSH_ORIGINAL_COMMAND, splits it without a shell (quotes only; "
+             "any shell metacharacter, control character or line over 8 KiB "
+             "is refused) and runs it only if it is an ovagent command the "
+             "role allows, with options from that command's allow-list and "
+             "values of the right form. --role host allows version, list, "
+             "info, export-chain and backup with --output -, checkpoints "
+             "(--delete only of a checkpoint ovagent saved) and import "
+             "--to-volume; --role target allows "
+             "version, receive, verify, backups, restore --output -, prune and "
+             "forget, each --repo resolved (links followed, no '..') under "
+             "--repo-root DIR. --append-only refuses the commands that delete "
+             "backups (prune, forget). "
+             "Options that change where trust comes from (--config, "
+             "--data-center, --scratch-dir, --target, --output FILE, --to "
+             "PATH...) are refused. The environment is ignored: the "
+             "configuration is the default file (or the one the forced "
+             "command names with --config). Every call, refused (exit 2) or "
+             "run, leaves one audit line in the system log (facility auth, "
+             "socket audit_socket): client, key (with ExposeAuthInfo yes in "
+             "sshd_config), role, command line, exit status and stream "
+             "bytes in and out; serve runs nothing it cannot audit (exit 1). "
+             "authorized_keys.example in ovagent's documentation has the "
+             "lines for each role.",
+  .examples =
+    "  ovagent serve --role host\n"
+    "  ovagent serve --role target --repo-root /srv/backup --append-only\n"
+    "  # authorized_keys: restrict,command=\"ovagent serve --role host\" ssh-ed25519 AAAA... controller\n",
+};
+
 gboolean
 cmd_serve (ova_ctx *ctx, int argc, char **argv, GError **error)
 {

@@ -44,6 +44,23 @@ print_result (const ova_ctx *ctx, const repo_verify_result *res)
   }
 }
 
+const struct ova_command ova_cmd_verify = {
+  .name = "verify",
+  .handler = cmd_verify,
+  .args = "[DISK]",
+  .usage = "--repo DIR [DISK [--backup ID]] [--json]",
+  .summary = "Re-read every file of a repository and check it against the manifest.",
+  .details = "Every file of every backup (or of DISK, an image UUID, or of "
+             "one backup of it) is read and its length, digest and "
+             "qcow2 backing string compared with the manifest. Every "
+             "mismatch, missing or replaced file is reported by name, and "
+             "any is exit 6. An unknown disk or backup is exit 3. --json "
+             "prints disks, backups, files and bytes checked.",
+  .examples =
+    "  ovagent verify --repo /backup\n"
+    "  ovagent verify --repo /backup 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --backup 20261122T031000Z-3f2a9c --json\n",
+};
+
 gboolean
 cmd_verify (ova_ctx *ctx, int argc, char **argv, GError **error)
 {

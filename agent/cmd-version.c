@@ -12,6 +12,18 @@
 #include "agent/command.h"
 #include "agent/output.h"
 
+const struct ova_command ova_cmd_version = {
+  .name = "version",
+  .handler = cmd_version,
+  .args = NULL,
+  .usage = "[--json]",
+  .summary = "Print the version of ovagent and of the libraries it runs with.",
+  .examples =
+    "  ovagent version\n"
+    "  ovagent version --json\n",
+  .no_config = TRUE,
+};
+
 gboolean
 cmd_version (ova_ctx *ctx, int argc, char **argv, GError **error)
 {

@@ -1,5 +1,5 @@
-/* ovagent: the command table entry, the context every command handler gets,
- * and the option parsing shared by all commands (global options included). */
+/* ovagent: the descriptor each command file defines beside its options, the
+ * context every handler gets, and the option parsing shared by all commands. */
 #ifndef OVA_COMMAND_H
 #define OVA_COMMAND_H
 
@@ -32,6 +32,10 @@ typedef struct ova_ctx {
 typedef gboolean (*ova_handler) (ova_ctx *ctx, int argc, char **argv,
                                  GError **error);
 
+/* A command's descriptor: its name, handler and help text, defined in its
+ * cmd-*.c next to its option entries; main.c dispatches from a table of
+ * them. The help of 'ovagent CMD --help' and 'ovagent --help' is built
+ * from these fields. */
 struct ova_command {
   const char *name;
   ova_handler handler;
@@ -43,14 +47,32 @@ struct ova_command {
   gboolean no_config;       /* runs without loading the configuration */
 };
 
+/* The commands, one descriptor each (cmd-*.c; help in main.c). */
+extern const struct ova_command ova_cmd_list;
+extern const struct ova_command ova_cmd_info;
+extern const struct ova_command ova_cmd_export_chain;
+extern const struct ova_command ova_cmd_backup;
+extern const struct ova_command ova_cmd_checkpoints;
+extern const struct ova_command ova_cmd_receive;
+extern const struct ova_command ova_cmd_backups;
+extern const struct ova_command ova_cmd_verify;
+extern const struct ova_command ova_cmd_restore;
+extern const struct ova_command ova_cmd_prune;
+extern const struct ova_command ova_cmd_forget;
+extern const struct ova_command ova_cmd_import;
+extern const struct ova_command ova_cmd_serve;
+extern const struct ova_command ova_cmd_version;
+
 /* The command named name, or NULL. */
 const struct ova_command *ova_command_lookup (const char *name);
 
 /* Parse argv (global options accepted too) with the command's entries
  * (NULL-terminated, may be NULL), then load the configuration and set up
  * logging. Leaves argv[0] and the positional arguments in argc/argv.
- * --help prints the command's help and exits 0. Fails with OVA_ERROR_USAGE
- * saying what was wrong and what to type instead. */
+ * --help prints the command's help and exits 0; --long-options and
+ * --short-options print the options it accepts, one a line, and exit 0.
+ * Fails with OVA_ERROR_USAGE saying what was wrong and what to type
+ * instead. */
 gboolean ova_command_parse (ova_ctx *ctx, const GOptionEntry *entries,
                             int *argc, char ***argv, GError **error);
 
@@ -75,7 +97,7 @@ void ova_usage_error (const ova_ctx *ctx, GError **error, const char *fmt, ...)
 gboolean ova_repo_disk_args (const ova_ctx *ctx, const char *repo_dir, int argc,
                              char **argv, char **disk, GError **error);
 
-/* The commands (one file each). */
+/* The handlers the descriptors name. */
 gboolean cmd_list (ova_ctx *ctx, int argc, char **argv, GError **error);
 gboolean cmd_info (ova_ctx *ctx, int argc, char **argv, GError **error);
 gboolean cmd_version (ova_ctx *ctx, int argc, char **argv, GError **error);

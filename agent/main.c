@@ -23,372 +23,34 @@
 
 static gboolean cmd_help (ova_ctx *ctx, int argc, char **argv, GError **error);
 
-static const struct ova_command commands[] = {
-  {
-    .name = "list",
-    .handler = cmd_list,
-    .args = NULL,
-    .usage = "[--domain SD] [--json]",
-    .summary = "List the storage domains of this host, their images (disks) "
-               "and each image's volume chain, base first.",
-    .details = "Problems found on the way (unreadable metadata, broken chains) "
-               "are shown on lines starting with '!' and do not stop the listing.",
-    .examples =
-      "  ovagent list\n"
-      "  ovagent list --domain 5e6f3a2c-8d1b-4c7e-9f0a-1b2c3d4e5f60\n"
-      "  ovagent list --json | jq -r '.domains[].images[].uuid'\n",
-  },
-  {
-    .name = "info",
-    .handler = cmd_info,
-    .args = "DISK",
-    .usage = "DISK [--json]",
-    .summary = "Show one disk's volume chain, base first: metadata, qcow2 compat, "
-               "virtual and actual size, backing string, bitmaps, activation "
-               "and the running VMs using each volume.",
-    .details = "DISK is an image UUID, or SD_UUID/IMG_UUID when the image UUID "
-               "alone is found in several storage domains. Block volumes that "
-               "are not active are activated read-only for the command and "
-               "deactivated again.",
-    .examples =
-      "  ovagent info 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b\n"
-      "  ovagent info 5e6f3a2c-8d1b-4c7e-9f0a-1b2c3d4e5f60/0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --json\n",
-  },
-  {
-    .name = "export-chain",
-    .handler = cmd_export_chain,
-    .args = "DISK",
-    .usage = "DISK [--since VOL] [--to VOL] (--output FILE|- | --target ssh://[USER@]HOST[:PORT]/PATH) [--compress[=LEVEL]] [--io-timeout SECONDS] [--json]",
-    .summary = "Send a disk's volume chain (or the part after --since) as a stream.",
-    .details = "DISK is an image UUID, or SD_UUID/IMG_UUID. The volumes go base "
-               "first, each as it is stored (qcow2 or raw, holes kept), with "
-               "their VDSM metadata; 'ovagent receive' turns the stream into a "
-               "qcow2 chain in a repository. "
-               "By default the newest volume sent is the newest one no running "
-               "VM writes to: when a VM's disk is the leaf, the export stops at "
-               "its parent (take a snapshot first to include the latest data). "
-               "When libvirt cannot be reached, a LEAF volume is not sent unless "
-               "--to names it; VMs on other hosts are not seen: the caller must "
-               "not ask for a volume such a VM writes to. "
-               "--since VOL sends only the volumes after VOL (an incremental "
-               "backup after one that ended with VOL); nothing newer is exit 3. "
-               "A chain with problems, an ILLEGAL volume or a volume whose "
-               "metadata changed while it was read (a merge, an extend) is "
-               "exit 6, and the stream then ends without its trailer so that no "
-               "receiver accepts it. "
-               "Block volumes are activated for the run and "
-               "deactivated again, also on SIGINT/SIGTERM; LVs left active by a "
-               "run that was killed are deactivated by the next run. "
-               "--output FILE creates FILE (never overwrites one) and removes it "
-               "if the export fails. With --output - the stream goes to "
-               "standard output (never to a terminal) and no result object is "
-               "printed (without --json a summary line goes to standard "
-               "error); otherwise --json prints the result object: disk, "
-               "volumes, bytes_read, bytes_sent, data_bytes, zero_bytes, "
-               "hole_bytes, seconds, and with --target backup_id and remote "
-               "(the result of receive on the target). --target runs "
-               "'REMOTE_COMMAND receive --repo PATH --json' on the target "
-               "and uses the config keys ssh_key (default ~/.ssh/id_ed25519, "
-               "id_ecdsa, id_rsa), ssh_known_hosts (default "
-               "~/.ssh/known_hosts: an unknown or changed host key is exit 7, "
-               "never added) and remote_command (default ovagent). "
-               "--compress takes its level after '=' (--compress=9).",
-    .examples =
-      "  ovagent export-chain 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --output /var/tmp/disk.ovs\n"
-      "  ssh root@node ovagent export-chain 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --output - | ovagent receive --repo /backup\n"
-      "  ovagent export-chain 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --since 7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f \\\n"
-      "      --target ssh://backup@target.example.com/srv/backup --json\n",
-  },
-  {
-    .name = "backup",
-    .handler = cmd_backup,
-    .args = "VM",
-    .usage = "VM [--disk DISK]... (--full | --incremental [--from CP] | --differential --from CP | --auto) (--output FILE|- | --target ssh://[USER@]HOST[:PORT]/PATH) [--compress[=LEVEL]] [--io-timeout SECONDS] [--scratch-dir DIR] [--requests N] [--connections N] [--json]",
-    .summary = "Back up a VM's disks with changed-block tracking (libvirt "
-               "checkpoints and qcow2 dirty bitmaps) as a stream.",
-    .details = "VM is a libvirt domain name or a VM UUID; DISK an image UUID "
-               "or, for a running VM, a target dev (vda). By default every "
-               "disk that can be backed up is sent; the others (raw, qcow2 "
-               "compat 0.10, network, shareable, LUN, read-only, not an oVirt "
-               "volume) are listed under \"skipped\" with the reason, and one "
-               "named with --disk is exit 5. Each backup creates a new "
-               "checkpoint named by a UUID. --full sends every allocated "
-               "block; --incremental what changed since the last checkpoint "
-               "this agent committed (or --from CP; none yet is exit 3: take a "
-               "full backup first); --differential what changed since --from "
-               "CP, an older checkpoint; --auto decides per disk: incremental "
-               "when its last checkpoint is valid, else full, and says why. "
-               "A running VM is read through a pull-mode backup job "
-               "(libvirt backup-begin, an NBD socket in run_dir, scratch files "
-               "in scratch_dir, checked for space first: not enough is exit 8 "
-               "before the VM is touched); the job is always ended, also on "
-               "SIGINT/SIGTERM. Checkpoints libvirt forgot after a VM restart "
-               "are redefined from the XML saved in state_dir; a broken bitmap "
-               "chain is exit 5 naming the bitmap (with --auto: a full backup "
-               "of that disk). A stopped VM is read through a read-only "
-               "qemu-nbd over each disk's chain (block volumes activated for "
-               "the run); incremental only from the newest bitmap of the top "
-               "volume. The new checkpoint is kept only after the receiver "
-               "committed the backup; on any failure it is deleted again. "
-               "Another backup of the same VM is exit 4. The stream goes to "
-               "'ovagent receive', which stores each disk as a qcow2 backed by "
-               "the backup it continues. --json prints the result object "
-               "(with --output - as the last line of standard error): vm, "
-               "job, checkpoint, disks (kind, from_checkpoint, reason, byte "
-               "counts), skipped, redefined, recovered, totals and remote. "
-               "See 'ovagent checkpoints' to list or delete checkpoints.",
-    .examples =
-      "  ovagent backup vm1 --full --target ssh://backup@target.example.com/srv/backup --json\n"
-      "  ovagent backup vm1 --auto --output - | ssh backup@target ovagent receive --repo /srv/backup\n"
-      "  ovagent backup 5d3f0a2e-1b4c-4d6e-8f70-a1b2c3d4e5f6 --disk 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b \\\n"
-      "      --incremental --output /var/tmp/vm1-inc.ovs\n"
-      "  ovagent backup vm1 --differential --from aaaa0b1c-2d3e-4f5a-8b6c-7d8e9f0a1b2c --output - | ovagent receive --repo /backup\n",
-  },
-  {
-    .name = "checkpoints",
-    .handler = cmd_checkpoints,
-    .args = "VM",
-    .usage = "VM [--delete CP] [--json]",
-    .summary = "List a VM's backup checkpoints, or delete one.",
-    .details = "VM is a libvirt domain name or a VM UUID (a VM that is down "
-               "and no longer defined in libvirt is found by its UUID in "
-               "state_dir). The list merges the checkpoints libvirt knows "
-               "(parents first), the checkpoint XML 'backup' saved in "
-               "state_dir/checkpoints/VM_UUID (VDSM runs VMs as transient "
-               "domains: after a restart libvirt has forgotten them, the next "
-               "backup redefines them) and the backup state: for each disk "
-               "its last committed checkpoint, and a pending backup that did "
-               "not finish (the next backup cleans it up). For a VM that is "
-               "not running, the bitmaps in each disk's top volume are shown "
-               "too (qemu-img info -U). --delete CP removes the checkpoint: "
-               "through libvirt when the VM runs (its bitmaps merge into the "
-               "parent's); otherwise with qemu-img bitmap on the disks' "
-               "volumes (merged into the parent's bitmap, then removed) and "
-               "its saved XML. Disks whose last checkpoint it was get a full "
-               "backup next time with 'backup --auto'. An unknown VM or "
-               "checkpoint is exit 3; a backup of the same VM in progress is "
-               "exit 4. --json prints vm, name, running, checkpoints (name, "
-               "parent, created, known_to_libvirt, saved, disks, last_for), "
-               "pending and disks.",
-    .examples =
-      "  ovagent checkpoints vm1\n"
-      "  ovagent checkpoints 5d3f0a2e-1b4c-4d6e-8f70-a1b2c3d4e5f6 --json\n"
-      "  ovagent checkpoints vm1 --delete aaaa0b1c-2d3e-4f5a-8b6c-7d8e9f0a1b2c\n",
-  },
-  {
-    .name = "receive",
-    .handler = cmd_receive,
-    .args = NULL,
-    .usage = "--repo DIR [--io-timeout SECONDS] [--json] < STREAM",
-    .summary = "Read a stream on standard input and commit it to a repository.",
-    .details = "The stream comes from 'ovagent export-chain --output -' (or a "
-               "file it wrote). It becomes a new backup of the repository DIR "
-               "(plain qcow2 files and a manifest per disk, see "
-               "docs/repository.md) only if it arrived whole and every "
-               "checksum matched; on any error or signal the repository is "
-               "left as it was. DIR is created if missing; a non-empty "
-               "directory that is not a repository is exit 2. A full backup "
-               "starts a new chain; an incremental (export-chain --since VOL) "
-               "must continue the latest backup of the disk (VOL its last "
-               "volume), else exit 6. The stream's metadata is checked before "
-               "DIR is opened; then receive holds the repository lock shared "
-               "(verify and restore run alongside, and so do receives of other "
-               "disks) and the lock of its disk: another receive writing the "
-               "same disk, or a run holding the repository exclusively, is "
-               "exit 4. A stream cut short, or a sender that sends nothing for "
-               "--io-timeout seconds (the io_timeout key, default 300), is exit "
-               "7, a full file system exit 8. --json prints backup_id, disk, "
-               "kind (full or incremental), volumes, bytes_received, "
-               "data_bytes, seconds.",
-    .examples =
-      "  ssh root@node ovagent export-chain 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --output - | \\\n"
-      "      ovagent receive --repo /backup --json\n"
-      "  ovagent receive --repo /backup < /var/tmp/disk.ovs\n",
-  },
-  {
-    .name = "backups",
-    .handler = cmd_backups,
-    .args = "[DISK]",
-    .usage = "--repo DIR [DISK] [--json]",
-    .summary = "List the backups of a repository (or of one disk), oldest "
-               "first, with the storage each one takes.",
-    .details = "For every disk (or DISK, an image UUID) the backups its "
-               "manifest lists: id, commit time, kind (full, incremental, "
-               "differential), type (chain export or cbt), the backup it is "
-               "built on, its guest-visible size and the bytes its own files "
-               "take on the file system (allocated blocks; a file linked into "
-               "two backups counts once), with per-disk and repository totals. "
-               "A backup an unfinished prune or forget is removing is shown "
-               "as being removed. Holds the repository lock shared, like "
-               "verify: a prune or forget running is exit 4. A missing "
-               "repository or an unknown disk is exit 3; a manifest that "
-               "fails its checks is exit 6, naming it. --json prints repo, "
-               "stored_bytes and disks (disk, stored_bytes, backups: id, time, "
-               "kind, type, parent, checkpoint, from_checkpoint, vm, host, "
-               "domain, volumes, stored_bytes, virtual_size, removing).",
-    .examples =
-      "  ovagent backups --repo /backup\n"
-      "  ovagent backups --repo /backup 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --json | jq -r '.disks[].backups[].id'\n",
-  },
-  {
-    .name = "verify",
-    .handler = cmd_verify,
-    .args = "[DISK]",
-    .usage = "--repo DIR [DISK [--backup ID]] [--json]",
-    .summary = "Re-read every file of a repository and check it against the manifest.",
-    .details = "Every file of every backup (or of DISK, an image UUID, or of "
-               "one backup of it) is read and its length, digest and "
-               "qcow2 backing string compared with the manifest. Every "
-               "mismatch, missing or replaced file is reported by name, and "
-               "any is exit 6. An unknown disk or backup is exit 3. --json "
-               "prints disks, backups, files and bytes checked.",
-    .examples =
-      "  ovagent verify --repo /backup\n"
-      "  ovagent verify --repo /backup 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --backup 20261122T031000Z-3f2a9c --json\n",
-  },
-  {
-    .name = "restore",
-    .handler = cmd_restore,
-    .args = "DISK",
-    .usage = "--repo DIR DISK [--backup ID] (--to PATH [--format raw|qcow2] | --output - [--io-timeout SECONDS]) [--json]",
-    .summary = "Write a disk as it was at a backup, as a file or as a stream.",
-    .details = "DISK is an image UUID; the backup is the latest one unless "
-               "--backup names another. --to PATH writes the guest-visible "
-               "disk to the new file PATH (raw by default, or one qcow2 file "
-               "with --format qcow2), sparse, through PATH.part renamed at the "
-               "end; an existing PATH or PATH.part is exit 2. --output - "
-               "writes a restore stream to standard output instead (never to "
-               "a terminal), for 'ovagent import' on a host; no result object "
-               "is printed then. An unknown disk or backup is exit 3. --json "
-               "prints disk, backup_id, path, format and bytes_written (the "
-               "space the file takes).",
-    .examples =
-      "  ovagent restore --repo /backup 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --to /var/tmp/disk.raw\n"
-      "  ovagent restore --repo /backup 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --backup 20261122T031000Z-3f2a9c \\\n"
-      "      --to /var/tmp/disk.qcow2 --format qcow2 --json\n",
-  },
-  {
-    .name = "prune",
-    .handler = cmd_prune,
-    .args = "[DISK...]",
-    .usage = "--repo DIR [DISK...] RULES [--dry-run] [--json]",
-    .summary = "Remove the backups no keep rule keeps, merging their data into the kept ones.",
-    .details = "RULES are any of --keep-last N, --keep-within DURATION (36h, 7d, "
-               "2w, 6m, 1y, counted back from the disk's newest backup), "
-               "--keep-hourly, --keep-daily, --keep-weekly (ISO weeks), "
-               "--keep-monthly and --keep-yearly N: the newest backup of each "
-               "of the N latest periods (UTC) that have one; applied in that "
-               "order, a period whose newest backup another rule kept uses up "
-               "the period but not the count. Each disk's latest backup is "
-               "always kept, so the next incremental continues. A removed "
-               "backup that kept ones are built on is merged into the oldest "
-               "of them (qemu-img commit), so every kept backup restores to the "
-               "same bytes; one that two kept backups are built on is kept. "
-               "Every step is journalled: after a kill or a full file system "
-               "(exit 8) the repository verifies and the next prune finishes "
-               "the work. Takes the repository exclusively: exit 4 if a "
-               "receive, verify or restore runs. --dry-run shows every backup "
-               "kept or removed and why, and changes nothing. Without DISK, "
-               "every disk of the repository.",
-    .examples =
-      "  ovagent prune --repo /backup --keep-daily 7 --keep-weekly 4 --keep-monthly 6 --dry-run\n"
-      "  ovagent prune --repo /backup 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --keep-last 7 --json\n",
-  },
-  {
-    .name = "forget",
-    .handler = cmd_forget,
-    .args = "DISK",
-    .usage = "--repo DIR DISK --backup ID [--dry-run] [--json]",
-    .summary = "Remove one backup of a disk, merging its data into the backup built on it.",
-    .details = "The backup's data moves into the backup built on it, as prune "
-               "does, so every other backup restores to the same bytes. The "
-               "latest backup, and one that two kept backups are built on, "
-               "cannot be forgotten (exit 2); an unknown one is exit 3.",
-    .examples =
-      "  ovagent forget --repo /backup 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --backup 20261122T031000Z-3f2a9c\n",
-  },
-  {
-    .name = "import",
-    .handler = cmd_import,
-    .args = NULL,
-    .usage = "(--to-volume SD/IMG/VOL | --to PATH) [--format raw|qcow2] [--io-timeout SECONDS] [--json] < STREAM",
-    .summary = "Write a restore stream into an existing volume or a local file.",
-    .details = "The stream comes from 'ovagent restore --output -' on "
-               "standard input; a chain stream is exit 2 (it goes to "
-               "receive). --to-volume writes through a writable qemu-nbd into "
-               "an existing volume of this host: the only volume of an empty "
-               "disk created through the engine (a LEAF without a parent, at "
-               "least as large as the disk), used by no running VM (else exit "
-               "4), in the format its metadata gives (--format, if given, must "
-               "agree). A block volume is activated for the run and "
-               "deactivated again. --to PATH writes a new file instead (raw by "
-               "default, or qcow2 with --format), never overwriting one. "
-               "--json prints target, format, data_bytes, zero_bytes and "
-               "seconds.",
-    .examples =
-      "  ssh backup@target ovagent restore --repo /backup 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --output - | \\\n"
-      "      ovagent import --to-volume 5e6f3a2c-8d1b-4c7e-9f0a-1b2c3d4e5f60/9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d/1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b --json\n"
-      "  ovagent import --to /var/tmp/disk.qcow2 --format qcow2 < restore.ovs\n",
-  },
-  {
-    .name = "serve",
-    .handler = cmd_serve,
-    .args = NULL,
-    .usage = "--role host|target [--repo-root DIR] [--append-only]",
-    .summary = "Run the ovagent command an SSH client asked for, if the role "
-               "of its key allows it: the forced command of a restricted key.",
-    .details = "Named by authorized_keys (restrict,command=\"ovagent serve "
-               "...\"), serve reads the client's command line from "
-               "SSH_ORIGINAL_COMMAND, splits it without a shell (quotes only; "
-               "any shell metacharacter, control character or line over 8 KiB "
-               "is refused) and runs it only if it is an ovagent command the "
-               "role allows, with options from that command's allow-list and "
-               "values of the right form. --role host allows version, list, "
-               "info, export-chain and backup with --output -, checkpoints "
-               "(--delete only of a checkpoint ovagent saved) and import "
-               "--to-volume; --role target allows "
-               "version, receive, verify, backups, restore --output -, prune and "
-               "forget, each --repo resolved (links followed, no '..') under "
-               "--repo-root DIR. --append-only refuses the commands that delete "
-               "backups (prune, forget). "
-               "Options that change where trust comes from (--config, "
-               "--data-center, --scratch-dir, --target, --output FILE, --to "
-               "PATH...) are refused. The environment is ignored: the "
-               "configuration is the default file (or the one the forced "
-               "command names with --config). Every call, refused (exit 2) or "
-               "run, leaves one audit line in the system log (facility auth, "
-               "socket audit_socket): client, key (with ExposeAuthInfo yes in "
-               "sshd_config), role, command line, exit status and stream "
-               "bytes in and out; serve runs nothing it cannot audit (exit 1). "
-               "authorized_keys.example in ovagent's documentation has the "
-               "lines for each role.",
-    .examples =
-      "  ovagent serve --role host\n"
-      "  ovagent serve --role target --repo-root /srv/backup --append-only\n"
-      "  # authorized_keys: restrict,command=\"ovagent serve --role host\" ssh-ed25519 AAAA... controller\n",
-  },
-  {
-    .name = "version",
-    .handler = cmd_version,
-    .args = NULL,
-    .usage = "[--json]",
-    .summary = "Print the version of ovagent and of the libraries it runs with.",
-    .examples =
-      "  ovagent version\n"
-      "  ovagent version --json\n",
-    .no_config = TRUE,
-  },
-  {
-    .name = "help",
-    .handler = cmd_help,
-    .args = "[COMMAND]",
-    .usage = "[COMMAND]",
-    .summary = "Show how to use ovagent, or one of its commands.",
-    .examples =
-      "  ovagent help\n"
-      "  ovagent help info\n",
-    .no_config = TRUE,
-  },
+static const struct ova_command ova_cmd_help = {
+  .name = "help",
+  .handler = cmd_help,
+  .args = "[COMMAND]",
+  .usage = "[COMMAND]",
+  .summary = "Show how to use ovagent, or one of its commands.",
+  .examples =
+    "  ovagent help\n"
+    "  ovagent help info\n",
+  .no_config = TRUE,
+};
+
+static const struct ova_command *const commands[] = {
+  &ova_cmd_list,
+  &ova_cmd_info,
+  &ova_cmd_export_chain,
+  &ova_cmd_backup,
+  &ova_cmd_checkpoints,
+  &ova_cmd_receive,
+  &ova_cmd_backups,
+  &ova_cmd_verify,
+  &ova_cmd_restore,
+  &ova_cmd_prune,
+  &ova_cmd_forget,
+  &ova_cmd_import,
+  &ova_cmd_serve,
+  &ova_cmd_version,
+  &ova_cmd_help,
 };
 
 /* Global options: the same variables are filled whether an option comes
@@ -516,12 +178,69 @@ static const GOptionEntry version_entries[] = {
   { NULL },
 };
 
+/* The option tables of the context being parsed, for --long-options and
+ * --short-options: the command's (or NULL), then the global ones. */
+static const GOptionEntry *listed_entries[3];
+
+/* --long-options, --short-options: every option the context accepts, one
+ * a line, for completion scripts (as nbdcopy does); --help last, these
+ * listing options themselves left out. */
+static gboolean
+opt_list_options (const char *name, const char *value G_GNUC_UNUSED,
+                  gpointer data G_GNUC_UNUSED, GError **error G_GNUC_UNUSED)
+{
+  gboolean long_names = strcmp (name, "--long-options") == 0;
+
+  for (size_t t = 0; t < G_N_ELEMENTS (listed_entries); t++) {
+    if (listed_entries[t] == NULL)
+      continue;
+    for (const GOptionEntry *e = listed_entries[t]; e->long_name != NULL; e++) {
+      if (e->flags & G_OPTION_FLAG_HIDDEN)
+        continue;
+      if (long_names)
+        printf ("--%s\n", e->long_name);
+      else if (e->short_name != 0)
+        printf ("-%c\n", e->short_name);
+    }
+  }
+  puts (long_names ? "--help" : "-h");
+  /* Like --help: the listing is the whole of the run. */
+  exit (fflush (stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+}
+
+/* --list-commands: the command names, one a line. */
+static gboolean
+opt_list_commands (const char *name G_GNUC_UNUSED, const char *value G_GNUC_UNUSED,
+                   gpointer data G_GNUC_UNUSED, GError **error G_GNUC_UNUSED)
+{
+  for (size_t i = 0; i < G_N_ELEMENTS (commands); i++)
+    puts (commands[i]->name);
+  exit (fflush (stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+}
+
+static const GOptionEntry listing_entries[] = {
+  { "long-options", 0, G_OPTION_FLAG_HIDDEN | G_OPTION_FLAG_NO_ARG,
+    G_OPTION_ARG_CALLBACK, opt_list_options,
+    "List the long options, one a line", NULL },
+  { "short-options", 0, G_OPTION_FLAG_HIDDEN | G_OPTION_FLAG_NO_ARG,
+    G_OPTION_ARG_CALLBACK, opt_list_options,
+    "List the short options, one a line", NULL },
+  { NULL },
+};
+
+static const GOptionEntry list_commands_entries[] = {
+  { "list-commands", 0, G_OPTION_FLAG_HIDDEN | G_OPTION_FLAG_NO_ARG,
+    G_OPTION_ARG_CALLBACK, opt_list_commands,
+    "List the command names, one a line", NULL },
+  { NULL },
+};
+
 const struct ova_command *
 ova_command_lookup (const char *name)
 {
   for (size_t i = 0; i < G_N_ELEMENTS (commands); i++)
-    if (strcmp (commands[i].name, name) == 0)
-      return &commands[i];
+    if (strcmp (commands[i]->name, name) == 0)
+      return commands[i];
   return NULL;
 }
 
@@ -563,11 +282,11 @@ command_suggest (const char *name)
   if (len == 0 || len > SUGGEST_MAX_LEN)
     return NULL;
   for (size_t i = 0; i < G_N_ELEMENTS (commands); i++) {
-    size_t dist = g_str_has_prefix (commands[i].name, name)
-      ? 1 : edit_distance (name, commands[i].name);
+    size_t dist = g_str_has_prefix (commands[i]->name, name)
+      ? 1 : edit_distance (name, commands[i]->name);
 
     if (dist < best_dist && dist < len) {
-      best = commands[i].name;
+      best = commands[i]->name;
       best_dist = dist;
     }
   }
@@ -627,8 +346,8 @@ global_description (void)
   g_autoptr(GString) s = g_string_new ("Commands:\n");
 
   for (size_t i = 0; i < G_N_ELEMENTS (commands); i++) {
-    g_string_append_printf (s, "  %-8s %s\n", commands[i].name, commands[i].usage);
-    append_wrapped (s, commands[i].summary, 11);
+    g_string_append_printf (s, "  %-8s %s\n", commands[i]->name, commands[i]->usage);
+    append_wrapped (s, commands[i]->summary, 11);
   }
   g_string_append_c (s, '\n');
   append_wrapped (s, "Global options go before or after the command name. "
@@ -661,6 +380,11 @@ global_context (void)
   g_option_context_set_description (oc, desc);
   g_option_context_add_main_entries (oc, global_entries, NULL);
   g_option_context_add_main_entries (oc, version_entries, NULL);
+  g_option_context_add_main_entries (oc, listing_entries, NULL);
+  g_option_context_add_main_entries (oc, list_commands_entries, NULL);
+  listed_entries[0] = global_entries;
+  listed_entries[1] = version_entries;
+  listed_entries[2] = NULL;
   /* Stop at the command name: what follows is the command's. */
   g_option_context_set_strict_posix (oc, TRUE);
   return oc;
@@ -685,6 +409,10 @@ command_context (const struct ova_command *cmd, const GOptionEntry *entries)
   if (entries != NULL)
     g_option_context_add_main_entries (oc, entries, NULL);
   g_option_context_add_main_entries (oc, global_entries, NULL);
+  g_option_context_add_main_entries (oc, listing_entries, NULL);
+  listed_entries[0] = entries;
+  listed_entries[1] = global_entries;
+  listed_entries[2] = NULL;
   return oc;
 }
 
