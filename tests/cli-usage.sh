@@ -64,6 +64,27 @@ for cmd in list info backup checkpoints backups prune forget serve version help;
     grep -q "Example" "$TESTDIR/out" || fail "help $cmd: no examples"
 done
 
+# The listings for completion: one word a line on stdout, exit 0, no
+# configuration read (even a broken one), and none of them in --help.
+OVAGENT_CONFIG=$TESTDIR/nosuch.conf expect_exit 0 ovagent --list-commands
+[ "$(head -1 "$TESTDIR/out")" = list ] || fail "--list-commands does not begin with list"
+OVAGENT_CONFIG=$TESTDIR/nosuch.conf expect_exit 0 ovagent list --long-options
+grep -qx -- --domain "$TESTDIR/out" || fail "list --long-options lacks --domain"
+grep -qx -- --json "$TESTDIR/out" || fail "list --long-options lacks --json"
+! grep -qx -- --version "$TESTDIR/out" || fail "list --long-options lists --version"
+expect_exit 0 ovagent list --short-options
+[ "$(tr '\n' ' ' <"$TESTDIR/out")" = "-d -q -v -h " ] ||
+    fail "list --short-options: $(cat "$TESTDIR/out")"
+expect_exit 0 ovagent --long-options
+grep -qx -- --version "$TESTDIR/out" || fail "--long-options lacks --version"
+[ ! -s "$TESTDIR/err" ] || fail "--long-options wrote to stderr: $(cat "$TESTDIR/err")"
+for cmd in "" list backup; do
+    # shellcheck disable=SC2086
+    expect_exit 0 ovagent $cmd --help
+    ! grep -qE -- '--(long-options|short-options|list-commands)' "$TESTDIR/out" ||
+        fail "ovagent $cmd --help shows a listing option"
+done
+
 # Unknown commands, with a suggestion when one is close.
 usage_error "unknown command 'lsit'; did you mean 'list'\\? See 'ovagent --help'" lsit
 usage_error "did you mean 'info'" inof
