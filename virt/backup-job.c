@@ -486,42 +486,32 @@ remove_dir_files (const char *dir)
     ova_warn ("cannot remove %s: %s", dir, g_strerror (errno));
 }
 
-virt_backup *
-virt_backup_begin (virDomainPtr dom, const virt_backup_request *req, GError **error)
+/* The ids and names the request gives, before anything is looked up. */
+static gboolean
+check_checkpoints (const virt_backup_request *req, GError **error)
 {
-  g_autoptr (virt_backup) b = NULL;
-  g_autoptr (GPtrArray) disks = NULL;
-  g_autoptr (GPtrArray) chosen = g_ptr_array_new ();       /* virt_disk* */
-  g_autoptr (GPtrArray) names = g_ptr_array_new ();        /* const char* */
-  g_autoptr (GPtrArray) scratch = g_ptr_array_new_with_free_func (g_free);
-  g_autofree virt_scratch_disk *spec = NULL;
-  g_autofree char *cp_xml = NULL;
-  g_autofree char *bk_xml = NULL;
-  g_autoptr (virt_domain_xml) x = NULL;
-  guint percent = req->scratch_percent ? req->scratch_percent : VIRT_SCRATCH_PERCENT_DEFAULT;
-  guint64 need = 0;
-  uid_t uid = 0;
-  gid_t gid = 0;
-
-  virt_silence_libvirt ();
-  b = virt_backup_for_id (req->run_dir, req->scratch_dir, req->backup_id, error);
-  if (b == NULL)
-    return NULL;
   if (req->checkpoint_id && !ova_uuid_is_valid (req->checkpoint_id)) {
     g_autofree char *q = ova_quote_untrusted (req->checkpoint_id, 64);
 
     g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE, "invalid checkpoint id %s", q);
-    return NULL;
+    return FALSE;
   }
   if (req->from_checkpoint &&
       (*req->from_checkpoint == '\0' || strlen (req->from_checkpoint) > VIRT_CHECKPOINT_NAME_MAX)) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE, "invalid checkpoint name to start from");
-    return NULL;
+    return FALSE;
   }
+  return TRUE;
+}
 
-  disks = virt_domain_disks (dom, error);
-  if (disks == NULL)
-    return NULL;
+/* The disks to back up (virt_disk*, borrowed from disks) into chosen, and
+ * the scratch space they need into *need. */
+static gboolean
+choose_disks (virDomainPtr dom, const virt_backup_request *req, GPtrArray *disks,
+              GPtrArray *chosen, guint64 *need, GError **error)
+{
+  guint percent = req->scratch_percent ? req->scratch_percent : VIRT_SCRATCH_PERCENT_DEFAULT;
+
   for (gsize i = 0; req->disks && req->disks[i]; i++) {
     gboolean found = FALSE;
 
@@ -533,7 +523,7 @@ virt_backup_begin (virDomainPtr dom, const virt_backup_request *req, GError **er
 
       g_set_error (error, OVA_ERROR, OVA_ERROR_NOT_FOUND, "domain %s has no disk %s",
                    virt_dom_name (dom), q);
-      return NULL;
+      return FALSE;
     }
   }
   for (guint k = 0; k < disks->len; k++) {
@@ -548,19 +538,48 @@ virt_backup_begin (virDomainPtr dom, const virt_backup_request *req, GError **er
                      "disk %s of domain %s (%s) cannot be backed up: %s",
                      d->target, virt_dom_name (dom), d->path ? d->path : "no path",
                      d->unsupported);
-        return NULL;
+        return FALSE;
       }
       continue;
     }
     g_ptr_array_add (chosen, d);
-    g_ptr_array_add (names, d->target);
-    need += d->virtual_size / 100 * percent;
+    *need += d->virtual_size / 100 * percent;
   }
   if (chosen->len == 0) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
                  "domain %s has no disk that can be backed up", virt_dom_name (dom));
-    return NULL;
+    return FALSE;
   }
+  return TRUE;
+}
+
+virt_backup *
+virt_backup_begin (virDomainPtr dom, const virt_backup_request *req, GError **error)
+{
+  g_autoptr (virt_backup) b = NULL;
+  g_autoptr (GPtrArray) disks = NULL;
+  g_autoptr (GPtrArray) chosen = g_ptr_array_new ();       /* virt_disk* */
+  g_autoptr (GPtrArray) names = g_ptr_array_new ();        /* const char* */
+  g_autoptr (GPtrArray) scratch = g_ptr_array_new_with_free_func (g_free);
+  g_autofree virt_scratch_disk *spec = NULL;
+  g_autofree char *cp_xml = NULL;
+  g_autofree char *bk_xml = NULL;
+  g_autoptr (virt_domain_xml) x = NULL;
+  guint64 need = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+
+  virt_silence_libvirt ();
+  b = virt_backup_for_id (req->run_dir, req->scratch_dir, req->backup_id, error);
+  if (b == NULL)
+    return NULL;
+  if (!check_checkpoints (req, error))
+    return NULL;
+  disks = virt_domain_disks (dom, error);
+  if (disks == NULL || !choose_disks (dom, req, disks, chosen, &need, error))
+    return NULL;
+  for (guint k = 0; k < chosen->len; k++)
+    g_ptr_array_add (names, ((virt_disk *) g_ptr_array_index (chosen, k))->target);
   g_ptr_array_add (names, NULL);
 
   if (!check_scratch_space (req->scratch_dir, need, error))

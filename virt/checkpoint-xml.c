@@ -139,7 +139,10 @@ virt_checkpoint_doc_parse (const char *xml, gssize len, const char *known_as,
   g_ptr_array_unref (x.stack);
   g_string_free (x.text, TRUE);
   if (!ok) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY, "%s", perr->message);
+    /* GMarkup quotes the offending bytes, which need not be UTF-8. */
+    g_autofree char *why = g_utf8_make_valid (perr->message, -1);
+
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY, "%s", why);
     return NULL;
   }
   return g_steal_pointer (&doc);

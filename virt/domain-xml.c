@@ -296,7 +296,10 @@ virt_domain_xml_parse (const char *xml, gssize len, GError **error)
   g_ptr_array_unref (ctx.stack);
   parse_disk_free (ctx.cur);
   if (!ok) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "%s", perr->message);
+    /* GMarkup quotes the offending bytes, which need not be UTF-8. */
+    g_autofree char *why = g_utf8_make_valid (perr->message, -1);
+
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "%s", why);
     return NULL;
   }
   return g_steal_pointer (&out);
