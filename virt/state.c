@@ -239,20 +239,19 @@ get_time (JsonObject *o, const char *member, const char **out,
 }
 
 static gboolean
-load_disk (virt_state *s, const char *image, JsonNode *n, GError **error)
+load_disk (virt_state *s, JsonObject *disks, const char *image, GError **error)
 {
   g_autofree char *where = NULL;
   g_autofree char *qi = ova_quote_untrusted (image, 64);
-  JsonObject *o;
+  JsonObject *o = ova_json_get_object (disks, image);
   const char *target, *cp, *job, *time;
   state_disk *d;
 
   if (!ova_uuid_is_valid (image))
     return bad (error, s->path, "disks: key %s is not an image UUID", qi);
   where = g_strdup_printf ("disk %s", image);
-  if (!JSON_NODE_HOLDS_OBJECT (n))
+  if (o == NULL)
     return bad (error, s->path, "%s: not an object", where);
-  o = json_node_get_object (n);
   if (!get_string (o, "target", TRUE, &target, s->path, where, error) ||
       !get_uuid (o, "checkpoint", &cp, s->path, where, error) ||
       !get_uuid (o, "job", &job, s->path, where, error) ||
@@ -275,20 +274,21 @@ load_disk (virt_state *s, const char *image, JsonNode *n, GError **error)
 }
 
 static gboolean
-load_pending (virt_state *s, JsonNode *n, GError **error)
+load_pending (virt_state *s, JsonObject *state, GError **error)
 {
   const char *where = "pending";
-  JsonObject *o;
+  JsonObject *o = ova_json_get_object (state, "pending");
   JsonArray *arr;
   const char *job, *cp, *started;
   gboolean running;
   state_pending *p;
 
-  if (JSON_NODE_HOLDS_NULL (n))
+  if (!json_object_has_member (state, "pending"))
+    return bad (error, s->path, "member \"pending\" is missing");
+  if (ova_json_is_null (state, "pending"))
     return TRUE;
-  if (!JSON_NODE_HOLDS_OBJECT (n))
+  if (o == NULL)
     return bad (error, s->path, "pending: not an object or null");
-  o = json_node_get_object (n);
   if (!get_uuid (o, "job", &job, s->path, where, error) ||
       !get_uuid (o, "checkpoint", &cp, s->path, where, error) ||
       !get_time (o, "started", &started, s->path, where, error))
@@ -329,7 +329,7 @@ load_disks (virt_state *s, JsonObject *disks, GError **error)
   if (json_object_get_size (disks) > STATE_DISKS_MAX)
     return bad (error, s->path, "too many disks");
   for (GList *l = members; l; l = l->next)
-    if (!load_disk (s, l->data, json_object_get_member (disks, l->data), error))
+    if (!load_disk (s, disks, l->data, error))
       return FALSE;
   return TRUE;
 }
@@ -370,9 +370,7 @@ load_json (virt_state *s, const char *text, gsize len, GError **error)
   if (!load_disks (s, disks, error))
     return FALSE;
 
-  if (!json_object_has_member (o, "pending"))
-    return bad (error, s->path, "member \"pending\" is missing");
-  return load_pending (s, json_object_get_member (o, "pending"), error);
+  return load_pending (s, o, error);
 }
 
 virt_state *
