@@ -22,528 +22,10 @@
 #include "storage/lvm.h"
 #include "storage/scan.h"
 #include "virt/checkpoint.h"
+#include "virt/checkpoint-view.h"
 #include "virt/state.h"
 
 #define NAME_MAX_LEN 255
-#define SAVED_XML_MAX (1024 * 1024)
-
-typedef struct cp_disk {
-  char *target;
-  char *bitmap;               /* NULL when checkpoint='no' */
-} cp_disk;
-
-typedef struct cp_entry {
-  char *name;
-  char *parent;
-  gint64 created;             /* -1 if not known */
-  gboolean known;             /* to libvirt */
-  gboolean saved;             /* <state_dir>/checkpoints/<vm>/<name>.xml */
-  GPtrArray *disks;           /* cp_disk* */
-  GPtrArray *last_for;        /* image uuids (char*) */
-  GPtrArray *images;          /* VM down: images whose top has the bitmap */
-} cp_entry;
-
-/* A disk the state knows, and (VM down) its top volume's bitmaps. */
-typedef struct img_entry {
-  char *image;
-  const char *target;         /* from the state */
-  const char *checkpoint;     /* from the state */
-  stor_domain *sd;            /* borrowed from the scan */
-  stor_image *img;            /* borrowed from the scan */
-  GPtrArray *bitmaps;         /* virt_image_bitmap*; NULL if not read */
-  char *problem;              /* why the bitmaps could not be read */
-} img_entry;
-
-typedef struct vm_view {
-  char *uuid;
-  char *name;                 /* NULL when libvirt does not know the VM */
-  virDomainPtr dom;           /* NULL likewise */
-  gboolean running;
-  const char *state_dir;      /* from the configuration */
-  char *dir;                  /* <state_dir>/checkpoints/<uuid> */
-  virt_state *state;
-  GPtrArray *cps;             /* cp_entry*, parents first */
-  GPtrArray *images;          /* img_entry* */
-  GPtrArray *domains;         /* the storage scan, when one was needed */
-  stor_lv_guard *guard;
-} vm_view;
-
-static void
-cp_disk_free (cp_disk *d)
-{
-  g_free (d->target);
-  g_free (d->bitmap);
-  g_free (d);
-}
-
-static void
-cp_entry_free (cp_entry *e)
-{
-  if (e == NULL)
-    return;
-  g_free (e->name);
-  g_free (e->parent);
-  g_ptr_array_unref (e->disks);
-  g_ptr_array_unref (e->last_for);
-  g_ptr_array_unref (e->images);
-  g_free (e);
-}
-
-static cp_entry *
-cp_entry_new (const char *name)
-{
-  cp_entry *e = g_new0 (cp_entry, 1);
-
-  e->name = g_strdup (name);
-  e->created = -1;
-  e->disks = g_ptr_array_new_with_free_func ((GDestroyNotify) cp_disk_free);
-  e->last_for = g_ptr_array_new_with_free_func (g_free);
-  e->images = g_ptr_array_new_with_free_func (g_free);
-  return e;
-}
-
-static void
-img_entry_free (img_entry *i)
-{
-  if (i == NULL)
-    return;
-  g_free (i->image);
-  if (i->bitmaps)
-    g_ptr_array_unref (i->bitmaps);
-  g_free (i->problem);
-  g_free (i);
-}
-
-static void
-vm_view_free (vm_view *v)
-{
-  if (v == NULL)
-    return;
-  g_free (v->uuid);
-  g_free (v->name);
-  if (v->dom)
-    virDomainFree (v->dom);
-  g_free (v->dir);
-  virt_state_free (v->state);
-  if (v->cps)
-    g_ptr_array_unref (v->cps);
-  if (v->images)
-    g_ptr_array_unref (v->images);
-  /* LVs activated to read headers go back before the scan is freed. */
-  if (v->guard)
-    stor_lv_guard_free (v->guard);
-  if (v->domains)
-    g_ptr_array_unref (v->domains);
-  g_free (v);
-}
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (vm_view, vm_view_free)
-
-static cp_entry *
-find_cp (const vm_view *v, const char *name)
-{
-  for (guint i = 0; i < v->cps->len; i++) {
-    cp_entry *e = g_ptr_array_index (v->cps, i);
-
-    if (strcmp (e->name, name) == 0)
-      return e;
-  }
-  return NULL;
-}
-
-/* ------------------------------------------------------------------ */
-/* Checkpoint XML: name, parent, creation time, disks */
-
-typedef struct xml_ctx {
-  cp_entry *e;
-  GPtrArray *stack;
-  GString *text;
-} xml_ctx;
-
-static const char *
-stack_at (GPtrArray *stack, guint i)
-{
-  return i < stack->len ? g_ptr_array_index (stack, i) : "";
-}
-
-static void
-xml_start (GMarkupParseContext *pc, const char *name, const char **names,
-           const char **values, gpointer data, GError **error)
-{
-  xml_ctx *x = data;
-  guint depth = x->stack->len;
-
-  g_ptr_array_add (x->stack, g_strdup (name));
-  g_string_truncate (x->text, 0);
-  if (depth == 2 && strcmp (name, "disk") == 0 &&
-      strcmp (stack_at (x->stack, 1), "disks") == 0) {
-    const char *target = NULL, *mode = NULL, *bitmap = NULL;
-    cp_disk *d;
-
-    for (gsize i = 0; names[i]; i++) {
-      if (strcmp (names[i], "name") == 0)
-        target = values[i];
-      else if (strcmp (names[i], "checkpoint") == 0)
-        mode = values[i];
-      else if (strcmp (names[i], "bitmap") == 0)
-        bitmap = values[i];
-    }
-    if (target == NULL || strlen (target) > NAME_MAX_LEN ||
-        (bitmap && strlen (bitmap) > NAME_MAX_LEN))
-      return;
-    d = g_new0 (cp_disk, 1);
-    d->target = g_strdup (target);
-    if (g_strcmp0 (mode, "no") != 0)
-      d->bitmap = g_strdup (bitmap ? bitmap : x->e->name);
-    g_ptr_array_add (x->e->disks, d);
-  }
-}
-
-static void
-xml_end (GMarkupParseContext *pc, const char *name, gpointer data, GError **error)
-{
-  xml_ctx *x = data;
-  guint depth = x->stack->len;
-  g_autofree char *text = g_strstrip (g_strdup (x->text->str));
-
-  if (depth == 3 && strcmp (name, "name") == 0 &&
-      strcmp (stack_at (x->stack, 1), "parent") == 0 && x->e->parent == NULL &&
-      *text && strlen (text) <= NAME_MAX_LEN)
-    x->e->parent = g_steal_pointer (&text);
-  else if (depth == 2 && strcmp (name, "creationTime") == 0) {
-    guint64 t;
-
-    if (g_ascii_string_to_unsigned (text, 10, 0, G_MAXINT64, &t, NULL))
-      x->e->created = (gint64) t;
-  }
-  g_ptr_array_remove_index (x->stack, depth - 1);
-  g_string_truncate (x->text, 0);
-}
-
-static void
-xml_text (GMarkupParseContext *pc, const char *text, gsize len, gpointer data,
-          GError **error)
-{
-  xml_ctx *x = data;
-
-  if (x->text->len + len <= NAME_MAX_LEN + 64)
-    g_string_append_len (x->text, text, len);
-}
-
-static const GMarkupParser xml_parser = {
-  .start_element = xml_start,
-  .end_element = xml_end,
-  .text = xml_text,
-};
-
-/* Fill e from its XML; where names the XML in errors. */
-static gboolean
-parse_cp_xml (cp_entry *e, const char *xml, const char *where, GError **error)
-{
-  xml_ctx x = { e, g_ptr_array_new_with_free_func (g_free), g_string_new (NULL) };
-  GMarkupParseContext *pc = g_markup_parse_context_new (&xml_parser, 0, &x, NULL);
-  g_autoptr (GError) perr = NULL;
-  gboolean ok;
-
-  g_ptr_array_set_size (e->disks, 0);
-  g_clear_pointer (&e->parent, g_free);
-  ok = g_markup_parse_context_parse (pc, xml, -1, &perr) &&
-       g_markup_parse_context_end_parse (pc, &perr);
-  g_markup_parse_context_free (pc);
-  g_ptr_array_unref (x.stack);
-  g_string_free (x.text, TRUE);
-  if (!ok) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                 "checkpoint %s: %s: %s", e->name, where, perr->message);
-    return FALSE;
-  }
-  return TRUE;
-}
-
-/* ------------------------------------------------------------------ */
-/* Gathering */
-
-static char *
-saved_path (const vm_view *v, const char *name)
-{
-  g_autofree char *file = g_strconcat (name, ".xml", NULL);
-
-  return g_build_filename (v->dir, file, NULL);
-}
-
-static gboolean
-load_libvirt_checkpoints (vm_view *v, GError **error)
-{
-  g_autoptr (GPtrArray) names = virt_checkpoint_list (v->dom, error);
-
-  if (names == NULL)
-    return FALSE;
-  for (guint i = 0; i < names->len; i++) {
-    const char *name = g_ptr_array_index (names, i);
-    g_autofree char *xml = virt_checkpoint_dump (v->dom, name, error);
-    cp_entry *e;
-
-    if (xml == NULL)
-      return FALSE;
-    e = cp_entry_new (name);
-    g_ptr_array_add (v->cps, e);
-    e->known = TRUE;
-    if (!parse_cp_xml (e, xml, "libvirt's XML", error))
-      return FALSE;
-  }
-  return TRUE;
-}
-
-static gboolean
-load_saved_checkpoints (vm_view *v, GError **error)
-{
-  g_autoptr (GPtrArray) files = NULL;
-
-  if (!g_file_test (v->dir, G_FILE_TEST_IS_DIR))
-    return TRUE;
-  files = ova_list_dir_sorted (v->dir, error);
-  if (files == NULL)
-    return FALSE;
-  for (guint i = 0; i < files->len; i++) {
-    const char *f = g_ptr_array_index (files, i);
-    g_autofree char *name = NULL;
-    g_autofree char *path = NULL;
-    g_autofree char *xml = NULL;
-    gsize len;
-    cp_entry *e;
-
-    if (!g_str_has_suffix (f, ".xml"))
-      continue;
-    name = g_strndup (f, strlen (f) - 4);
-    if (!ova_uuid_is_valid (name))
-      continue;
-    path = g_build_filename (v->dir, f, NULL);
-    e = find_cp (v, name);
-    if (e != NULL) {
-      e->saved = TRUE;
-      continue;
-    }
-    if (!ova_read_file_direct (path, SAVED_XML_MAX, &xml, &len, error))
-      return FALSE;
-    e = cp_entry_new (name);
-    g_ptr_array_add (v->cps, e);
-    e->saved = TRUE;
-    if (!parse_cp_xml (e, xml, path, error))
-      return FALSE;
-  }
-  return TRUE;
-}
-
-/* The images the state knows (last checkpoints and a pending backup), with
- * their chains from the storage scan and, unless QEMU holds them, the
- * bitmaps of their top volumes. */
-static gboolean
-load_images (vm_view *v, const ova_config *cfg, GError **error)
-{
-  g_autoptr (GPtrArray) images = virt_state_disks (v->state);
-  const char *const *pending = NULL;
-
-  if (virt_state_get_pending (v->state, NULL, NULL, NULL, &pending))
-    for (gsize i = 0; pending[i]; i++)
-      if (!g_ptr_array_find_with_equal_func (images, pending[i], g_str_equal, NULL))
-        g_ptr_array_add (images, g_strdup (pending[i]));
-  g_ptr_array_sort (images, ova_compare_strings);
-  if (images->len == 0 || v->running)
-    goto fill;
-
-  v->domains = stor_scan_domains (&cfg->env, NULL, error);
-  if (v->domains == NULL)
-    return FALSE;
-  for (guint i = 0; i < v->domains->len; i++) {
-    stor_domain *d = g_ptr_array_index (v->domains, i);
-
-    if (d->kind == STOR_KIND_BLOCK && v->guard == NULL) {
-      stor_lv_cleanup_stale (&cfg->env);
-      v->guard = stor_lv_guard_new (&cfg->env);
-    }
-  }
-
- fill:
-  for (guint i = 0; i < images->len; i++) {
-    const char *image = g_ptr_array_index (images, i);
-    img_entry *ie = g_new0 (img_entry, 1);
-    g_autoptr (GError) err = NULL;
-    stor_volume *top;
-
-    ie->image = g_strdup (image);
-    ie->target = virt_state_disk_target (v->state, image);
-    ie->checkpoint = virt_state_disk_checkpoint (v->state, image);
-    g_ptr_array_add (v->images, ie);
-    if (v->domains == NULL)
-      continue;
-    if (!stor_find_disk (v->domains, image, &ie->sd, &ie->img, &err)) {
-      ie->problem = g_strdup (err->message);
-      continue;
-    }
-    if (ie->img->volumes->len == 0) {
-      ie->problem = g_strdup_printf ("image %s has no volumes", image);
-      continue;
-    }
-    top = g_ptr_array_index (ie->img->volumes, ie->img->volumes->len - 1);
-    if (top->path == NULL) {
-      ie->problem = g_strdup_printf ("volume %s of image %s has no path", top->uuid, image);
-      continue;
-    }
-    if (ie->sd->kind == STOR_KIND_BLOCK && !stor_lv_is_active (ie->sd->uuid, top->uuid) &&
-        !stor_lv_guard_activate (v->guard, ie->sd->uuid, top->uuid, &err)) {
-      ie->problem = g_strdup (err->message);
-      continue;
-    }
-    ie->bitmaps = virt_image_bitmaps (top->path, &err);
-    if (ie->bitmaps == NULL)
-      ie->problem = g_strdup (err->message);
-  }
-  return TRUE;
-}
-
-static gint
-cp_compare (gconstpointer a, gconstpointer b)
-{
-  const cp_entry *x = *(cp_entry *const *) a;
-  const cp_entry *y = *(cp_entry *const *) b;
-
-  if (x->created != y->created)
-    return x->created < y->created ? -1 : 1;
-  return strcmp (x->name, y->name);
-}
-
-/* Parents before children; among those ready, oldest first. */
-static void
-order_checkpoints (vm_view *v)
-{
-  g_autoptr (GPtrArray) left = g_ptr_array_new ();
-  GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify) cp_entry_free);
-
-  for (guint i = 0; i < v->cps->len; i++)
-    g_ptr_array_add (left, g_ptr_array_index (v->cps, i));
-  g_ptr_array_sort (left, cp_compare);
-  while (left->len > 0) {
-    guint pick = 0;
-
-    for (guint i = 0; i < left->len; i++) {
-      cp_entry *e = g_ptr_array_index (left, i);
-      gboolean parent_left = FALSE;
-
-      for (guint j = 0; e->parent && j < left->len && !parent_left; j++)
-        parent_left = strcmp (((cp_entry *) g_ptr_array_index (left, j))->name,
-                              e->parent) == 0;
-      if (!parent_left) {
-        pick = i;
-        break;
-      }
-    }
-    g_ptr_array_add (out, g_ptr_array_index (left, pick));
-    g_ptr_array_remove_index (left, pick);
-  }
-  /* The entries moved to out. */
-  g_ptr_array_set_free_func (v->cps, NULL);
-  g_ptr_array_unref (v->cps);
-  v->cps = out;
-}
-
-/* Who VM is: libvirt's domain, or a UUID with backup state. */
-static vm_view *
-find_vm (const ova_config *cfg, virConnectPtr conn, const char *vm, GError **error)
-{
-  g_autoptr (vm_view) v = g_new0 (vm_view, 1);
-  g_autoptr (GError) err = NULL;
-
-  v->cps = g_ptr_array_new_with_free_func ((GDestroyNotify) cp_entry_free);
-  v->images = g_ptr_array_new_with_free_func ((GDestroyNotify) img_entry_free);
-
-  v->dom = virt_find_domain (conn, vm, &err);
-  if (v->dom != NULL) {
-    char uuid[VIR_UUID_STRING_BUFLEN];
-    int active;
-
-    if (virDomainGetUUIDString (v->dom, uuid) < 0) {
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                   "cannot get the UUID of domain %s", vm);
-      return NULL;
-    }
-    v->uuid = g_strdup (uuid);
-    v->name = g_strdup (virDomainGetName (v->dom));
-    active = virDomainIsActive (v->dom);
-    if (active < 0) {
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                   "cannot tell whether domain %s is running", v->name);
-      return NULL;
-    }
-    v->running = active == 1;
-  } else if (!g_error_matches (err, OVA_ERROR, OVA_ERROR_NOT_FOUND)) {
-    g_propagate_error (error, g_steal_pointer (&err));
-    return NULL;
-  } else {
-    g_autofree char *q = ova_quote_untrusted (vm, 128);
-    g_autofree char *lower = ova_uuid_is_valid (vm) ? g_ascii_strdown (vm, -1) : NULL;
-    g_autofree char *dir = lower ? g_build_filename (cfg->env.state_dir, "checkpoints",
-                                                     lower, NULL) : NULL;
-
-    if (dir == NULL || !g_file_test (dir, G_FILE_TEST_IS_DIR)) {
-      g_set_error (error, OVA_ERROR, OVA_ERROR_NOT_FOUND,
-                   "unknown VM %s: libvirt at %s has no such domain and %s "
-                   "holds no backup state for it", q, cfg->env.libvirt_uri,
-                   cfg->env.state_dir);
-      return NULL;
-    }
-    v->uuid = g_steal_pointer (&lower);
-  }
-  return g_steal_pointer (&v);
-}
-
-static vm_view *
-load_view (const ova_config *cfg, virConnectPtr conn, const char *vm, GError **error)
-{
-  g_autoptr (vm_view) v = find_vm (cfg, conn, vm, error);
-
-  if (v == NULL)
-    return NULL;
-  v->state_dir = cfg->env.state_dir;
-  v->dir = g_build_filename (cfg->env.state_dir, "checkpoints", v->uuid, NULL);
-  v->state = virt_state_load (cfg->env.state_dir, v->uuid, error);
-  if (v->state == NULL)
-    return NULL;
-
-  if (v->dom && !load_libvirt_checkpoints (v, error))
-    return NULL;
-  if (!load_saved_checkpoints (v, error))
-    return NULL;
-  if (!load_images (v, cfg, error))
-    return NULL;
-
-  /* Which disks each checkpoint is the last one of, and (VM down) which
-   * images carry its bitmap; a bitmap no other source names is shown too. */
-  for (guint i = 0; i < v->images->len; i++) {
-    img_entry *ie = g_ptr_array_index (v->images, i);
-
-    if (ie->checkpoint) {
-      cp_entry *e = find_cp (v, ie->checkpoint);
-
-      if (e == NULL) {
-        e = cp_entry_new (ie->checkpoint);
-        g_ptr_array_add (v->cps, e);
-      }
-      g_ptr_array_add (e->last_for, g_strdup (ie->image));
-    }
-    for (guint j = 0; ie->bitmaps && j < ie->bitmaps->len; j++) {
-      const virt_image_bitmap *b = g_ptr_array_index (ie->bitmaps, j);
-      cp_entry *e = find_cp (v, b->name);
-
-      if (e == NULL) {
-        e = cp_entry_new (b->name);
-        g_ptr_array_add (v->cps, e);
-      }
-      g_ptr_array_add (e->images, g_strdup (ie->image));
-    }
-  }
-  order_checkpoints (v);
-  return g_steal_pointer (&v);
-}
 
 /* ------------------------------------------------------------------ */
 /* Output */
@@ -581,7 +63,7 @@ json_pending (JsonBuilder *b, const virt_state *s)
 }
 
 static void
-json_view_members (JsonBuilder *b, const vm_view *v)
+json_view_members (JsonBuilder *b, const virt_cp_view *v)
 {
   ova_json_add_string (b, "vm", v->uuid);
   ova_json_add_string (b, "name", v->name);
@@ -589,7 +71,7 @@ json_view_members (JsonBuilder *b, const vm_view *v)
 }
 
 static void
-print_json_view (const vm_view *v)
+print_json_view (const virt_cp_view *v)
 {
   g_autoptr (JsonBuilder) b = json_builder_new ();
   g_autoptr (JsonNode) root = NULL;
@@ -599,7 +81,7 @@ print_json_view (const vm_view *v)
   json_builder_set_member_name (b, "checkpoints");
   json_builder_begin_array (b);
   for (guint i = 0; i < v->cps->len; i++) {
-    const cp_entry *e = g_ptr_array_index (v->cps, i);
+    const virt_cp_entry *e = g_ptr_array_index (v->cps, i);
     g_autofree char *created = format_time (e->created);
 
     json_builder_begin_object (b);
@@ -611,7 +93,7 @@ print_json_view (const vm_view *v)
     json_builder_set_member_name (b, "disks");
     json_builder_begin_array (b);
     for (guint j = 0; j < e->disks->len; j++) {
-      const cp_disk *d = g_ptr_array_index (e->disks, j);
+      const virt_checkpoint_disk *d = g_ptr_array_index (e->disks, j);
 
       json_builder_begin_object (b);
       ova_json_add_string (b, "target", d->target);
@@ -631,7 +113,7 @@ print_json_view (const vm_view *v)
   json_builder_set_member_name (b, "disks");
   json_builder_begin_array (b);
   for (guint i = 0; i < v->images->len; i++) {
-    const img_entry *ie = g_ptr_array_index (v->images, i);
+    const virt_cp_image *ie = g_ptr_array_index (v->images, i);
     const stor_volume *top = ie->img && ie->img->volumes->len
       ? g_ptr_array_index (ie->img->volumes, ie->img->volumes->len - 1) : NULL;
 
@@ -668,12 +150,12 @@ print_json_view (const vm_view *v)
 }
 
 static char *
-join_targets (const cp_entry *e)
+join_targets (const virt_cp_entry *e)
 {
   g_autoptr (GString) s = g_string_new (NULL);
 
   for (guint i = 0; i < e->disks->len; i++) {
-    const cp_disk *d = g_ptr_array_index (e->disks, i);
+    const virt_checkpoint_disk *d = g_ptr_array_index (e->disks, i);
 
     if (d->bitmap)
       g_string_append_printf (s, "%s%s", s->len ? "," : "", d->target);
@@ -682,7 +164,7 @@ join_targets (const cp_entry *e)
 }
 
 static void
-print_table (const vm_view *v)
+print_table (const virt_cp_view *v)
 {
   const char *job, *cp;
   gboolean running;
@@ -695,7 +177,7 @@ print_table (const vm_view *v)
     printf ("%-36s  %-36s  %-20s  %-7s  %-5s  %-9s  %s\n", "CHECKPOINT", "PARENT",
             "CREATED", "LIBVIRT", "SAVED", "DISKS", "LAST FOR");
     for (guint i = 0; i < v->cps->len; i++) {
-      const cp_entry *e = g_ptr_array_index (v->cps, i);
+      const virt_cp_entry *e = g_ptr_array_index (v->cps, i);
       g_autofree char *created = format_time (e->created);
       g_autofree char *targets = join_targets (e);
       g_autofree char *last = NULL;
@@ -715,7 +197,7 @@ print_table (const vm_view *v)
     }
   }
   for (guint i = 0; i < v->images->len; i++) {
-    const img_entry *ie = g_ptr_array_index (v->images, i);
+    const virt_cp_image *ie = g_ptr_array_index (v->images, i);
     g_autoptr (GString) bms = g_string_new (NULL);
 
     for (guint j = 0; ie->bitmaps && j < ie->bitmaps->len; j++) {
@@ -743,7 +225,7 @@ print_table (const vm_view *v)
 /* A volume of a stopped VM that holds the bitmap of the checkpoint being
  * deleted, and what the deletion does there. */
 typedef struct {
-  const img_entry *ie;
+  const virt_cp_image *ie;
   const stor_volume *vol;
   gboolean merge;             /* the parent's bitmap is there: it takes the bits */
   gboolean enable;            /* ...and is enabled, as this one was */
@@ -752,7 +234,7 @@ typedef struct {
 /* Where in the image's chain (top first) the bitmap name is, and what to
  * do there; nothing written yet. */
 static gboolean
-find_bitmap_sites (vm_view *v, const img_entry *ie, const char *name,
+find_bitmap_sites (virt_cp_view *v, const virt_cp_image *ie, const char *name,
                    const char *parent, GArray *sites, GError **error)
 {
   for (guint k = ie->img->volumes->len; k-- > 0;) {
@@ -840,10 +322,10 @@ delete_bitmaps (const stor_env *env, const char *name, const char *parent,
 
 /* Saved XML of the children of a deleted checkpoint names its parent now. */
 static gboolean
-reparent_saved (vm_view *v, const cp_entry *gone, GError **error)
+reparent_saved (virt_cp_view *v, const virt_cp_entry *gone, GError **error)
 {
   for (guint i = 0; i < v->cps->len; i++) {
-    const cp_entry *e = g_ptr_array_index (v->cps, i);
+    const virt_cp_entry *e = g_ptr_array_index (v->cps, i);
     g_autoptr (GPtrArray) targets = NULL;
     g_autofree char *xml = NULL;
 
@@ -856,7 +338,7 @@ reparent_saved (vm_view *v, const cp_entry *gone, GError **error)
     }
     targets = g_ptr_array_new ();
     for (guint j = 0; j < e->disks->len; j++) {
-      const cp_disk *d = g_ptr_array_index (e->disks, j);
+      const virt_checkpoint_disk *d = g_ptr_array_index (e->disks, j);
 
       if (d->bitmap)
         g_ptr_array_add (targets, d->target);
@@ -872,14 +354,14 @@ reparent_saved (vm_view *v, const cp_entry *gone, GError **error)
 }
 
 static gboolean
-delete_stopped (vm_view *v, const stor_env *env, cp_entry *e, JsonBuilder *b,
+delete_stopped (virt_cp_view *v, const stor_env *env, virt_cp_entry *e, JsonBuilder *b,
                 GError **error)
 {
   g_autoptr (GPtrArray) touched = g_ptr_array_new_with_free_func (g_free);
   g_autoptr (GArray) sites = g_array_new (FALSE, FALSE, sizeof (bitmap_site));
 
   for (guint i = 0; i < v->images->len; i++) {
-    img_entry *ie = g_ptr_array_index (v->images, i);
+    virt_cp_image *ie = g_ptr_array_index (v->images, i);
 
     if (ie->img == NULL) {
       if (g_ptr_array_find_with_equal_func (e->last_for, ie->image, g_str_equal, NULL))
@@ -916,7 +398,7 @@ delete_stopped (vm_view *v, const stor_env *env, cp_entry *e, JsonBuilder *b,
     }
   }
   if (e->saved) {
-    g_autofree char *path = saved_path (v, e->name);
+    g_autofree char *path = virt_cp_view_saved_path (v, e->name);
 
     if (unlink (path) < 0 && errno != ENOENT) {
       g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL, "cannot remove %s: %s",
@@ -939,18 +421,18 @@ static gboolean
 delete_checkpoint (ova_ctx *ctx, virConnectPtr conn, const char *vm, const char *name,
                    GError **error)
 {
-  g_autoptr (vm_view) v = NULL;
+  g_autoptr (virt_cp_view) v = NULL;
   g_autoptr (JsonBuilder) b = json_builder_new ();
   g_autoptr (GPtrArray) redefined = NULL;
   g_autofree char *vm_uuid = NULL;
   g_autofree char *parent = NULL;
-  cp_entry *e;
+  virt_cp_entry *e;
   int lock = -1;
   gboolean ok = FALSE;
 
   /* The lock needs the UUID; the view is loaded under it. */
   {
-    g_autoptr (vm_view) who = find_vm (ctx->cfg, conn, vm, error);
+    g_autoptr (virt_cp_view) who = virt_cp_view_find (&ctx->cfg->env, conn, vm, error);
 
     if (who == NULL)
       return FALSE;
@@ -959,11 +441,11 @@ delete_checkpoint (ova_ctx *ctx, virConnectPtr conn, const char *vm, const char 
   lock = virt_state_lock (ctx->cfg->env.run_dir, vm_uuid, error);
   if (lock < 0)
     return FALSE;
-  v = load_view (ctx->cfg, conn, vm_uuid, error);
+  v = virt_cp_view_load (&ctx->cfg->env, conn, vm_uuid, error);
   if (v == NULL)
     goto out;
 
-  e = find_cp (v, name);
+  e = virt_cp_view_lookup (v, name);
   if (e == NULL) {
     g_autofree char *q = ova_quote_untrusted (name, 128);
 
@@ -1089,7 +571,7 @@ cmd_checkpoints (ova_ctx *ctx, int argc, char **argv, GError **error)
   if (delete) {
     ok = delete_checkpoint (ctx, conn, argv[1], delete, error);
   } else {
-    g_autoptr (vm_view) v = load_view (ctx->cfg, conn, argv[1], error);
+    g_autoptr (virt_cp_view) v = virt_cp_view_load (&ctx->cfg->env, conn, argv[1], error);
 
     if (v != NULL) {
       if (ctx->json)

@@ -8,7 +8,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 for target in volmeta dommeta stream manifest backup-meta qcow2-header meta-keep \
-              serve-line prune-journal ssh-url; do
+              serve-line prune-journal domain-xml ssh-url; do
   if [[ ! -x ./fuzz-$target ]]; then
     echo "$0: ./fuzz-$target not built" >&2
     exit 1

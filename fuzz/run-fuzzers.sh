@@ -19,7 +19,7 @@ fi
 srcdir=$(cd "$(dirname "$0")/.." && pwd)
 builddir=$srcdir/build-fuzz
 targets=(volmeta dommeta stream manifest backup-meta qcow2-header meta-keep serve-line
-         prune-journal ssh-url)
+         prune-journal domain-xml ssh-url)
 jobs=$(nproc 2>/dev/null || echo 2)
 
 tmpdir=$(mktemp -d)
@@ -101,6 +101,7 @@ make -C "$objdir/storage" -j"$jobs" ARFLAGS=cr libstorage.a >/dev/null
 make -C "$objdir/stream" -j"$jobs" ARFLAGS=cr libstream.a >/dev/null
 make -C "$objdir/nbd" -j"$jobs" ARFLAGS=cr libnbdr.a >/dev/null
 make -C "$objdir/repo" -j"$jobs" ARFLAGS=cr librepo.a >/dev/null
+make -C "$objdir/virt" -j"$jobs" ARFLAGS=cr libovvirt.a >/dev/null
 make -C "$objdir/fuzz" -j"$jobs" "${targets[@]/#/fuzz-}" >/dev/null
 
 run_target () {

@@ -1,5 +1,6 @@
-/* ovagent tests: drives virt/checkpoint.c against a real libvirtd for
- * virt-checkpoint.sh, one operation per run, results as JSON on stdout. */
+/* ovagent tests: drives virt/ (backup jobs, checkpoints, bitmap chains)
+ * against a real libvirtd for virt-checkpoint.sh, one operation per run,
+ * results as JSON on stdout. */
 #include <config.h>
 
 #include <stdio.h>
@@ -13,7 +14,10 @@
 #include "json.h"
 #include "log.h"
 #include "storage/qemu-img.h"
+#include "virt/backup-job.h"
+#include "virt/bitmaps.h"
 #include "virt/checkpoint.h"
+#include "virt/libvirt.h"
 
 static char *opt_uri = NULL;
 static char *opt_run_dir = NULL;

@@ -1,8 +1,9 @@
 #!/bin/bash
-# Checkpoints and pull-mode backups of a running domain through
-# virt/checkpoint.c (driven by virt-checkpoint-driver): full, incremental,
-# checkpoints forgotten by a transient domain restart and redefined, delete,
-# and a scratch directory too small refused before the VM is touched.
+# Checkpoints and pull-mode backups of a running domain through virt/
+# (backup-job.c, checkpoint.c, bitmaps.c; driven by virt-checkpoint-driver):
+# full, incremental, checkpoints forgotten by a transient domain restart and
+# redefined, delete, and a scratch directory too small refused before the VM
+# is touched.
 # shellcheck disable=SC2016  # the jq programs are single-quoted on purpose
 
 . "$top_srcdir/tests/functions.sh"
@@ -190,4 +191,4 @@ for d in vda vdb; do
     [ "$names " = "$want" ] || fail "$d bitmaps: $names, expected $want"
 done
 
-echo "PASS: checkpoints and pull backups through virt/checkpoint.c"
+echo "PASS: checkpoints and pull backups through virt/"

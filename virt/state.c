@@ -195,19 +195,17 @@ static gboolean
 get_string (JsonObject *o, const char *member, gboolean nullable,
             const char **out, const char *path, const char *where, GError **error)
 {
-  JsonNode *n = json_object_get_member (o, member);
-
   *out = NULL;
-  if (n == NULL)
+  if (!json_object_has_member (o, member))
     return bad (error, path, "%s: member \"%s\" is missing", where, member);
-  if (JSON_NODE_HOLDS_NULL (n)) {
+  if (ova_json_is_null (o, member)) {
     if (nullable)
       return TRUE;
     return bad (error, path, "%s: member \"%s\" is null", where, member);
   }
-  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING)
+  *out = ova_json_get_string (o, member);
+  if (*out == NULL)
     return bad (error, path, "%s: member \"%s\" is not a string", where, member);
-  *out = json_node_get_string (n);
   return TRUE;
 }
 
@@ -241,20 +239,19 @@ get_time (JsonObject *o, const char *member, const char **out,
 }
 
 static gboolean
-load_disk (virt_state *s, const char *image, JsonNode *n, GError **error)
+load_disk (virt_state *s, JsonObject *disks, const char *image, GError **error)
 {
   g_autofree char *where = NULL;
   g_autofree char *qi = ova_quote_untrusted (image, 64);
-  JsonObject *o;
+  JsonObject *o = ova_json_get_object (disks, image);
   const char *target, *cp, *job, *time;
   state_disk *d;
 
   if (!ova_uuid_is_valid (image))
     return bad (error, s->path, "disks: key %s is not an image UUID", qi);
   where = g_strdup_printf ("disk %s", image);
-  if (!JSON_NODE_HOLDS_OBJECT (n))
+  if (o == NULL)
     return bad (error, s->path, "%s: not an object", where);
-  o = json_node_get_object (n);
   if (!get_string (o, "target", TRUE, &target, s->path, where, error) ||
       !get_uuid (o, "checkpoint", &cp, s->path, where, error) ||
       !get_uuid (o, "job", &job, s->path, where, error) ||
@@ -277,32 +274,30 @@ load_disk (virt_state *s, const char *image, JsonNode *n, GError **error)
 }
 
 static gboolean
-load_pending (virt_state *s, JsonNode *n, GError **error)
+load_pending (virt_state *s, JsonObject *state, GError **error)
 {
   const char *where = "pending";
-  JsonObject *o;
-  JsonNode *r, *dn;
+  JsonObject *o = ova_json_get_object (state, "pending");
   JsonArray *arr;
   const char *job, *cp, *started;
+  gboolean running;
   state_pending *p;
 
-  if (JSON_NODE_HOLDS_NULL (n))
+  if (!json_object_has_member (state, "pending"))
+    return bad (error, s->path, "member \"pending\" is missing");
+  if (ova_json_is_null (state, "pending"))
     return TRUE;
-  if (!JSON_NODE_HOLDS_OBJECT (n))
+  if (o == NULL)
     return bad (error, s->path, "pending: not an object or null");
-  o = json_node_get_object (n);
   if (!get_uuid (o, "job", &job, s->path, where, error) ||
       !get_uuid (o, "checkpoint", &cp, s->path, where, error) ||
       !get_time (o, "started", &started, s->path, where, error))
     return FALSE;
-  r = json_object_get_member (o, "running");
-  if (r == NULL || !JSON_NODE_HOLDS_VALUE (r) ||
-      json_node_get_value_type (r) != G_TYPE_BOOLEAN)
+  if (!ova_json_get_bool (o, "running", &running))
     return bad (error, s->path, "pending: \"running\" is not true or false");
-  dn = json_object_get_member (o, "disks");
-  if (dn == NULL || !JSON_NODE_HOLDS_ARRAY (dn))
+  arr = ova_json_get_array (o, "disks");
+  if (arr == NULL)
     return bad (error, s->path, "pending: \"disks\" is not a list");
-  arr = json_node_get_array (dn);
   if (json_array_get_length (arr) > STATE_DISKS_MAX)
     return bad (error, s->path, "pending: too many disks");
 
@@ -310,7 +305,7 @@ load_pending (virt_state *s, JsonNode *n, GError **error)
   p->job = g_strdup (job);
   p->checkpoint = g_strdup (cp);
   p->started = g_strdup (started);
-  p->running = json_node_get_boolean (r);
+  p->running = running;
   p->images = g_ptr_array_new_with_free_func (g_free);
   s->pending = p;
   for (guint i = 0; i < json_array_get_length (arr); i++) {
@@ -327,13 +322,27 @@ load_pending (virt_state *s, JsonNode *n, GError **error)
 }
 
 static gboolean
+load_disks (virt_state *s, JsonObject *disks, GError **error)
+{
+  g_autoptr (GList) members = json_object_get_members (disks);
+
+  if (json_object_get_size (disks) > STATE_DISKS_MAX)
+    return bad (error, s->path, "too many disks");
+  for (GList *l = members; l; l = l->next)
+    if (!load_disk (s, disks, l->data, error))
+      return FALSE;
+  return TRUE;
+}
+
+static gboolean
 load_json (virt_state *s, const char *text, gsize len, GError **error)
 {
   g_autoptr (JsonParser) parser = json_parser_new ();
   g_autoptr (GError) perr = NULL;
-  JsonNode *root, *n;
-  JsonObject *o;
+  JsonNode *root;
+  JsonObject *o, *disks;
   const char *format, *vm;
+  guint64 version;
 
   if (!json_parser_load_from_data (parser, text, len, &perr))
     return bad (error, s->path, "not valid JSON: %s", perr->message);
@@ -348,34 +357,20 @@ load_json (virt_state *s, const char *text, gsize len, GError **error)
 
     return bad (error, s->path, "format is %s, expected \"" STATE_FORMAT "\"", q);
   }
-  n = json_object_get_member (o, "version");
-  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) ||
-      json_node_get_value_type (n) != G_TYPE_INT64 ||
-      json_node_get_int (n) != STATE_VERSION)
+  if (!ova_json_get_uint (o, "version", &version) || version != STATE_VERSION)
     return bad (error, s->path, "unsupported version (expected %d)", STATE_VERSION);
   if (!get_uuid (o, "vm", &vm, s->path, "state", error))
     return FALSE;
   if (g_ascii_strcasecmp (vm, s->vm) != 0)
     return bad (error, s->path, "the state of VM %s, not of VM %s", vm, s->vm);
 
-  n = json_object_get_member (o, "disks");
-  if (n == NULL || !JSON_NODE_HOLDS_OBJECT (n))
+  disks = ova_json_get_object (o, "disks");
+  if (disks == NULL)
     return bad (error, s->path, "\"disks\" is not an object");
-  {
-    JsonObject *disks = json_node_get_object (n);
-    g_autoptr (GList) members = json_object_get_members (disks);
+  if (!load_disks (s, disks, error))
+    return FALSE;
 
-    if (json_object_get_size (disks) > STATE_DISKS_MAX)
-      return bad (error, s->path, "too many disks");
-    for (GList *l = members; l; l = l->next)
-      if (!load_disk (s, l->data, json_object_get_member (disks, l->data), error))
-        return FALSE;
-  }
-
-  n = json_object_get_member (o, "pending");
-  if (n == NULL)
-    return bad (error, s->path, "member \"pending\" is missing");
-  return load_pending (s, n, error);
+  return load_pending (s, o, error);
 }
 
 virt_state *

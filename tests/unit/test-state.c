@@ -13,7 +13,9 @@
 #include "error.h"
 #include "util.h"
 #include "fixture.h"
+#include "virt/bitmaps.h"
 #include "virt/checkpoint.h"
+#include "virt/xml-build.h"
 #include "virt/state.h"
 
 #define VM "5d3f0a2e-1b4c-4d6e-8f70-a1b2c3d4e5f6"
