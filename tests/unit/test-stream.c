@@ -1,5 +1,6 @@
 /* ovagent tests: the stream wire format: encoder and decoder round trips, the
- * fd sink, and streams cut, flipped or lying in every way a reader must catch. */
+ * fd sink, the decode driver, and streams cut, flipped or lying in every way a
+ * reader must catch. */
 #include <config.h>
 
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <zstd.h>
 
 #include "error.h"
+#include "stream/dest.h"
 #include "stream/stream.h"
 
 #define UUID_A "11111111-1111-4111-8111-111111111111"
@@ -1380,6 +1382,166 @@ test_encoder_gather_age (void)
   strm_sink_free (&s->base);
 }
 
+/* ---- the decode driver ---- */
+
+/* A destination that writes down what it is given: a letter per call. */
+typedef struct {
+  GString *calls;
+  char fail_on;          /* the op (letter) that fails, or 0 */
+} log_dest;
+
+static gboolean
+log_call (log_dest *d, char op, GError **error)
+{
+  g_string_append_c (d->calls, op);
+  if (op != d->fail_on)
+    return TRUE;
+  g_set_error (error, OVA_ERROR, OVA_ERROR_NO_SPACE, "op %c fails", op);
+  return FALSE;
+}
+
+#define LOG_FRAME_OP(name, letter) \
+  static gboolean name (void *dest, const strm_frame *f G_GNUC_UNUSED, GError **error) \
+  { return log_call (dest, letter, error); }
+LOG_FRAME_OP (log_begin, 'B')
+LOG_FRAME_OP (log_data, 'D')
+LOG_FRAME_OP (log_zero, 'Z')
+LOG_FRAME_OP (log_end, 'E')
+
+static gboolean
+log_stream_end (void *dest, GError **error)
+{
+  return log_call (dest, 'S', error);
+}
+
+static gboolean
+log_commit (void *dest, GError **error)
+{
+  return log_call (dest, 'C', error);
+}
+
+/* No hole op: HOLE frames are taken and nothing is called. */
+static const strm_dest_ops log_ops = {
+  .kind = "test",
+  .begin = log_begin,
+  .data = log_data,
+  .zero = log_zero,
+  .end = log_end,
+  .stream_end = log_stream_end,
+  .commit = log_commit,
+};
+
+static char *
+test_say (void *opaque G_GNUC_UNUSED, int err)
+{
+  return g_strdup_printf ("test input: %s", err == ECANCELED ? "cancelled" : g_strerror (err));
+}
+
+/* Drive the stream in bytes (with extra bytes after it) into a log_dest. */
+static GError *
+drive_bytes (const GByteArray *bytes, const char *extra, volatile sig_atomic_t *cancel,
+             char fail_on, GString *calls)
+{
+  g_autofree char *path = NULL;
+  g_autoptr(GError) err = NULL;
+  int fd = g_file_open_tmp ("test-stream-XXXXXX", &path, &err);
+  strm_input in = { .fd = fd, .cancel = cancel, .say = test_say };
+  g_autoptr(strm_decoder) dec = NULL;
+  log_dest d = { calls, fail_on };
+  GError *error = NULL;
+
+  g_assert_no_error (err);
+  g_assert_cmpint (write (fd, bytes->data, bytes->len), ==, bytes->len);
+  g_assert_cmpint (write (fd, extra, strlen (extra)), ==, strlen (extra));
+  g_assert_cmpint (lseek (fd, 0, SEEK_SET), ==, 0);
+  unlink (path);
+  dec = strm_input_decoder (&in);
+  if (strm_decoder_meta (dec, &in, &error) != NULL &&
+      strm_decoder_drive (dec, &in, &log_ops, &d, &error))
+    g_assert_cmpuint (in.bytes, ==, bytes->len);
+  close (fd);
+  return error;
+}
+
+static void
+test_drive (void)
+{
+  const volume_plan plans[] = {
+    { UUID_A, ext_mixed, G_N_ELEMENTS (ext_mixed), FALSE },
+    { UUID_B, NULL, 0, FALSE },
+  };
+  g_autoptr(GPtrArray) expected = g_ptr_array_new_with_free_func ((GDestroyNotify) g_byte_array_unref);
+  strm_totals totals;
+  g_autoptr(GByteArray) bytes = encode_plan (plans, G_N_ELEMENTS (plans), 0, expected,
+                                             &totals);
+  g_autoptr(GString) calls = g_string_new (NULL);
+  g_autoptr(GString) want = g_string_new ("B");
+  volatile sig_atomic_t cancel = 0;
+  GError *error;
+
+  for (guint i = 0; i < G_N_ELEMENTS (ext_mixed); i++)
+    if (ext_mixed[i].kind != EXT_HOLE)
+      g_string_append_c (want, ext_mixed[i].kind == EXT_DATA ? 'D' : 'Z');
+  g_string_append (want, "EBESC");
+
+  /* Every frame in order, the trailer, the end of input, the commit. */
+  error = drive_bytes (bytes, "", &cancel, 0, calls);
+  g_assert_no_error (error);
+  g_assert_cmpstr (calls->str, ==, want->str);
+
+  /* A byte after STREAM_END: no commit. */
+  g_string_truncate (calls, 0);
+  error = drive_bytes (bytes, "x", &cancel, 0, calls);
+  g_assert_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY);
+  g_assert_nonnull (strstr (error->message, "data follows its end"));
+  g_clear_error (&error);
+  g_string_truncate (want, want->len - 1);
+  g_assert_cmpstr (calls->str, ==, want->str);
+
+  /* A destination's failure stops the stream, its error as it is. */
+  g_string_truncate (calls, 0);
+  error = drive_bytes (bytes, "", &cancel, 'E', calls);
+  g_assert_error (error, OVA_ERROR, OVA_ERROR_NO_SPACE);
+  g_clear_error (&error);
+  g_assert_true (strchr (want->str, 'E') != NULL);
+  g_assert_cmpint (strncmp (calls->str, want->str, calls->len), ==, 0);
+  g_assert_cmpint (calls->str[calls->len - 1], ==, 'E');
+  g_assert_cmpuint (calls->len, ==, strchr (want->str, 'E') - want->str + 1);
+  g_string_truncate (calls, 0);
+  error = drive_bytes (bytes, "", &cancel, 'S', calls);
+  g_assert_error (error, OVA_ERROR, OVA_ERROR_NO_SPACE);
+  g_clear_error (&error);
+  g_assert_cmpstr (calls->str, ==, want->str);
+
+  /* Cancelled: nothing is read, the input's words. */
+  g_string_truncate (calls, 0);
+  cancel = 1;
+  error = drive_bytes (bytes, "", &cancel, 0, calls);
+  g_assert_error (error, OVA_ERROR, OVA_ERROR_INTERRUPTED);
+  g_assert_cmpstr (error->message, ==, "test input: cancelled");
+  g_clear_error (&error);
+  g_assert_cmpstr (calls->str, ==, "");
+}
+
+/* A sender that sends nothing for io_timeout seconds. */
+static void
+test_drive_idle (void)
+{
+  strm_input in = { .io_timeout = 1, .say = test_say };
+  g_autoptr(strm_decoder) dec = NULL;
+  g_autoptr(GError) error = NULL;
+  int fds[2];
+
+  g_assert_cmpint (pipe2 (fds, O_CLOEXEC), ==, 0);
+  in.fd = fds[0];
+  dec = strm_input_decoder (&in);
+  g_assert_null (strm_decoder_meta (dec, &in, &error));
+  g_assert_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT);
+  g_assert_cmpstr (error->message, ==, "test input: Connection timed out");
+  close (fds[0]);
+  close (fds[1]);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -1406,5 +1568,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/stream/sink-fd/io-timeout", test_sink_fd_io_timeout);
   g_test_add_func ("/stream/sink-fd/cancel", test_sink_fd_cancel);
   g_test_add_func ("/stream/encoder/gather-age", test_encoder_gather_age);
+  g_test_add_func ("/stream/drive", test_drive);
+  g_test_add_func ("/stream/drive/idle", test_drive_idle);
   return g_test_run ();
 }
