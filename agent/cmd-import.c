@@ -23,11 +23,13 @@
 #include "agent/cancel.h"
 #include "agent/command.h"
 #include "agent/output.h"
+#include "agent/restore-dest.h"
 #include "nbd/nbd.h"
 #include "storage/lease.h"
 #include "storage/lvm.h"
 #include "storage/qemu-img.h"
 #include "storage/scan.h"
+#include "stream/dest.h"
 #include "stream/stream.h"
 #include "virt/vmusage.h"
 
@@ -94,29 +96,19 @@ import_target_clear (import_target *t)
 }
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (import_target, import_target_clear)
 
-/* The stream from stdin (opaque: the io_timeout); a signal ends a read
- * that waits for the sender (no SA_RESTART), and so does a sender that
- * sends nothing for io_timeout seconds. */
-static gssize
-read_stdin (void *opaque, void *buf, size_t len, GError **error)
+/* The messages of the stream on standard input (opaque: the io_timeout). */
+static char *
+stdin_say (void *opaque, int err)
 {
   const guint *io_timeout = opaque;
-  gssize n = ova_read_idle (STDIN_FILENO, buf, len, *io_timeout, &ova_cancelled);
-  int e;
 
-  if (n >= 0)
-    return n;
-  e = errno;
-  if (ova_cancelled)
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERRUPTED, "interrupted");
-  else if (e == ETIMEDOUT)
-    g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
-                 "the sender of the stream on standard input sent nothing "
-                 "for %u s (io_timeout)", *io_timeout);
-  else
-    g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
-                 "cannot read the stream from standard input: %s", g_strerror (e));
-  return -1;
+  if (err == ECANCELED)
+    return g_strdup ("interrupted");
+  if (err == ETIMEDOUT)
+    return g_strdup_printf ("the sender of the stream on standard input sent nothing "
+                            "for %u s (io_timeout)", *io_timeout);
+  return g_strdup_printf ("cannot read the stream from standard input: %s",
+                          g_strerror (err));
 }
 
 static gboolean
@@ -175,29 +167,6 @@ parse_volume_spec (const ova_ctx *ctx, const char *spec, char ***parts, GError *
   return TRUE;
 }
 
-static const char *
-json_string_member (JsonObject *o, const char *name)
-{
-  JsonNode *n = json_object_get_member (o, name);
-
-  if (n == NULL || JSON_NODE_TYPE (n) != JSON_NODE_VALUE ||
-      json_node_get_value_type (n) != G_TYPE_STRING)
-    return NULL;
-  return json_node_get_string (n);
-}
-
-static gboolean
-json_uint_member (JsonObject *o, const char *name, guint64 *out)
-{
-  JsonNode *n = json_object_get_member (o, name);
-
-  if (n == NULL || JSON_NODE_TYPE (n) != JSON_NODE_VALUE ||
-      json_node_get_value_type (n) != G_TYPE_INT64 || json_node_get_int (n) < 0)
-    return FALSE;
-  *out = (guint64) json_node_get_int (n);
-  return TRUE;
-}
-
 static gboolean
 bad_meta (GError **error, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
 
@@ -233,15 +202,15 @@ parse_meta (const char *json, restore_meta *m, GError **error)
     return bad_meta (error, "not a JSON object");
   root = json_node_get_object (node);
 
-  s = json_string_member (root, "format");
+  s = ova_json_get_string (root, "format");
   if (g_strcmp0 (s, "ovagent-stream") != 0)
     return bad_meta (error, "\"format\" is not \"ovagent-stream\"");
-  if (!json_uint_member (root, "version", &version) || version != STRM_VERSION) {
+  if (!ova_json_get_uint (root, "version", &version) || version != STRM_VERSION) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
                  "the stream's metadata version is not %d", STRM_VERSION);
     return FALSE;
   }
-  s = json_string_member (root, "mode");
+  s = ova_json_get_string (root, "mode");
   if (g_strcmp0 (s, "chain") == 0) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
                  "this is a chain stream (from export-chain); use ovagent receive "
@@ -256,19 +225,18 @@ parse_meta (const char *json, restore_meta *m, GError **error)
     return FALSE;
   }
 
-  s = json_string_member (root, "disk");
+  s = ova_json_get_string (root, "disk");
   if (s == NULL || !ova_uuid_is_valid (s))
     return bad_meta (error, "\"disk\" is not a UUID");
   m->disk = g_ascii_strdown (s, -1);
-  s = json_string_member (root, "backup_id");
+  s = ova_json_get_string (root, "backup_id");
   m->backup_id = s != NULL ? ova_quote_untrusted (s, 64) : NULL;
-  if (!json_uint_member (root, "capacity", &m->capacity) || m->capacity == 0)
+  if (!ova_json_get_uint (root, "capacity", &m->capacity) || m->capacity == 0)
     return bad_meta (error, "\"capacity\" is not a positive number");
 
-  node = json_object_get_member (root, "volumes");
-  if (node == NULL || !JSON_NODE_HOLDS_ARRAY (node))
+  vols = ova_json_get_array (root, "volumes");
+  if (vols == NULL)
     return bad_meta (error, "\"volumes\" is not an array");
-  vols = json_node_get_array (node);
   if (json_array_get_length (vols) != 1)
     return bad_meta (error, "\"volumes\" holds %u entries, not 1",
                      json_array_get_length (vols));
@@ -276,12 +244,12 @@ parse_meta (const char *json, restore_meta *m, GError **error)
   if (!JSON_NODE_HOLDS_OBJECT (node))
     return bad_meta (error, "\"volumes\"[0] is not an object");
   vol = json_node_get_object (node);
-  s = json_string_member (vol, "uuid");
+  s = ova_json_get_string (vol, "uuid");
   if (s == NULL || g_ascii_strcasecmp (s, m->disk) != 0)
     return bad_meta (error, "\"volumes\"[0].uuid is not the disk %s", m->disk);
-  if (g_strcmp0 (json_string_member (vol, "format"), "raw") != 0)
+  if (g_strcmp0 (ova_json_get_string (vol, "format"), "raw") != 0)
     return bad_meta (error, "\"volumes\"[0].format is not \"raw\"");
-  if (!json_uint_member (vol, "size", &size) || size != m->capacity)
+  if (!ova_json_get_uint (vol, "size", &size) || size != m->capacity)
     return bad_meta (error, "\"volumes\"[0].size is not the capacity %" G_GUINT64_FORMAT,
                      m->capacity);
   return TRUE;
@@ -463,73 +431,8 @@ prepare_file (const char *to, const char *want_format, const restore_meta *m,
   return TRUE;
 }
 
-typedef struct {
-  guint64 data_bytes;
-  guint64 zero_bytes;
-  gboolean wrote;         /* the target has been touched */
-} import_totals;
-
-/* Frames after META up to a checked STREAM_END, into t->dest. */
-static gboolean
-copy_frames (strm_decoder *dec, const restore_meta *m, import_target *t,
-             import_totals *tot, GError **error)
-{
-  guint begins = 0;
-  strm_frame f;
-
-  for (;;) {
-    if (ova_cancelled) {
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERRUPTED, "interrupted");
-      return FALSE;
-    }
-    if (!strm_decoder_next (dec, &f, error))
-      return FALSE;
-    switch (f.type) {
-    case STRM_FRAME_BEGIN:
-      if (begins++ > 0 || f.uuid == NULL || g_ascii_strcasecmp (f.uuid, m->disk) != 0 ||
-          f.size != m->capacity) {
-        g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                     "the stream does not hold disk %s of %" G_GUINT64_FORMAT
-                     " bytes as its metadata says", m->disk, m->capacity);
-        return FALSE;
-      }
-      break;
-    case STRM_FRAME_DATA:
-      tot->wrote = TRUE;
-      if (!nbdr_dest_pwrite (t->dest, f.data, f.length, f.offset, error))
-        return FALSE;
-      tot->data_bytes += f.length;
-      break;
-    case STRM_FRAME_ZERO:
-    case STRM_FRAME_HOLE:
-      /* The target may hold old data (a preallocated LV); a file we just
-       * created reads as zeros already. */
-      if (!t->fresh) {
-        tot->wrote = TRUE;
-        if (!nbdr_dest_zero (t->dest, f.offset, f.length, error))
-          return FALSE;
-      }
-      tot->zero_bytes += f.length;
-      break;
-    case STRM_FRAME_END:
-      break;
-    case STRM_FRAME_STREAM_END:
-      if (begins != 1 || !strm_decoder_complete (dec)) {
-        g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                     "the stream ended without the disk's data");
-        return FALSE;
-      }
-      return TRUE;
-    default:
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                   "unexpected frame of type %u in a restore stream", f.type);
-      return FALSE;
-    }
-  }
-}
-
 static void
-print_result (const ova_ctx *ctx, const import_target *t, const import_totals *tot,
+print_result (const ova_ctx *ctx, const import_target *t, const restore_dest *tot,
               double seconds)
 {
   if (ctx->json) {
@@ -558,22 +461,18 @@ print_result (const ova_ctx *ctx, const import_target *t, const import_totals *t
 
 static gboolean
 run_import (const ova_ctx *ctx, const import_opts *o, import_target *t,
-            import_totals *tot, GError **error)
+            restore_dest *tot, GError **error)
 {
   g_auto(restore_meta) m = { 0 };
-  g_autoptr(strm_decoder) dec = strm_decoder_new (read_stdin, &ctx->cfg->io_timeout);
-  strm_frame f;
+  strm_input in = { .fd = STDIN_FILENO, .io_timeout = ctx->cfg->io_timeout,
+                    .cancel = &ova_cancelled, .say = stdin_say,
+                    .opaque = &ctx->cfg->io_timeout };
+  g_autoptr(strm_decoder) dec = strm_input_decoder (&in);
+  const char *meta;
 
-  ova_pipe_grow (STDIN_FILENO);
   /* The stream is checked for what it is before the target is touched. */
-  if (!strm_decoder_next (dec, &f, error))
-    return FALSE;
-  if (f.type != STRM_FRAME_META) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                 "the stream does not start with its metadata");
-    return FALSE;
-  }
-  if (!parse_meta ((const char *) f.data, &m, error))
+  meta = strm_decoder_meta (dec, &in, error);
+  if (meta == NULL || !parse_meta (meta, &m, error))
     return FALSE;
   ova_debug ("restore stream of disk %s (backup %s), %" G_GUINT64_FORMAT " bytes",
              m.disk, m.backup_id ? m.backup_id : "?", m.capacity);
@@ -606,9 +505,12 @@ run_import (const ova_ctx *ctx, const import_opts *o, import_target *t,
     return FALSE;
   }
 
-  if (!copy_frames (dec, &m, t, tot, error))
-    return FALSE;
-  if (!nbdr_dest_close (t->dest, error))
+  tot->disk = m.disk;
+  tot->capacity = m.capacity;
+  tot->nbd = t->dest;
+  tot->fresh = t->fresh;
+  /* The commit flushes the export. */
+  if (!strm_decoder_drive (dec, &in, &restore_dest_ops, tot, error))
     return FALSE;
   /* qemu-nbd has flushed; it must be gone before the file gets its name,
    * and before the volume's lease goes. */
@@ -661,7 +563,7 @@ cmd_import (ova_ctx *ctx, int argc, char **argv, GError **error)
     { NULL },
   };
   g_auto(import_target) t = { .fd = -1 };
-  import_totals tot = { 0 };
+  restore_dest tot = { 0 };
   gint64 start = g_get_monotonic_time ();
   g_autoptr(GError) err = NULL;
 

@@ -1,5 +1,5 @@
-/* ovagent: libFuzzer target for the stream decoder (bytes from a hypervisor).
- * Any input must decode or fail cleanly, and every frame returned must be sane. */
+/* ovagent: libFuzzer target for the stream decoder and its driver (bytes from
+ * a hypervisor). Any input must decode or fail cleanly, every frame sane. */
 #include <config.h>
 
 #include <stdint.h>
@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "util.h"
+#include "stream/dest.h"
 #include "stream/stream.h"
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
@@ -66,6 +67,48 @@ check_frame (const strm_frame *f, guint64 *covered)
   }
 }
 
+/* A destination that checks every frame the driver hands it. */
+typedef struct {
+  guint64 covered;
+  guint frames;
+  gboolean ended;
+} check_dest;
+
+static gboolean
+take_frame (void *dest, const strm_frame *f, GError **error G_GNUC_UNUSED)
+{
+  check_dest *c = dest;
+
+  check_frame (f, &c->covered);
+  c->frames++;
+  return TRUE;
+}
+
+static gboolean
+take_end (void *dest, GError **error G_GNUC_UNUSED)
+{
+  check_dest *c = dest;
+
+  c->ended = TRUE;
+  return TRUE;
+}
+
+static const strm_dest_ops check_ops = {
+  .kind = "fuzzed",
+  .begin = take_frame,
+  .data = take_frame,
+  .zero = take_frame,
+  .hole = take_frame,
+  .end = take_frame,
+  .stream_end = take_end,
+};
+
+static char *
+say (void *opaque G_GNUC_UNUSED, int err)
+{
+  return g_strdup (g_strerror (err));
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
@@ -73,13 +116,23 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   reader r = { data, size, 0, size % 2 ? 7 : SIZE_MAX };
   g_autoptr(strm_decoder) d = strm_decoder_new (read_input, &r);
   g_autoptr(GError) error = NULL;
-  guint64 covered = 0;
-  guint frames = 0;
-  strm_frame f;
+  strm_input in = { .fd = -1, .say = say };
+  check_dest c = { 0 };
+  const char *meta;
 
-  while (strm_decoder_next (d, &f, &error)) {
-    check_frame (&f, &covered);
-    frames++;
+  meta = strm_decoder_meta (d, &in, &error);
+  if (meta != NULL) {
+    strm_frame f = { .type = STRM_FRAME_META, .data = (const guint8 *) meta,
+                     .length = strlen (meta) };
+
+    check_frame (&f, &c.covered);
+    c.frames++;
+    if (strm_decoder_drive (d, &in, &check_ops, &c, &error)) {
+      /* STREAM_END itself went to stream_end. */
+      if (!c.ended)
+        abort ();
+      c.frames++;
+    }
   }
 
   if (error != NULL) {
@@ -93,8 +146,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   else {
     const strm_totals *t = strm_decoder_totals (d);
 
-    if (!strm_decoder_complete (d) || t->frames != frames || t->bytes_sent != size ||
-        t->data_bytes + t->zero_bytes + t->hole_bytes != covered)
+    if (!strm_decoder_complete (d) || t->frames != c.frames || t->bytes_sent != size ||
+        t->data_bytes + t->zero_bytes + t->hole_bytes != c.covered)
       abort ();
   }
   return 0;

@@ -7,7 +7,9 @@
 #include <json-glib/json-glib.h>
 
 #include "error.h"
+#include "json.h"
 #include "util.h"
+#include "repo/receive-priv.h"
 #include "repo/repo.h"
 #include "stream/stream.h"
 
@@ -152,8 +154,7 @@ keep_array (JsonNode *n, const keep_member *m, const char *disk, const char *pat
       return NULL;
     }
     if (m->kind == KEEP_OWN_ENTRY) {
-      gboolean ok;
-      const char *uuid = repo_rx_member_string (json_node_get_object (e), "uuid", &ok);
+      const char *uuid = ova_json_get_string (json_node_get_object (e), "uuid");
 
       if (uuid == NULL || g_ascii_strcasecmp (uuid, disk) != 0)
         continue;

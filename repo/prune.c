@@ -16,6 +16,7 @@
 #include "util.h"
 #include "repo/prune.h"
 #include "repo/prune-priv.h"
+#include "repo/receive-priv.h"
 #include "repo/repo.h"
 #include "storage/qemu-img.h"
 

@@ -13,15 +13,16 @@
 #include <json-glib/json-glib.h>
 
 #include "error.h"
+#include "json.h"
 #include "log.h"
 #include "util.h"
 #include "nbd/nbd.h"
-#include "repo/repo.h"
 #include "repo/prune.h"
+#include "repo/receive-priv.h"
+#include "repo/repo.h"
 #include "storage/qemu-img.h"
+#include "stream/dest.h"
 #include "stream/stream.h"
-
-#define QUOTE_MAX 80
 
 /* The unit of a disk's size. */
 #define SECTOR 512
@@ -76,7 +77,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (bk_disk, bk_disk_free)
 
 typedef struct repo_rx_backup {
   repo *r;                 /* not owned; set once the repository is open */
-  volatile sig_atomic_t *cancel;
+  const strm_input *in;    /* the stream, while it is read (not owned) */
+  GDateTime *now;          /* when the run started (not owned) */
+  gint64 start;            /* g_get_monotonic_time () then */
   JsonNode *meta;
   char *host;
   char *vm;
@@ -130,7 +133,6 @@ parse_disk (JsonNode *node, guint i, GError **error)
   const char *kind, *format;
   guint64 capacity;
   JsonObject *o;
-  gboolean ok;
 
   if (!JSON_NODE_HOLDS_OBJECT (node)) {
     repo_rx_meta_error (error, "volume %u is not an object", i);
@@ -149,7 +151,7 @@ parse_disk (JsonNode *node, guint i, GError **error)
                         "a volume is named by its disk", d->disk, disk);
     return NULL;
   }
-  kind = repo_rx_member_string (o, "kind", &ok);
+  kind = ova_json_get_string (o, "kind");
   if (g_strcmp0 (kind, "full") == 0)
     d->kind = REPO_KIND_FULL;
   else if (g_strcmp0 (kind, "incremental") == 0)
@@ -169,21 +171,21 @@ parse_disk (JsonNode *node, guint i, GError **error)
                         d->kind == REPO_KIND_FULL ? "cannot have" : "needs");
     return NULL;
   }
-  format = repo_rx_member_string (o, "format", &ok);
+  format = ova_json_get_string (o, "format");
   if (g_strcmp0 (format, "guest") != 0) {
     g_autofree char *q = format ? ova_quote_untrusted (format, QUOTE_MAX) : g_strdup ("none");
 
     repo_rx_meta_error (error, "disk %s: format %s is not \"guest\"", d->disk, q);
     return NULL;
   }
-  if (!repo_rx_member_size (o, "size", &d->size) || d->size == 0 ||
+  if (!ova_json_get_uint (o, "size", &d->size) || d->size == 0 ||
       d->size % SECTOR != 0 || d->size > STRM_MAX_DISK_SIZE) {
     repo_rx_meta_error (error, "disk %s: size must be a multiple of %d bytes "
                         "from %d bytes to 64 TiB", d->disk, SECTOR, SECTOR);
     return NULL;
   }
   if (json_object_has_member (o, "capacity") &&
-      (!repo_rx_member_size (o, "capacity", &capacity) || capacity != d->size)) {
+      (!ova_json_get_uint (o, "capacity", &capacity) || capacity != d->size)) {
     repo_rx_meta_error (error, "disk %s: capacity differs from its size %" G_GUINT64_FORMAT,
                         d->disk, d->size);
     return NULL;
@@ -196,28 +198,26 @@ parse_meta (bk *b, GError **error)
 {
   JsonObject *o = json_node_get_object (b->meta);
   g_autofree char *job = NULL;
-  JsonNode *vm, *vols, *xml;
-  gboolean ok;
+  JsonObject *vm;
+  JsonArray *vols;
   guint n;
 
-  vm = json_object_get_member (o, "vm");
-  if (vm == NULL || !JSON_NODE_HOLDS_OBJECT (vm)) {
+  vm = ova_json_get_object (o, "vm");
+  if (vm == NULL) {
     repo_rx_meta_error (error, "\"vm\" must be an object");
     return FALSE;
   }
-  if (!repo_rx_member_uuid (json_node_get_object (vm), "uuid", FALSE, &b->vm, "vm: ", error) ||
+  if (!repo_rx_member_uuid (vm, "uuid", FALSE, &b->vm, "vm: ", error) ||
       !repo_rx_member_uuid (o, "job", FALSE, &job, "", error) ||
       !repo_rx_member_uuid (o, "checkpoint", FALSE, &b->checkpoint, "", error))
     return FALSE;
-  xml = json_object_get_member (o, "checkpoint_xml");
-  if (xml != NULL && !JSON_NODE_HOLDS_NULL (xml) &&
-      (!JSON_NODE_HOLDS_VALUE (xml) || json_node_get_value_type (xml) != G_TYPE_STRING)) {
+  if (!ova_json_is_null (o, "checkpoint_xml") &&
+      ova_json_get_string (o, "checkpoint_xml") == NULL) {
     repo_rx_meta_error (error, "\"checkpoint_xml\" must be a string or null");
     return FALSE;
   }
-  vols = json_object_get_member (o, "volumes");
-  if (vols == NULL || !JSON_NODE_HOLDS_ARRAY (vols) ||
-      (n = json_array_get_length (json_node_get_array (vols))) == 0 ||
+  vols = ova_json_get_array (o, "volumes");
+  if (vols == NULL || (n = json_array_get_length (vols)) == 0 ||
       n > STRM_MAX_BACKUP_DISKS) {
     repo_rx_meta_error (error, "\"volumes\" must be an array of 1 to %d disks",
                         STRM_MAX_BACKUP_DISKS);
@@ -225,7 +225,7 @@ parse_meta (bk *b, GError **error)
   }
   b->disks = g_ptr_array_new_with_free_func ((GDestroyNotify) bk_disk_free);
   for (guint i = 0; i < n; i++) {
-    bk_disk *d = parse_disk (json_array_get_element (json_node_get_array (vols), i),
+    bk_disk *d = parse_disk (json_array_get_element (vols, i),
                              i, error);
 
     if (d == NULL)
@@ -250,7 +250,7 @@ parse_meta (bk *b, GError **error)
       return FALSE;
   }
   /* Bounded by the checks above. */
-  b->host = g_strdup (repo_rx_member_string (o, "host", &ok));
+  b->host = g_strdup (ova_json_get_string (o, "host"));
   return TRUE;
 }
 
@@ -541,8 +541,9 @@ image_layers (const bk_disk *d, GError **error)
 }
 
 static gboolean
-begin_disk (bk *b, const strm_frame *f, GError **error)
+begin_disk (void *dest, const strm_frame *f, GError **error)
 {
+  bk *b = dest;
   g_autoptr(GPtrArray) layers = NULL;
   bk_disk *d;
 
@@ -601,8 +602,9 @@ check_frame (const bk *b, const strm_frame *f, GError **error)
 }
 
 static gboolean
-write_frame (bk *b, const strm_frame *f, GError **error)
+write_frame (void *dest, const strm_frame *f, GError **error)
 {
+  bk *b = dest;
   gboolean ok = TRUE;
 
   if (!check_frame (b, f, error))
@@ -622,8 +624,9 @@ write_frame (bk *b, const strm_frame *f, GError **error)
 }
 
 static gboolean
-end_disk (bk *b, GError **error)
+end_disk (void *dest, const strm_frame *f G_GNUC_UNUSED, GError **error)
 {
+  bk *b = dest;
   if (b->cur == NULL || b->pos != b->cur->size) {
     repo_rx_meta_error (error, "disk %s ends at offset %" G_GUINT64_FORMAT " of its %"
                         G_GUINT64_FORMAT " bytes", b->cur ? b->cur->disk : "?",
@@ -641,37 +644,16 @@ end_disk (bk *b, GError **error)
 }
 
 static gboolean
-receive_frames (bk *b, strm_decoder *dec, GError **error)
+all_disks_came (void *dest, GError **error)
 {
-  for (;;) {
-    strm_frame f;
+  bk *b = dest;
 
-    if (repo_rx_interrupted (b->r->dir, b->cancel, error) || !strm_decoder_next (dec, &f, error))
-      return FALSE;
-    switch (f.type) {
-    case STRM_FRAME_BEGIN:
-      if (!begin_disk (b, &f, error))
-        return FALSE;
-      break;
-    case STRM_FRAME_DATA:
-    case STRM_FRAME_ZERO:
-    case STRM_FRAME_HOLE:
-      if (!write_frame (b, &f, error))
-        return FALSE;
-      break;
-    case STRM_FRAME_END:
-      if (!end_disk (b, error))
-        return FALSE;
-      break;
-    case STRM_FRAME_STREAM_END:
-      return repo_rx_stream_end (dec, b->cur == NULL, b->next, b->disks->len,
-                                 "disks", error);
-    default:
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                   "unexpected frame of type %u in a backup stream", f.type);
-      return FALSE;
-    }
+  if (b->cur != NULL || b->next != b->disks->len) {
+    repo_rx_meta_error (error, "the stream ends after %u of the %u disks it announces",
+                        b->next, b->disks->len);
+    return FALSE;
   }
+  return TRUE;
 }
 
 /* ---- commit ---- */
@@ -705,7 +687,7 @@ finish_disk (bk *b, bk_disk *d, GError **error)
   v->file = g_build_filename (b->backup_id, base, NULL);
   v->virtual_size = info.virtual_size;
   v->backing = g_strdup (d->backing);
-  v->digest = repo_file_digest (d->path, &v->size, b->cancel, error);
+  v->digest = repo_file_digest (d->path, &v->size, b->in->cancel, error);
   if (v->digest == NULL || !repo_rx_fsync_path (d->path, error) ||
       !repo_fsync_dir (d->incoming, error))
     return FALSE;
@@ -714,10 +696,12 @@ finish_disk (bk *b, bk_disk *d, GError **error)
 }
 
 static gboolean
-commit (bk *b, GDateTime *now, GError **error)
+commit (bk *b, GError **error)
 {
+  GDateTime *now = b->now;
+
   for (guint i = 0; i < b->disks->len; i++) {
-    if (repo_rx_interrupted (b->r->dir, b->cancel, error) ||
+    if (strm_input_interrupted (b->in, error) ||
         !finish_disk (b, g_ptr_array_index (b->disks, i), error))
       return FALSE;
   }
@@ -733,7 +717,7 @@ commit (bk *b, GDateTime *now, GError **error)
   for (guint i = 0; i < b->disks->len; i++) {
     bk_disk *d = g_ptr_array_index (b->disks, i);
 
-    if (repo_rx_interrupted (b->r->dir, b->cancel, error))
+    if (strm_input_interrupted (b->in, error))
       return FALSE;
     if (rename (d->incoming, d->final) < 0) {
       g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
@@ -744,7 +728,7 @@ commit (bk *b, GDateTime *now, GError **error)
     if (!repo_fsync_dir (d->disk_dir, error))
       return FALSE;
   }
-  if (repo_rx_interrupted (b->r->dir, b->cancel, error))
+  if (strm_input_interrupted (b->in, error))
     return FALSE;
   /* The manifests last: a failure puts back the ones already written. */
   for (guint i = 0; i < b->disks->len; i++) {
@@ -813,27 +797,53 @@ undo (bk *b)
 static gboolean
 fail (bk *b, GError **error)
 {
-  if (b->cancel != NULL && *b->cancel && error != NULL && *error != NULL) {
+  if (b->in->cancel != NULL && *b->in->cancel && error != NULL && *error != NULL) {
     g_clear_error (error);
-    repo_rx_interrupted (b->r->dir, b->cancel, error);
+    strm_input_interrupted (b->in, error);
   }
   undo (b);
   return FALSE;
 }
 
+/* The input ended after STREAM_END: every disk's backup becomes part of
+ * the repository. */
+static gboolean
+commit_backup (void *dest, GError **error)
+{
+  bk *b = dest;
+
+  ova_debug ("stream received and checked in %.2f s",
+             (g_get_monotonic_time () - b->start) / 1e6);
+  if (!commit (b, error))
+    return FALSE;
+  ova_debug ("committed in %.2f s", (g_get_monotonic_time () - b->start) / 1e6);
+  return TRUE;
+}
+
+static const strm_dest_ops backup_ops = {
+  .kind = "backup",
+  .begin = begin_disk,
+  .data = write_frame,
+  .zero = write_frame,
+  .hole = write_frame,
+  .end = end_disk,
+  .stream_end = all_disks_came,
+  .commit = commit_backup,
+};
+
 gboolean
-repo_receive_backup (bk *b, repo *r, strm_decoder *dec, GDateTime *now,
-                     volatile sig_atomic_t *cancel, repo_receive_result *res,
-                     GError **error)
+repo_rx_backup_run (bk *b, repo *r, strm_decoder *dec, const strm_input *in,
+                    GDateTime *now, repo_receive_result *res, GError **error)
 {
   g_autoptr(repo_disk_locks) locks = NULL;
   g_autoptr(GPtrArray) names = g_ptr_array_new ();
-  gint64 start = g_get_monotonic_time ();
   const strm_totals *t;
   const bk_disk *first;
 
   b->r = r;
-  b->cancel = cancel;
+  b->in = in;
+  b->now = now;
+  b->start = g_get_monotonic_time ();
   for (guint i = 0; i < b->disks->len; i++)
     g_ptr_array_add (names, ((bk_disk *) g_ptr_array_index (b->disks, i))->disk);
   locks = repo_lock_disks (r, names, error);
@@ -843,12 +853,8 @@ repo_receive_backup (bk *b, repo *r, strm_decoder *dec, GDateTime *now,
             b->disks->len, b->disks->len == 1 ? "" : "s", b->checkpoint, r->dir);
   b->sock_dir = socket_dir (r);
 
-  if (!prepare (b, now, error) || !receive_frames (b, dec, error))
+  if (!prepare (b, now, error) || !strm_decoder_drive (dec, in, &backup_ops, b, error))
     return fail (b, error);
-  ova_debug ("stream received and checked in %.2f s", (g_get_monotonic_time () - start) / 1e6);
-  if (!commit (b, now, error))
-    return fail (b, error);
-  ova_debug ("committed in %.2f s", (g_get_monotonic_time () - start) / 1e6);
 
   t = strm_decoder_totals (dec);
   first = g_ptr_array_index (b->disks, 0);
@@ -870,6 +876,6 @@ repo_receive_backup (bk *b, repo *r, strm_decoder *dec, GDateTime *now,
   }
   res->bytes_received = t->bytes_sent;
   res->data_bytes = t->data_bytes;
-  res->seconds = (g_get_monotonic_time () - start) / 1e6;
+  res->seconds = (g_get_monotonic_time () - b->start) / 1e6;
   return TRUE;
 }

@@ -161,49 +161,6 @@ gboolean repo_receive (const char *repo_dir, int fd, const repo_receive_opts *op
  * file. Fails with OVA_ERROR_INTEGRITY. */
 gboolean repo_backup_meta_check (const char *json, gsize len, GError **error);
 
-/* -- shared by receive.c and receive-backup.c, not for other callers -- */
-
-struct strm_decoder;
-struct repo_rx_backup;
-
-/* The META of a "backup" stream (root: the parsed object), checked as
- * receive does before it opens the repository: OVA_ERROR_INTEGRITY if it
- * is not usable. Holds a reference to meta. */
-struct repo_rx_backup *repo_rx_backup_new (JsonNode *meta, GError **error);
-void repo_rx_backup_free (struct repo_rx_backup *b);
-/* The rest of that stream after its META: its disks' locks, then each
- * disk written and all committed, or none. */
-gboolean repo_receive_backup (struct repo_rx_backup *b, repo *r,
-                              struct strm_decoder *dec, GDateTime *now,
-                              volatile sig_atomic_t *cancel,
-                              repo_receive_result *res, GError **error);
-/* OVA_ERROR_INTERRUPTED if *cancel (may be NULL) is set. */
-gboolean repo_rx_interrupted (const char *repo_dir, volatile sig_atomic_t *cancel,
-                              GError **error);
-/* The disk's directory ready for a new backup (under the disk's lock):
- * an interrupted run's .incoming-ID and manifest.json.tmp removed, any
- * other entry m does not list moved to .unlisted/TIME/ with a warning; or
- * the directory made (*made) and R/disks synced. */
-gboolean repo_rx_open_disk_dir (const char *disk_dir, const repo_manifest *m,
-                                gboolean *made, GError **error);
-/* Remove name (a file or a backup directory) inside dir. */
-gboolean repo_rx_remove_tree (const char *dir, const char *name, GError **error);
-/* mkdir 0700; ENOSPC/EDQUOT are OVA_ERROR_NO_SPACE. */
-gboolean repo_rx_make_dir (const char *path, GError **error);
-gboolean repo_rx_fsync_path (const char *path, GError **error);
-/* META members: a string (NULL if missing or null; *ok FALSE if another
- * type), a non-negative integer, a UUID (lower-cased; blank counts as
- * null when nullable). Errors are OVA_ERROR_INTEGRITY about the metadata. */
-const char *repo_rx_member_string (JsonObject *o, const char *name, gboolean *ok);
-gboolean repo_rx_member_size (JsonObject *o, const char *name, guint64 *out);
-gboolean repo_rx_member_uuid (JsonObject *o, const char *name, gboolean nullable,
-                              char **out, const char *where, GError **error);
-void repo_rx_meta_error (GError **error, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
-/* At STREAM_END: the trailer checked out, the stream is idle (no volume or
- * disk open) after all it announced, and nothing follows. */
-gboolean repo_rx_stream_end (struct strm_decoder *dec, gboolean idle, guint done,
-                             guint announced, const char *what, GError **error);
-
 /* ---- verify ---- */
 
 typedef struct repo_verify_result {

@@ -12,6 +12,7 @@
 #include <libqcow.h>
 
 #include "error.h"
+#include "json.h"
 #include "log.h"
 #include "probe.h"
 #include "qcow2.h"
@@ -163,41 +164,6 @@ probe_libqcow (const char *path, stor_probe *p, char **reason)
   return ok;
 }
 
-static const char *
-json_string_member (JsonObject *o, const char *name)
-{
-  JsonNode *n = json_object_get_member (o, name);
-
-  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) ||
-      json_node_get_value_type (n) != G_TYPE_STRING)
-    return NULL;
-  return json_node_get_string (n);
-}
-
-static gboolean
-json_size_member (JsonObject *o, const char *name, guint64 *out)
-{
-  JsonNode *n = json_object_get_member (o, name);
-  gint64 v;
-
-  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) ||
-      json_node_get_value_type (n) != G_TYPE_INT64)
-    return FALSE;
-  v = json_node_get_int (n);
-  if (v < 0)
-    return FALSE;
-  *out = v;
-  return TRUE;
-}
-
-static JsonObject *
-json_object_member (JsonObject *o, const char *name)
-{
-  JsonNode *n = o ? json_object_get_member (o, name) : NULL;
-
-  return n && JSON_NODE_HOLDS_OBJECT (n) ? json_node_get_object (n) : NULL;
-}
-
 static gboolean
 parse_bitmaps (JsonArray *arr, stor_probe *p, const char *path, GError **error)
 {
@@ -206,19 +172,19 @@ parse_bitmaps (JsonArray *arr, stor_probe *p, const char *path, GError **error)
   for (guint i = 0; i < n; i++) {
     JsonNode *node = json_array_get_element (arr, i);
     JsonObject *o = JSON_NODE_HOLDS_OBJECT (node) ? json_node_get_object (node) : NULL;
-    JsonNode *flags_node = o ? json_object_get_member (o, "flags") : NULL;
-    const char *name = o ? json_string_member (o, "name") : NULL;
+    JsonArray *flags_arr = ova_json_get_array (o, "flags");
+    const char *name = ova_json_get_string (o, "name");
     g_autoptr (GPtrArray) flags = g_ptr_array_new_with_free_func (g_free);
     stor_bitmap *bm;
 
-    if (name == NULL || flags_node == NULL || !JSON_NODE_HOLDS_ARRAY (flags_node)) {
+    if (name == NULL || flags_arr == NULL) {
       g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
                    "%s: qemu-img info reports bitmap %u without a name or flags",
                    path, i);
       return FALSE;
     }
-    for (guint j = 0; j < json_array_get_length (json_node_get_array (flags_node)); j++) {
-      JsonNode *f = json_array_get_element (json_node_get_array (flags_node), j);
+    for (guint j = 0; j < json_array_get_length (flags_arr); j++) {
+      JsonNode *f = json_array_get_element (flags_arr, j);
 
       if (JSON_NODE_HOLDS_VALUE (f) && json_node_get_value_type (f) == G_TYPE_STRING)
         g_ptr_array_add (flags, g_strdup (json_node_get_string (f)));
@@ -228,7 +194,7 @@ parse_bitmaps (JsonArray *arr, stor_probe *p, const char *path, GError **error)
     bm = g_new0 (stor_bitmap, 1);
     bm->name = g_strdup (name);
     bm->flags = (char **) g_ptr_array_free (g_steal_pointer (&flags), FALSE);
-    if (!json_size_member (o, "granularity", &bm->granularity))
+    if (!ova_json_get_uint (o, "granularity", &bm->granularity))
       bm->granularity = 0;
     g_ptr_array_add (p->bitmaps, bm);
   }
@@ -247,7 +213,7 @@ probe_qemu_img (const char *path, gboolean fill_header, const char *libqcow_why,
   g_autoptr (GError) parse_err = NULL;
   JsonNode *root;
   JsonObject *info, *data;
-  JsonNode *bitmaps;
+  JsonArray *bitmaps;
   const char *format, *backing, *backing_format, *compat;
 
   /* The header checked out, so a failure here is qemu refusing it. */
@@ -274,9 +240,9 @@ probe_qemu_img (const char *path, gboolean fill_header, const char *libqcow_why,
     return FALSE;
   }
   info = json_node_get_object (root);
-  data = json_object_member (json_object_member (info, "format-specific"), "data");
+  data = ova_json_get_object (ova_json_get_object (info, "format-specific"), "data");
 
-  format = json_string_member (info, "format");
+  format = ova_json_get_string (info, "format");
   if (format == NULL || strcmp (format, "qcow2") != 0) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
                  "%s: qemu-img info reports format %s, expected qcow2",
@@ -285,7 +251,7 @@ probe_qemu_img (const char *path, gboolean fill_header, const char *libqcow_why,
   }
 
   if (fill_header) {
-    compat = data ? json_string_member (data, "compat") : NULL;
+    compat = ova_json_get_string (data, "compat");
     if (compat == NULL ||
         (strcmp (compat, "0.10") != 0 && strcmp (compat, "1.1") != 0)) {
       g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
@@ -293,12 +259,12 @@ probe_qemu_img (const char *path, gboolean fill_header, const char *libqcow_why,
                    path, compat ? compat : "(none)");
       return FALSE;
     }
-    if (!json_size_member (info, "virtual-size", &p->virtual_size)) {
+    if (!ova_json_get_uint (info, "virtual-size", &p->virtual_size)) {
       g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
                    "%s: qemu-img info reports no virtual size", path);
       return FALSE;
     }
-    backing = json_string_member (info, "backing-filename");
+    backing = ova_json_get_string (info, "backing-filename");
     if (backing && (*backing == '\0' || strlen (backing) > STOR_QCOW2_BACKING_MAX)) {
       g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
                    "%s: invalid backing file name of %zu bytes",
@@ -311,14 +277,13 @@ probe_qemu_img (const char *path, gboolean fill_header, const char *libqcow_why,
     p->backing = g_strdup (backing);
   }
 
-  backing_format = json_string_member (info, "backing-filename-format");
+  backing_format = ova_json_get_string (info, "backing-filename-format");
   if (backing_format && p->backing_format == NULL &&
       strlen (backing_format) <= STOR_QCOW2_BACKING_FORMAT_MAX)
     p->backing_format = g_strdup (backing_format);
 
-  bitmaps = data ? json_object_get_member (data, "bitmaps") : NULL;
-  if (bitmaps && JSON_NODE_HOLDS_ARRAY (bitmaps) &&
-      !parse_bitmaps (json_node_get_array (bitmaps), p, path, error))
+  bitmaps = ova_json_get_array (data, "bitmaps");
+  if (bitmaps && !parse_bitmaps (bitmaps, p, path, error))
     return FALSE;
   return TRUE;
 }

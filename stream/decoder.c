@@ -13,6 +13,7 @@
 
 #include "error.h"
 #include "util.h"
+#include "stream/record.h"
 #include "stream/stream.h"
 
 /* Reads from the peer go through this buffer; payloads larger than it are
@@ -119,214 +120,6 @@ digest_hex (XXH3_state_t *st, char hex[33])
     hex[2 * i + 1] = digits[c.digest[i] & 0xf];
   }
   hex[32] = '\0';
-}
-
-/* An untrusted string for a message: valid UTF-8, printable, and at most
- * max characters (json-glib's own messages quote the input). */
-static char *
-quote_untrusted (const char *s, int max)
-{
-  g_autofree char *valid = g_utf8_make_valid (s, -1);
-  GString *out = g_string_new (NULL);
-  const char *p = valid;
-
-  for (int n = 0; *p != '\0' && n < max; n++, p = g_utf8_next_char (p)) {
-    gunichar c = g_utf8_get_char (p);
-
-    if (g_unichar_isprint (c))
-      g_string_append_unichar (out, c);
-    else
-      g_string_append_c (out, '?');
-  }
-  if (*p != '\0')
-    g_string_append (out, "...");
-  return g_string_free (out, FALSE);
-}
-
-/* ---- JSON records ---- */
-
-const char *
-strm_json_text_problem (const char *text, gsize len, guint max_depth, gsize *where)
-{
-  gboolean in_string = FALSE, escaped = FALSE;
-  guint depth = 0;
-
-  for (gsize i = 0; i < len; i++) {
-    char c = text[i];
-
-    *where = i;
-    if (in_string) {
-      if (escaped && c == 'u' && len - i > 4 && g_ascii_tolower (text[i + 1]) == 'd' &&
-          text[i + 2] != '\0' && strchr ("89abcdefABCDEF", text[i + 2]) != NULL)
-        return "a \\u escape of a UTF-16 surrogate";
-      /* json-glib also reads C's octal escapes ("\\260" is the byte 0xb0):
-       * not UTF-8 once written back. */
-      if (escaped && (c == '\0' || strchr ("\"\\/bfnrtu", c) == NULL))
-        return "an escape JSON does not have";
-      if (escaped)
-        escaped = FALSE;
-      else if (c == '\\')
-        escaped = TRUE;
-      else if (c == '"')
-        in_string = FALSE;
-    }
-    else if (c == '"')
-      in_string = TRUE;
-    else if (c == '{' || c == '[') {
-      if (++depth > max_depth)
-        return "more levels of nesting than allowed";
-    }
-    else if ((c == '}' || c == ']') && depth > 0)
-      depth--;
-  }
-  return NULL;
-}
-
-/* Parse a JSON object of at most len bytes: UTF-8, no NUL, bounded depth.
- * Errors are OVA_ERROR_INTEGRITY naming what. */
-static JsonNode *
-json_object_parse (const char *json, gsize len, const char *what, GError **error)
-{
-  g_autoptr(JsonParser) parser = json_parser_new ();
-  g_autoptr(GError) err = NULL;
-  g_autoptr(JsonNode) root = NULL;
-  const char *problem;
-  gsize where;
-
-  if (!g_utf8_validate (json, len, NULL)) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                 "%s is not UTF-8 text", what);
-    return NULL;
-  }
-  /* Deeper JSON is refused before json-glib sees it: its parser recurses. */
-  problem = strm_json_text_problem (json, len, STRM_MAX_JSON_DEPTH, &where);
-  if (problem != NULL) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY, "%s holds %s at byte %"
-                 G_GSIZE_FORMAT, what, problem, where);
-    return NULL;
-  }
-
-  if (!json_parser_load_from_data (parser, json, len, &err)) {
-    g_autofree char *msg = quote_untrusted (err->message, 200);
-
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                 "%s is not valid JSON: %s", what, msg);
-    return NULL;
-  }
-  root = json_parser_steal_root (parser);
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                 "%s is not a JSON object", what);
-    return NULL;
-  }
-  return g_steal_pointer (&root);
-}
-
-static gboolean
-json_get_string (JsonObject *o, const char *name, const char *what,
-                 const char **out, GError **error)
-{
-  JsonNode *n = json_object_get_member (o, name);
-
-  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) ||
-      json_node_get_value_type (n) != G_TYPE_STRING) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                 "%s: \"%s\" is missing or not a string", what, name);
-    return FALSE;
-  }
-  *out = json_node_get_string (n);
-  return TRUE;
-}
-
-/* A non-negative JSON integer. */
-static gboolean
-json_get_u64 (JsonObject *o, const char *name, const char *what,
-              guint64 *out, GError **error)
-{
-  JsonNode *n = json_object_get_member (o, name);
-
-  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) ||
-      json_node_get_value_type (n) != G_TYPE_INT64 ||
-      json_node_get_int (n) < 0) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                 "%s: \"%s\" is missing or not a non-negative integer", what, name);
-    return FALSE;
-  }
-  *out = json_node_get_int (n);
-  return TRUE;
-}
-
-GArray *
-strm_meta_volumes_parse (const char *json, gsize len, GError **error)
-{
-  g_autoptr(JsonNode) root = NULL;
-  g_autoptr(GArray) volumes = NULL;
-  JsonObject *o;
-  JsonNode *n;
-  JsonArray *a;
-  const char *format;
-  guint64 version;
-  guint count;
-
-  root = json_object_parse (json, len, "the stream metadata (META)", error);
-  if (root == NULL)
-    return NULL;
-  o = json_node_get_object (root);
-  if (!json_get_string (o, "format", "META", &format, error) ||
-      !json_get_u64 (o, "version", "META", &version, error))
-    return NULL;
-  if (strcmp (format, "ovagent-stream") != 0 || version != 1) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                 "META: \"format\" must be \"ovagent-stream\" and \"version\" 1");
-    return NULL;
-  }
-
-  n = json_object_get_member (o, "volumes");
-  if (n == NULL || !JSON_NODE_HOLDS_ARRAY (n)) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                 "META: \"volumes\" is missing or not an array");
-    return NULL;
-  }
-  a = json_node_get_array (n);
-  count = json_array_get_length (a);
-  if (count < 1 || count > STRM_MAX_VOLUMES) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                 "META: %u volumes (1 to %u allowed)", count, STRM_MAX_VOLUMES);
-    return NULL;
-  }
-
-  volumes = g_array_sized_new (FALSE, TRUE, sizeof (strm_meta_volume), count);
-  for (guint i = 0; i < count; i++) {
-    JsonNode *vn = json_array_get_element (a, i);
-    g_autofree char *what = g_strdup_printf ("META volume %u", i);
-    strm_meta_volume v = { 0 };
-    const char *uuid;
-
-    if (!JSON_NODE_HOLDS_OBJECT (vn)) {
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                   "%s is not an object", what);
-      return NULL;
-    }
-    if (!json_get_string (json_node_get_object (vn), "uuid", what, &uuid, error) ||
-        !json_get_u64 (json_node_get_object (vn), "size", what, &v.size, error))
-      return NULL;
-    if (!ova_uuid_is_valid (uuid)) {
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                   "%s: \"uuid\" is not a valid UUID", what);
-      return NULL;
-    }
-    /* Receivers name files after volumes: one volume, one entry. */
-    for (guint j = 0; j < i; j++)
-      if (g_ascii_strcasecmp (g_array_index (volumes, strm_meta_volume, j).uuid,
-                              uuid) == 0) {
-        g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                     "%s: volume %s is listed twice", what, uuid);
-        return NULL;
-      }
-    memcpy (v.uuid, uuid, sizeof v.uuid);
-    g_array_append_val (volumes, v);
-  }
-  return g_steal_pointer (&volumes);
 }
 
 /* ---- reading ---- */
@@ -729,10 +522,10 @@ dec_check_counts (strm_decoder *d, JsonObject *o, const char *what,
   guint64 got_data, got_zero, got_hole;
   char hex[33];
 
-  if (!json_get_u64 (o, "data_bytes", what, &got_data, &err) ||
-      !json_get_u64 (o, "zero_bytes", what, &got_zero, &err) ||
-      !json_get_u64 (o, "hole_bytes", what, &got_hole, &err) ||
-      !json_get_string (o, "digest", what, &digest, &err))
+  if (!strm_json_need_uint (o, "data_bytes", what, &got_data, &err) ||
+      !strm_json_need_uint (o, "zero_bytes", what, &got_zero, &err) ||
+      !strm_json_need_uint (o, "hole_bytes", what, &got_hole, &err) ||
+      !strm_json_need_string (o, "digest", what, &digest, &err))
     return dec_fail (d, error, "%s", err->message);
   if (got_data != data || got_zero != zero || got_hole != hole)
     return dec_fail (d, error, "%s declares %" G_GUINT64_FORMAT " data, %"
@@ -742,7 +535,7 @@ dec_check_counts (strm_decoder *d, JsonObject *o, const char *what,
                      what, got_data, got_zero, got_hole, data, zero, hole);
   digest_hex (digest_state, hex);
   if (HASH_MISMATCH (strcmp (digest, hex), 0)) {
-    g_autofree char *quoted = quote_untrusted (digest, 40);
+    g_autofree char *quoted = strm_quote_untrusted (digest, 40);
 
     return dec_fail (d, error, "%s digest %s does not match the stream (%s)",
                      what, quoted, hex);
@@ -767,7 +560,7 @@ dec_check_record (strm_decoder *d, guint32 type, const char *json, gsize len,
     return TRUE;
   }
 
-  root = json_object_parse (json, len, frame_name (type), &err);
+  root = strm_json_parse_object (json, len, frame_name (type), &err);
   if (root == NULL)
     return dec_fail (d, error, "%s", err->message);
   o = json_node_get_object (root);
@@ -779,12 +572,12 @@ dec_check_record (strm_decoder *d, guint32 type, const char *json, gsize len,
     const char *uuid;
     guint64 index, size;
 
-    if (!json_get_string (o, "uuid", "BEGIN", &uuid, &err) ||
-        !json_get_u64 (o, "index", "BEGIN", &index, &err) ||
-        !json_get_u64 (o, "size", "BEGIN", &size, &err))
+    if (!strm_json_need_string (o, "uuid", "BEGIN", &uuid, &err) ||
+        !strm_json_need_uint (o, "index", "BEGIN", &index, &err) ||
+        !strm_json_need_uint (o, "size", "BEGIN", &size, &err))
       return dec_fail (d, error, "%s", err->message);
     if (strcmp (uuid, v->uuid) != 0 || index != d->volume || size != v->size) {
-      g_autofree char *quoted = quote_untrusted (uuid, 40);
+      g_autofree char *quoted = strm_quote_untrusted (uuid, 40);
 
       return dec_fail (d, error, "BEGIN of volume %s (index %" G_GUINT64_FORMAT
                        ", %" G_GUINT64_FORMAT " bytes), but META declares volume %u as %s (%"
@@ -798,10 +591,10 @@ dec_check_record (strm_decoder *d, guint32 type, const char *json, gsize len,
     const char *uuid;
     g_autofree char *what = g_strdup_printf ("END of volume %s", v->uuid);
 
-    if (!json_get_string (o, "uuid", "END", &uuid, &err))
+    if (!strm_json_need_string (o, "uuid", "END", &uuid, &err))
       return dec_fail (d, error, "%s", err->message);
     if (strcmp (uuid, v->uuid) != 0) {
-      g_autofree char *quoted = quote_untrusted (uuid, 40);
+      g_autofree char *quoted = strm_quote_untrusted (uuid, 40);
 
       return dec_fail (d, error, "END of volume %s inside volume %s", quoted, v->uuid);
     }
@@ -812,9 +605,9 @@ dec_check_record (strm_decoder *d, guint32 type, const char *json, gsize len,
   case STRM_FRAME_STREAM_END: {
     guint64 volumes, frames, bytes;
 
-    if (!json_get_u64 (o, "volumes", "STREAM_END", &volumes, &err) ||
-        !json_get_u64 (o, "frames", "STREAM_END", &frames, &err) ||
-        !json_get_u64 (o, "bytes", "STREAM_END", &bytes, &err))
+    if (!strm_json_need_uint (o, "volumes", "STREAM_END", &volumes, &err) ||
+        !strm_json_need_uint (o, "frames", "STREAM_END", &frames, &err) ||
+        !strm_json_need_uint (o, "bytes", "STREAM_END", &bytes, &err))
       return dec_fail (d, error, "%s", err->message);
     if (volumes != d->volumes->len || frames != d->frame_no || bytes != d->frame_start)
       return dec_fail (d, error, "STREAM_END declares %" G_GUINT64_FORMAT " volumes, %"
