@@ -738,9 +738,7 @@ repo_qcow2_probe (const char *path, repo_qcow2_info *info, GError **error)
 {
   g_autofree char *out = NULL;
   g_autoptr(GError) err = NULL;
-  g_autoptr(JsonParser) parser = json_parser_new ();
-  JsonNode *root, *fs, *data;
-  JsonObject *o;
+  g_autoptr(stor_img_info) img = NULL;
 
   memset (info, 0, sizeof *info);
   if (!stor_qemu_img_info (path, "qcow2", &out, &err)) {
@@ -748,29 +746,18 @@ repo_qcow2_probe (const char *path, repo_qcow2_info *info, GError **error)
                  "%s is not a qcow2 image qemu can open: %s", path, err->message);
     return FALSE;
   }
-  if (!json_parser_load_from_data (parser, out, -1, NULL) ||
-      (root = json_parser_get_root (parser)) == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "%s: cannot parse the output of qemu-img info", path);
+  img = stor_img_info_parse (path, out, error);
+  if (img == NULL)
     return FALSE;
-  }
-  o = json_node_get_object (root);
-  if (g_strcmp0 (json_object_get_string_member_with_default (o, "format", ""), "qcow2") != 0 ||
-      json_object_get_int_member_with_default (o, "virtual-size", -1) < 0) {
+  if (g_strcmp0 (img->format, "qcow2") != 0 || !img->has_virtual_size) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
                  "%s: qemu-img info reports no qcow2 format or virtual size", path);
     return FALSE;
   }
-  info->virtual_size = json_object_get_int_member (o, "virtual-size");
-  if (json_object_has_member (o, "backing-filename"))
-    info->backing = g_strdup (json_object_get_string_member_with_default (o, "backing-filename", NULL));
-  if (json_object_has_member (o, "backing-filename-format"))
-    info->backing_format = g_strdup (json_object_get_string_member_with_default (o, "backing-filename-format", NULL));
-  fs = json_object_get_member (o, "format-specific");
-  data = fs && JSON_NODE_HOLDS_OBJECT (fs)
-    ? json_object_get_member (json_node_get_object (fs), "data") : NULL;
-  info->data_file = data && JSON_NODE_HOLDS_OBJECT (data) &&
-    json_object_has_member (json_node_get_object (data), "data-file");
+  info->virtual_size = img->virtual_size;
+  info->backing = g_steal_pointer (&img->backing);
+  info->backing_format = g_steal_pointer (&img->backing_format);
+  info->data_file = img->data_file;
   return TRUE;
 }
 

@@ -25,16 +25,6 @@
 /* A reason libqcow gives is a backtrace, innermost call first. */
 #define LIBQCOW_REASON_MAX 2048
 
-static void
-stor_bitmap_free (stor_bitmap *b)
-{
-  if (b == NULL)
-    return;
-  g_free (b->name);
-  g_strfreev (b->flags);
-  g_free (b);
-}
-
 void
 stor_probe_free (stor_probe *p)
 {
@@ -164,43 +154,6 @@ probe_libqcow (const char *path, stor_probe *p, char **reason)
   return ok;
 }
 
-static gboolean
-parse_bitmaps (JsonArray *arr, stor_probe *p, const char *path, GError **error)
-{
-  guint n = json_array_get_length (arr);
-
-  for (guint i = 0; i < n; i++) {
-    JsonNode *node = json_array_get_element (arr, i);
-    JsonObject *o = JSON_NODE_HOLDS_OBJECT (node) ? json_node_get_object (node) : NULL;
-    JsonArray *flags_arr = ova_json_get_array (o, "flags");
-    const char *name = ova_json_get_string (o, "name");
-    g_autoptr (GPtrArray) flags = g_ptr_array_new_with_free_func (g_free);
-    stor_bitmap *bm;
-
-    if (name == NULL || flags_arr == NULL) {
-      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
-                   "%s: qemu-img info reports bitmap %u without a name or flags",
-                   path, i);
-      return FALSE;
-    }
-    for (guint j = 0; j < json_array_get_length (flags_arr); j++) {
-      JsonNode *f = json_array_get_element (flags_arr, j);
-
-      if (JSON_NODE_HOLDS_VALUE (f) && json_node_get_value_type (f) == G_TYPE_STRING)
-        g_ptr_array_add (flags, g_strdup (json_node_get_string (f)));
-    }
-    g_ptr_array_add (flags, NULL);
-
-    bm = g_new0 (stor_bitmap, 1);
-    bm->name = g_strdup (name);
-    bm->flags = (char **) g_ptr_array_free (g_steal_pointer (&flags), FALSE);
-    if (!ova_json_get_uint (o, "granularity", &bm->granularity))
-      bm->granularity = 0;
-    g_ptr_array_add (p->bitmaps, bm);
-  }
-  return TRUE;
-}
-
 /* Fills what qemu-img reports: bitmaps and backing format always; the
  * rest only where libqcow could not open the image (fill_header). */
 static gboolean
@@ -209,12 +162,7 @@ probe_qemu_img (const char *path, gboolean fill_header, const char *libqcow_why,
 {
   g_autofree char *out = NULL;
   g_autoptr (GError) run_err = NULL;
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  g_autoptr (GError) parse_err = NULL;
-  JsonNode *root;
-  JsonObject *info, *data;
-  JsonArray *bitmaps;
-  const char *format, *backing, *backing_format, *compat;
+  g_autoptr (stor_img_info) info = NULL;
 
   /* The header checked out, so a failure here is qemu refusing it. */
   if (!stor_qemu_img_info (path, "qcow2", &out, &run_err)) {
@@ -227,64 +175,47 @@ probe_qemu_img (const char *path, gboolean fill_header, const char *libqcow_why,
                    "qcow2 image that qemu cannot open: %s", run_err->message);
     return FALSE;
   }
-  if (!json_parser_load_from_data (parser, out, -1, &parse_err)) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "%s: cannot parse qemu-img info output: %s",
-                 path, parse_err->message);
+  info = stor_img_info_parse (path, out, error);
+  if (info == NULL)
     return FALSE;
-  }
-  root = json_parser_get_root (parser);
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "%s: qemu-img info did not print a JSON object", path);
-    return FALSE;
-  }
-  info = json_node_get_object (root);
-  data = ova_json_get_object (ova_json_get_object (info, "format-specific"), "data");
-
-  format = ova_json_get_string (info, "format");
-  if (format == NULL || strcmp (format, "qcow2") != 0) {
+  if (info->format == NULL || strcmp (info->format, "qcow2") != 0) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
                  "%s: qemu-img info reports format %s, expected qcow2",
-                 path, format ? format : "(none)");
+                 path, info->format ? info->format : "(none)");
     return FALSE;
   }
 
   if (fill_header) {
-    compat = ova_json_get_string (data, "compat");
-    if (compat == NULL ||
-        (strcmp (compat, "0.10") != 0 && strcmp (compat, "1.1") != 0)) {
+    if (info->compat == NULL ||
+        (strcmp (info->compat, "0.10") != 0 && strcmp (info->compat, "1.1") != 0)) {
       g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
                    "%s: unsupported qcow2 compat level %s",
-                   path, compat ? compat : "(none)");
+                   path, info->compat ? info->compat : "(none)");
       return FALSE;
     }
-    if (!ova_json_get_uint (info, "virtual-size", &p->virtual_size)) {
+    if (!info->has_virtual_size) {
       g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
                    "%s: qemu-img info reports no virtual size", path);
       return FALSE;
     }
-    backing = ova_json_get_string (info, "backing-filename");
-    if (backing && (*backing == '\0' || strlen (backing) > STOR_QCOW2_BACKING_MAX)) {
+    if (info->backing &&
+        (*info->backing == '\0' || strlen (info->backing) > STOR_QCOW2_BACKING_MAX)) {
       g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
                    "%s: invalid backing file name of %zu bytes",
-                   path, strlen (backing));
+                   path, strlen (info->backing));
       return FALSE;
     }
+    p->virtual_size = info->virtual_size;
     g_free (p->qcow2_compat);
-    p->qcow2_compat = g_strdup (compat);
+    p->qcow2_compat = g_steal_pointer (&info->compat);
     g_free (p->backing);
-    p->backing = g_strdup (backing);
+    p->backing = g_steal_pointer (&info->backing);
   }
 
-  backing_format = ova_json_get_string (info, "backing-filename-format");
-  if (backing_format && p->backing_format == NULL &&
-      strlen (backing_format) <= STOR_QCOW2_BACKING_FORMAT_MAX)
-    p->backing_format = g_strdup (backing_format);
-
-  bitmaps = ova_json_get_array (data, "bitmaps");
-  if (bitmaps && !parse_bitmaps (bitmaps, p, path, error))
-    return FALSE;
+  if (info->backing_format && p->backing_format == NULL &&
+      strlen (info->backing_format) <= STOR_QCOW2_BACKING_FORMAT_MAX)
+    p->backing_format = g_steal_pointer (&info->backing_format);
+  g_ptr_array_extend_and_steal (p->bitmaps, g_steal_pointer (&info->bitmaps));
   return TRUE;
 }
 

@@ -6,12 +6,7 @@
 #include <glib.h>
 
 #include "model.h"
-
-typedef struct stor_bitmap {
-  char *name;
-  char **flags;         /* "auto", "in-use" ... */
-  guint64 granularity;
-} stor_bitmap;
+#include "qemu-img.h"
 
 typedef struct stor_probe {
   char *format;         /* "qcow2" or "raw": the metadata's COW or RAW */

@@ -10,6 +10,7 @@
 #include <json-glib/json-glib.h>
 
 #include "error.h"
+#include "json.h"
 #include "qemu-img.h"
 #include "util.h"
 
@@ -179,6 +180,100 @@ stor_qemu_img_info (const char *path, const char *format, char **json_out,
   }
   *json_out = g_steal_pointer (&out);
   return TRUE;
+}
+
+void
+stor_bitmap_free (stor_bitmap *b)
+{
+  if (b == NULL)
+    return;
+  g_free (b->name);
+  g_strfreev (b->flags);
+  g_free (b);
+}
+
+void
+stor_img_info_free (stor_img_info *info)
+{
+  if (info == NULL)
+    return;
+  g_free (info->format);
+  g_free (info->compat);
+  g_free (info->backing);
+  g_free (info->backing_format);
+  g_clear_pointer (&info->bitmaps, g_ptr_array_unref);
+  g_free (info);
+}
+
+static gboolean
+parse_bitmaps (JsonArray *arr, stor_img_info *info, const char *path, GError **error)
+{
+  for (guint i = 0; i < json_array_get_length (arr); i++) {
+    JsonNode *node = json_array_get_element (arr, i);
+    JsonObject *o = JSON_NODE_HOLDS_OBJECT (node) ? json_node_get_object (node) : NULL;
+    JsonArray *flags_arr = ova_json_get_array (o, "flags");
+    const char *name = ova_json_get_string (o, "name");
+    g_autoptr (GPtrArray) flags = g_ptr_array_new_with_free_func (g_free);
+    stor_bitmap *bm;
+
+    if (name == NULL || flags_arr == NULL) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
+                   "%s: qemu-img info reports bitmap %u without a name or flags",
+                   path, i);
+      return FALSE;
+    }
+    for (guint j = 0; j < json_array_get_length (flags_arr); j++) {
+      JsonNode *f = json_array_get_element (flags_arr, j);
+
+      if (JSON_NODE_HOLDS_VALUE (f) && json_node_get_value_type (f) == G_TYPE_STRING)
+        g_ptr_array_add (flags, g_strdup (json_node_get_string (f)));
+    }
+    g_ptr_array_add (flags, NULL);
+
+    bm = g_new0 (stor_bitmap, 1);
+    bm->name = g_strdup (name);
+    bm->flags = (char **) g_ptr_array_free (g_steal_pointer (&flags), FALSE);
+    if (!ova_json_get_uint (o, "granularity", &bm->granularity))
+      bm->granularity = 0;
+    g_ptr_array_add (info->bitmaps, bm);
+  }
+  return TRUE;
+}
+
+stor_img_info *
+stor_img_info_parse (const char *path, const char *json, GError **error)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) parse_err = NULL;
+  g_autoptr (stor_img_info) info = g_new0 (stor_img_info, 1);
+  JsonNode *root;
+  JsonObject *o, *data;
+  JsonArray *bitmaps;
+
+  if (!json_parser_load_from_data (parser, json, -1, &parse_err)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "%s: cannot parse qemu-img info output: %s", path, parse_err->message);
+    return NULL;
+  }
+  root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "%s: qemu-img info did not print a JSON object", path);
+    return NULL;
+  }
+  o = json_node_get_object (root);
+  data = ova_json_get_object (ova_json_get_object (o, "format-specific"), "data");
+  info->format = g_strdup (ova_json_get_string (o, "format"));
+  info->has_virtual_size = ova_json_get_uint (o, "virtual-size", &info->virtual_size);
+  info->compat = g_strdup (ova_json_get_string (data, "compat"));
+  info->backing = g_strdup (ova_json_get_string (o, "backing-filename"));
+  info->backing_format = g_strdup (ova_json_get_string (o, "backing-filename-format"));
+  info->data_file = data != NULL && json_object_has_member (data, "data-file");
+  info->bitmaps = g_ptr_array_new_with_free_func ((GDestroyNotify) stor_bitmap_free);
+  bitmaps = ova_json_get_array (data, "bitmaps");
+  if (bitmaps && !parse_bitmaps (bitmaps, info, path, error))
+    return NULL;
+  return g_steal_pointer (&info);
 }
 
 gboolean

@@ -43,6 +43,34 @@ char *stor_fd_path (int fd);
 gboolean stor_qemu_img_info (const char *path, const char *format, char **json_out,
                              GError **error);
 
+/* A persistent bitmap as qemu-img info lists it. */
+typedef struct stor_bitmap {
+  char *name;
+  char **flags;         /* "auto", "in-use" ... */
+  guint64 granularity;  /* 0 when not reported */
+} stor_bitmap;
+void stor_bitmap_free (stor_bitmap *b);
+
+/* What stor_qemu_img_info printed, read once for every caller. Members
+ * it does not report are NULL (or FALSE); each caller decides which ones
+ * it needs and how to word their absence. */
+typedef struct stor_img_info {
+  char *format;
+  gboolean has_virtual_size;
+  guint64 virtual_size;
+  char *compat;           /* qcow2: "0.10" or "1.1" as reported */
+  char *backing;          /* "backing-filename" */
+  char *backing_format;   /* "backing-filename-format" */
+  gboolean data_file;     /* qcow2 with an external data file */
+  GPtrArray *bitmaps;     /* stor_bitmap* */
+} stor_img_info;
+void stor_img_info_free (stor_img_info *info);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (stor_img_info, stor_img_info_free)
+
+/* Parse json (from stor_qemu_img_info on path). Not a JSON object:
+ * OVA_ERROR_INTERNAL; a bitmap without a name or flags: OVA_ERROR_INTEGRITY. */
+stor_img_info *stor_img_info_parse (const char *path, const char *json, GError **error);
+
 /* `qemu-img check -U --output=json` of one qcow2 image alone: the report,
  * what qemu-img said on stderr, and its exit status (0 clean, 2 corrupt,
  * 3 leaked clusters). */
