@@ -317,24 +317,6 @@ repo_manifest_check_room (const repo_manifest *m, const repo_backup *b, GError *
   return FALSE;
 }
 
-repo_manifest *
-repo_manifest_load (const char *disk_dir, const char *disk, gboolean missing_ok,
-                    GError **error)
-{
-  g_autofree char *path = g_build_filename (disk_dir, REPO_MANIFEST_NAME, NULL);
-  g_autofree char *text = NULL;
-  g_autoptr(GError) err = NULL;
-  gsize len = 0;
-
-  if (!ova_read_file_direct (path, REPO_MANIFEST_MAX, &text, &len, &err)) {
-    if (g_error_matches (err, OVA_ERROR, OVA_ERROR_NOT_FOUND) && missing_ok)
-      return repo_manifest_new (disk);
-    g_propagate_error (error, g_steal_pointer (&err));
-    return NULL;
-  }
-  return repo_manifest_parse (disk, text, len, path, error);
-}
-
 static gboolean
 write_all (int fd, const char *buf, gsize len, const char *path, GError **error)
 {
