@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -34,7 +33,7 @@
 /* Runs between reads are items too: room for a few per read. */
 #define ITEMS_PER_REQUEST 4
 #define MIN_ITEMS 64
-/* How often waiting threads look at *cancel when nothing happens. */
+/* How often the threads look at *cancel when nothing happens. */
 #define POLL_TIMEOUT_MS 200
 /* After a failure, how long requests in flight may take to come back
  * before the source's connections are dropped under them. */
@@ -257,8 +256,8 @@ read_done (void *opaque, GError *err)
   pthread_mutex_unlock (&p->lock);
 }
 
-static gpointer
-worker (gpointer opaque)
+static void *
+worker (void *opaque)
 {
   copy *p = opaque;
 
@@ -554,11 +553,27 @@ wait_events (copy *p, GError **error)
   return TRUE;
 }
 
-static gpointer
-io_thread (gpointer opaque)
+/* Wake the sending thread now and then even when nothing happens, so that
+ * it looks at *cancel while it waits. */
+static void
+tick (copy *p, gint64 *last)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  if (now - *last < POLL_TIMEOUT_MS * 1000)
+    return;
+  *last = now;
+  pthread_mutex_lock (&p->lock);
+  pthread_cond_broadcast (&p->cond);
+  pthread_mutex_unlock (&p->lock);
+}
+
+static void *
+io_thread (void *opaque)
 {
   copy *p = opaque;
   gint64 deadline = 0;
+  gint64 last_tick = g_get_monotonic_time ();
 
   for (;;) {
     GError *err = NULL;
@@ -592,6 +607,7 @@ io_thread (gpointer opaque)
     err = NULL;
     if (!wait_events (p, &err))
       fail (p, err);
+    tick (p, &last_tick);
   }
   return NULL;
 }
@@ -619,8 +635,6 @@ next_item (copy *p, guint64 done, item *out, gboolean *end, GError **error)
   *end = FALSE;
   pthread_mutex_lock (&p->lock);
   for (;;) {
-    struct timespec ts;
-
     if (p->err != NULL) {
       g_propagate_error (error, g_error_copy (p->err));
       break;
@@ -638,11 +652,7 @@ next_item (copy *p, guint64 done, item *out, gboolean *end, GError **error)
     }
     if (cancelled (p, done, error))
       break;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    ts.tv_nsec += POLL_TIMEOUT_MS * 1000000L;
-    ts.tv_sec += ts.tv_nsec / 1000000000L;
-    ts.tv_nsec %= 1000000000L;
-    pthread_cond_timedwait (&p->cond, &p->lock, &ts);
+    pthread_cond_wait (&p->cond, &p->lock);
   }
   pthread_mutex_unlock (&p->lock);
   return ok;
@@ -723,14 +733,7 @@ copy_init (copy *p, ova_source *src, const strm_copy_opts *opts,
   set_limits (p, opts);
 
   pthread_mutex_init (&p->lock, NULL);
-  {
-    pthread_condattr_t attr;
-
-    pthread_condattr_init (&attr);
-    pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
-    pthread_cond_init (&p->cond, &attr);
-    pthread_condattr_destroy (&attr);
-  }
+  pthread_cond_init (&p->cond, NULL);
   pthread_cond_init (&p->work, NULL);
   p->nitems = MAX (MIN_ITEMS, p->requests * ITEMS_PER_REQUEST);
   p->items = g_new0 (item, p->nitems);
@@ -782,23 +785,39 @@ copy_clear (copy *p)
   pthread_mutex_destroy (&p->lock);
 }
 
+/* Plain pthreads rather than GThread, whose start helgrind cannot follow. */
+static gboolean
+start_thread (pthread_t *t, void *(*fn) (void *), copy *p, GError **error)
+{
+  int rc = pthread_create (t, NULL, fn, p);
+
+  if (rc != 0) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot start a thread to read %s: %s", p->src->name,
+                 g_strerror (rc));
+    return FALSE;
+  }
+  return TRUE;
+}
+
 /* Stop the I/O thread (it waits for the reads in flight), then the workers. */
 static void
-stop_threads (copy *p, GThread *io, GThread **workers, guint nworkers)
+stop_threads (copy *p, const pthread_t *io, const pthread_t *workers,
+              guint nworkers)
 {
   if (io != NULL) {
     pthread_mutex_lock (&p->lock);
     p->stop = TRUE;
     pthread_mutex_unlock (&p->lock);
     wake_io (p);
-    g_thread_join (io);
+    pthread_join (*io, NULL);
   }
   pthread_mutex_lock (&p->lock);
   p->workers_stop = TRUE;
   pthread_cond_broadcast (&p->work);
   pthread_mutex_unlock (&p->lock);
   for (guint i = 0; i < nworkers; i++)
-    g_thread_join (workers[i]);
+    pthread_join (workers[i], NULL);
 }
 
 gboolean
@@ -808,8 +827,9 @@ strm_copy_source (strm_encoder *e, ova_source *src, const char *uuid,
                   guint64 *bytes_read, GError **error)
 {
   copy p;
-  GThread *io = NULL;
-  GThread *workers[MAX_WORKERS] = { NULL };
+  pthread_t io;
+  gboolean io_started = FALSE;
+  pthread_t workers[MAX_WORKERS];
   guint nworkers = 0;
   gboolean ok = FALSE;
 
@@ -820,14 +840,12 @@ strm_copy_source (strm_encoder *e, ova_source *src, const char *uuid,
   if (cancelled (&p, 0, error))
     goto out;
   if (!p.aio)
-    for (; nworkers < MIN (p.requests, MAX_WORKERS); nworkers++) {
-      workers[nworkers] = g_thread_try_new ("ovagent-read", worker, &p, error);
-      if (workers[nworkers] == NULL)
+    for (; nworkers < MIN (p.requests, MAX_WORKERS); nworkers++)
+      if (!start_thread (&workers[nworkers], worker, &p, error))
         goto out;
-    }
-  io = g_thread_try_new ("ovagent-copy-io", io_thread, &p, error);
-  if (io == NULL)
+  if (!start_thread (&io, io_thread, &p, error))
     goto out;
+  io_started = TRUE;
   if (!send_items (&p, e, progress, opaque, error))
     goto out;
   if (!strm_encoder_end (e, error))
@@ -835,7 +853,7 @@ strm_copy_source (strm_encoder *e, ova_source *src, const char *uuid,
   ok = TRUE;
 
  out:
-  stop_threads (&p, io, workers, nworkers);
+  stop_threads (&p, io_started ? &io : NULL, workers, nworkers);
   /* Whatever is still in flight after a drain timeout must not land in
    * freed buffers: the connections go first. */
   if (!ok && p.aio)

@@ -14,6 +14,7 @@
 #include "error.h"
 #include "util.h"
 #include "fixture.h"
+#include "stream-check.h"
 #include "nbd/nbd.h"
 #include "storage/qemu-img.h"
 #include "stream/copy.h"
@@ -127,31 +128,6 @@ meta_json (guint64 size)
                           "\",\"size\":%" G_GUINT64_FORMAT "}]}", size);
 }
 
-typedef struct {
-  volatile sig_atomic_t *cancel;
-  guint64 cancel_at;      /* set *cancel once this much is done (0: never) */
-  GPid kill_pid;          /* SIGKILL it at the first progress (0: never) */
-  guint64 last;
-  guint calls;
-} progress_state;
-
-static void
-on_progress (void *opaque, guint64 done)
-{
-  progress_state *s = opaque;
-
-  g_assert_cmpuint (done, >, s->last);
-  s->last = done;
-  s->calls++;
-  if (s->cancel_at > 0 && done >= s->cancel_at)
-    *s->cancel = 1;
-  if (s->kill_pid > 0) {
-    kill (s->kill_pid, SIGKILL);
-    s->kill_pid = 0;
-    g_usleep (100 * 1000);
-  }
-}
-
 /* The whole stream of one export in a file under f->dir; FALSE and error if
  * the reader failed. */
 static gboolean
@@ -198,62 +174,13 @@ encode_export (fixture *f, const char *uri, const char *context,
   return ok;
 }
 
-typedef struct {
-  GByteArray *content;
-  GArray *frames;         /* strm_frame without data */
-  strm_totals totals;
-} decoded;
-
 static void
-decoded_clear (decoded *d)
-{
-  g_byte_array_unref (d->content);
-  g_array_unref (d->frames);
-}
-
-static void
-decode_file (const char *path, decoded *out)
-{
-  int fd = open (path, O_RDONLY | O_CLOEXEC);
-  g_autoptr(strm_decoder) d = NULL;
-  g_autoptr(GError) error = NULL;
-  strm_frame fr;
-
-  g_assert_cmpint (fd, >=, 0);
-  d = strm_decoder_new_fd (fd);
-  out->content = g_byte_array_new ();
-  out->frames = g_array_new (FALSE, FALSE, sizeof (strm_frame));
-  while (strm_decoder_next (d, &fr, &error)) {
-    strm_frame copy = fr;
-
-    copy.data = NULL;
-    copy.uuid = NULL;
-    g_array_append_val (out->frames, copy);
-    if (fr.type == STRM_FRAME_BEGIN) {
-      g_byte_array_set_size (out->content, fr.size);
-      memset (out->content->data, 0, fr.size);
-    }
-    else if (fr.type == STRM_FRAME_DATA)
-      memcpy (out->content->data + fr.offset, fr.data, fr.length);
-    if (fr.type == STRM_FRAME_STREAM_END)
-      break;
-  }
-  g_assert_no_error (error);
-  g_assert_true (strm_decoder_complete (d));
-  out->totals = *strm_decoder_totals (d);
-  close (fd);
-}
-
-static void
-assert_same (const decoded *d, GBytes *expected)
+assert_same_bytes (const decoded *d, GBytes *expected)
 {
   gsize len;
   const guint8 *want = g_bytes_get_data (expected, &len);
 
-  g_assert_cmpuint (d->content->len, ==, len);
-  for (gsize i = 0; i < len; i += 4096)
-    if (memcmp (d->content->data + i, want + i, MIN (4096, len - i)) != 0)
-      g_error ("decoded content differs at block %" G_GSIZE_FORMAT, i);
+  assert_same (d, want, len);
 }
 
 /* A qcow2 with data, zero clusters, data that reads as zeros, unallocated
@@ -316,7 +243,7 @@ check_full (fixture *f, const read_opts *opts)
   g_assert_no_error (error);
   g_assert_cmpuint (ps.last, ==, MIXED_SIZE);
   decode_file (stream, &d);
-  assert_same (&d, want);
+  assert_same_bytes (&d, want);
   /* Only allocated non-zero clusters were read and sent (the qcow2
    * cluster size is the unit of the small writes). */
   g_assert_cmpuint (d.totals.data_bytes, <=, MIXED_DATA);
@@ -533,7 +460,10 @@ check_killed (fixture *f, guint connections)
   sock = g_build_filename (f->dir, "sock", NULL);
   uri = g_strdup_printf ("nbd+unix:///?socket=%s", sock);
   {
-    const char *const argv[] = { "qemu-nbd", "-f", "qcow2", "-r", "-t", "--shared=8",
+    /* The test's own server: through env(1) so that the suite's qemu
+     * guard lets it run, with the same pid. */
+    const char *const argv[] = { "env", "OVAGENT_QEMU_GUARD_FIXTURE=1",
+                                 "qemu-nbd", "-f", "qcow2", "-r", "-t", "--shared=8",
                                  "-k", sock, img, NULL };
 
     g_assert_true (g_spawn_async (NULL, (char **) argv, NULL,
@@ -549,6 +479,8 @@ check_killed (fixture *f, guint connections)
   g_assert_false (encode_export (f, uri, NULL, &opts, &ps, NULL, &stream, &error));
   g_assert_nonnull (error);
   g_test_message ("server killed: %s", error->message);
+  /* It failed reading, not connecting: the server was up. */
+  g_assert_null (strstr (error->message, "cannot connect"));
   g_assert_cmpint (g_get_monotonic_time () - start, <, 20 * G_USEC_PER_SEC);
   g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
   g_spawn_close_pid (pid);
