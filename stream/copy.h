@@ -17,8 +17,8 @@
 
 /* How much is read ahead: memory is requests x request_size. */
 typedef struct strm_copy_opts {
-  guint requests;       /* reads in flight (0: 16 for sources with aio_*
-                         * requests, else 8) */
+  guint requests;       /* reads in flight, at most STRM_COPY_MAX_REQUESTS
+                         * (0: 16 for sources with aio_* requests, else 6) */
   guint request_size;   /* bytes per read (0: 1 MiB with aio_* requests,
                          * else STRM_DEFAULT_FRAME_SIZE), rounded down to
                          * 4 KiB, at most the source's max_request and one
