@@ -11,6 +11,7 @@
 #include "nbd/nbd.h"
 #include "storage/lvm.h"
 #include "storage/scan.h"
+#include "stream/copy.h"
 #include "stream/stream.h"
 #include "virt/checkpoint.h"
 #include "virt/state.h"
@@ -24,7 +25,7 @@ typedef struct {
   gboolean autom;
   char *from;
   char *scratch_dir;
-  int requests;          /* 0: the reader's default */
+  int requests;          /* 0: the copy engine's default */
   int connections;
 } backup_options;
 

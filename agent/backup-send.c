@@ -36,8 +36,7 @@ send_disks (run *r, ova_stream_output *out, strm_encoder *enc, virt_backup *b,
 {
   g_autoptr (ova_progress_meter) meter = NULL;
   g_autofree char *meta = build_meta (r);
-  nbdr_read_opts ro = { .requests = (guint) backup_opts.requests,
-                        .connections = (guint) backup_opts.connections };
+  strm_copy_opts co = { .requests = (guint) backup_opts.requests };
   progress_state ps = { 0 };
   guint64 total = 0;
 
@@ -50,7 +49,7 @@ send_disks (run *r, ova_stream_output *out, strm_encoder *enc, virt_backup *b,
 
   for (guint i = 0; i < r->disks->len; i++) {
     bdisk *d = r->disks->pdata[i];
-    g_autoptr (nbdr_reader) rd = NULL;
+    g_autoptr (ova_source) rd = NULL;
     const char *uri = NULL;
     const char *context = NULL;
     strm_totals before = *strm_encoder_totals (enc);
@@ -83,31 +82,31 @@ send_disks (run *r, ova_stream_output *out, strm_encoder *enc, virt_backup *b,
                                           : NULL;
 
       uri = nbdr_server_uri (d->srv);
-      rd = nbdr_reader_open (uri, ctx_name, &ro, error);
+      rd = nbdr_source_open (uri, ctx_name, (guint) backup_opts.connections, error);
       if (rd == NULL)
         return FALSE;
     }
     if (rd == NULL) {
-      rd = nbdr_reader_open (uri, context, &ro, error);
+      rd = nbdr_source_open (uri, context, (guint) backup_opts.connections, error);
       if (rd == NULL)
         return FALSE;
     }
-    if (nbdr_reader_size (rd) != d->size) {
+    if (rd->size != d->size) {
       g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
                    "the export of disk %s of VM %s has %" G_GUINT64_FORMAT
                    " bytes, its image %" G_GUINT64_FORMAT " (resized during the backup?)",
-                   disk_label (d), vm_label (r), nbdr_reader_size (rd), d->size);
+                   disk_label (d), vm_label (r), rd->size, d->size);
       return FALSE;
     }
     ova_info ("sending disk %s (%s) of VM %s: %s%s%s", disk_label (d), d->image,
               vm_label (r), d->kind, d->from ? " from " : "", d->from ? d->from : "");
-    if (!nbdr_reader_send (rd, enc, d->image, on_progress, &ps, &ova_cancelled, error))
+    if (!strm_copy_source (enc, rd, d->image, &co, on_progress, &ps, &ova_cancelled,
+                           &d->read, error))
       return FALSE;
     after = strm_encoder_totals (enc);
     d->data = after->data_bytes - before.data_bytes;
     d->zero = after->zero_bytes - before.zero_bytes;
     d->hole = after->hole_bytes - before.hole_bytes;
-    d->read = nbdr_reader_bytes_read (rd);
     r->bytes_read += d->read;
     ps.base += d->size;
   }

@@ -240,8 +240,8 @@ check_options (const ova_ctx *ctx, int argc, char **argv, GError **error)
       ova_usage_error (ctx, error, "--disk needs an image UUID or a target such as vda");
       return FALSE;
     }
-  if (backup_opts.requests < 0 || backup_opts.requests > NBDR_MAX_REQUESTS) {
-    ova_usage_error (ctx, error, "--requests takes 1 to %d", NBDR_MAX_REQUESTS);
+  if (backup_opts.requests < 0 || backup_opts.requests > STRM_COPY_MAX_REQUESTS) {
+    ova_usage_error (ctx, error, "--requests takes 1 to %d", STRM_COPY_MAX_REQUESTS);
     return FALSE;
   }
   if (backup_opts.connections < 0 || backup_opts.connections > NBDR_MAX_CONNECTIONS) {

@@ -25,7 +25,7 @@
 #include "storage/probe.h"
 #include "storage/scan.h"
 #include "storage/source-file.h"
-#include "stream/send.h"
+#include "stream/copy.h"
 #include "stream/ssh.h"
 #include "stream/stream.h"
 #include "virt/vmusage.h"
@@ -96,64 +96,6 @@ const struct ova_command ova_cmd_export_chain = {
     "  ovagent export-chain 0b3e5d7f-2a4c-4e6f-8a1b-3c5d7e9f1a2b --since 7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f \\\n"
     "      --target ssh://backup@target.example.com/srv/backup --json\n",
 };
-
-/* ---- a source that counts what it reads (bytes_read in the result) ---- */
-
-typedef struct {
-  ova_source base;
-  ova_source *inner;
-  guint64 *bytes_read;
-} counting_source;
-
-static gboolean
-counting_extent (ova_source *s, guint64 offset, guint64 max_len,
-                 ova_extent *out, GError **error)
-{
-  counting_source *c = (counting_source *) s;
-
-  return c->inner->ops->extent (c->inner, offset, max_len, out, error);
-}
-
-static gboolean
-counting_pread (ova_source *s, void *buf, size_t len, guint64 offset,
-                GError **error)
-{
-  counting_source *c = (counting_source *) s;
-
-  if (!c->inner->ops->pread (c->inner, buf, len, offset, error))
-    return FALSE;
-  *c->bytes_read += len;
-  return TRUE;
-}
-
-static void
-counting_free (ova_source *s)
-{
-  counting_source *c = (counting_source *) s;
-
-  ova_source_free (c->inner);
-  g_free (c);
-}
-
-static const struct ova_source_ops counting_ops = {
-  .name = "counting",
-  .extent = counting_extent,
-  .pread = counting_pread,
-  .free = counting_free,
-};
-
-static ova_source *
-counting_source_new (ova_source *inner, guint64 *bytes_read)
-{
-  counting_source *c = g_new0 (counting_source, 1);
-
-  c->base.ops = &counting_ops;
-  c->base.size = inner->size;
-  c->base.name = inner->name;
-  c->inner = inner;
-  c->bytes_read = bytes_read;
-  return (ova_source *) c;
-}
 
 /* ---- the volumes to send ---- */
 
@@ -356,12 +298,10 @@ choose_range (const ova_ctx *ctx, const stor_image *img, int *first, int *last,
 /* Activate, probe and check one volume, read its record again and open it. */
 static planned_volume *
 prepare_volume (const ova_ctx *ctx, stor_domain *dom, stor_volume *v,
-                stor_volume *parent, stor_lv_guard *guard, guint64 *bytes_read,
-                GError **error)
+                stor_volume *parent, stor_lv_guard *guard, GError **error)
 {
   g_autoptr (GString) problems = g_string_new (NULL);
   g_autoptr (planned_volume) p = g_new0 (planned_volume, 1);
-  ova_source *src;
 
   p->vol = v;
   p->parent = parent;
@@ -413,10 +353,9 @@ prepare_volume (const ova_ctx *ctx, stor_domain *dom, stor_volume *v,
     return NULL;
   }
 
-  src = stor_source_open_volume (dom, v, error);
-  if (src == NULL)
+  p->src = stor_source_open_volume (dom, v, error);
+  if (p->src == NULL)
     return NULL;
-  p->src = counting_source_new (src, bytes_read);
   return g_steal_pointer (&p);
 }
 
@@ -679,7 +618,7 @@ export_chain (ova_ctx *ctx, const char *disk, GError **error)
                    img->uuid);
       return FALSE;
     }
-    p = prepare_volume (ctx, dom, v, parent, guard, &bytes_read, error);
+    p = prepare_volume (ctx, dom, v, parent, guard, error);
     if (p == NULL)
       return FALSE;
     g_ptr_array_add (plan, p);
@@ -697,12 +636,14 @@ export_chain (ova_ctx *ctx, const char *disk, GError **error)
     return FALSE;
   for (guint i = 0; i < plan->len; i++) {
     planned_volume *p = plan->pdata[i];
+    guint64 read = 0;
 
     ova_info ("sending volume %s (%" G_GUINT64_FORMAT " bytes)",
               p->vol->uuid, p->src->size);
-    if (!strm_send_source (enc, p->src, p->vol->uuid, on_progress, &ps,
-                           &ova_cancelled, error))
+    if (!strm_copy_source (enc, p->src, p->vol->uuid, NULL, on_progress, &ps,
+                           &ova_cancelled, &read, error))
       return FALSE;
+    bytes_read += read;
     ps.base += p->src->size;
   }
 

@@ -25,7 +25,7 @@
 #include "nbd/nbd.h"
 #include "repo/repo.h"
 #include "storage/qemu-img.h"
-#include "stream/send.h"
+#include "stream/copy.h"
 #include "stream/stream.h"
 
 typedef struct {
@@ -216,7 +216,7 @@ restore_to_stream (const ova_ctx *ctx, const char *disk, GPtrArray *layers,
                    guint64 virtual_size, const char *backup_id, GError **error)
 {
   g_autoptr(nbdr_server) srv = NULL;
-  g_autoptr(nbdr_reader) reader = NULL;
+  g_autoptr(ova_source) src = NULL;
   g_autoptr(strm_sink) sink = NULL;
   g_autoptr(strm_encoder) enc = NULL;
   g_autoptr(ova_progress_meter) meter = NULL;
@@ -233,10 +233,10 @@ restore_to_stream (const ova_ctx *ctx, const char *disk, GPtrArray *layers,
   srv = nbdr_server_start (layers, 0, NULL, -1, ctx->cfg->env.run_dir, error);
   if (srv == NULL)
     return FALSE;
-  reader = nbdr_reader_open (nbdr_server_uri (srv), NULL, NULL, error);
-  if (reader == NULL)
+  src = nbdr_source_open (nbdr_server_uri (srv), NULL, 0, error);
+  if (src == NULL)
     return FALSE;
-  size = nbdr_reader_size (reader);
+  size = src->size;
   if (size != virtual_size)
     ova_warn ("backup %s of disk %s: the manifest says %" G_GUINT64_FORMAT
               " bytes, it opens as %" G_GUINT64_FORMAT "; sending what it opens as",
@@ -249,7 +249,8 @@ restore_to_stream (const ova_ctx *ctx, const char *disk, GPtrArray *layers,
   meter = ova_progress_new (ctx->progress, disk, size);
   if (!check_interrupted ("starting", error) ||
       !strm_encoder_meta (enc, meta, error) ||
-      !nbdr_reader_send (reader, enc, disk, progress_cb, meter, &ova_cancelled, error) ||
+      !strm_copy_source (enc, src, disk, NULL, progress_cb, meter, &ova_cancelled,
+                         NULL, error) ||
       !strm_encoder_finish (enc, error) ||
       !sink->ops->close (sink, error)) {
     g_prefix_error (error, "cannot send backup %s of disk %s: ", backup_id, disk);

@@ -18,6 +18,7 @@
 #include "nbd/nbd.h"
 #include "repo/manifest.h"
 #include "repo/prune.h"
+#include "stream/copy.h"
 
 #define ROLE_ANY (OVA_SERVE_ROLE_HOST | OVA_SERVE_ROLE_TARGET)
 /* Longest libvirt domain name serve passes on. */
@@ -131,7 +132,7 @@ static const serve_option backup_options[] = {
   { .name = "auto" },
   { .name = "from", .value = VAL_UUID },
   OPT_STDOUT, OPT_COMPRESS, OPT_IO_TIMEOUT,
-  { .name = "requests", .value = VAL_COUNT, .max = NBDR_MAX_REQUESTS },
+  { .name = "requests", .value = VAL_COUNT, .max = STRM_COPY_MAX_REQUESTS },
   { .name = "connections", .value = VAL_COUNT, .max = NBDR_MAX_CONNECTIONS },
   { NULL },
 };

@@ -1,7 +1,8 @@
 #!/bin/bash
-# Benchmark of the NBD reader: `ovagent restore --output -` (qemu-nbd over the
-# repository chain, read into a stream) against `nbdcopy URI null:` reading
-# the same image through a qemu-nbd started with the same options.
+# Benchmark of NBD reads through the copy engine: `ovagent restore --output -`
+# (qemu-nbd over the repository chain, read into a stream) against `nbdcopy
+# URI null:` reading the same image through a qemu-nbd started with the same
+# options.
 # Measures only; asserts nothing.
 #
 #   bench/nbd-read.sh [--warm] [--runs N]

@@ -1,15 +1,12 @@
-/* ovagent: qemu-nbd processes on private Unix sockets, and NBD exports as
- * sources (read, extents from base:allocation or a dirty bitmap) and as
- * destinations (write, zero) through libnbd. */
+/* ovagent: qemu-nbd processes on private Unix sockets (server.c), NBD exports
+ * as copy sources (source-nbd.c: extents from base:allocation or a dirty
+ * bitmap, reads on several connections) and as destinations (dest.c). */
 #ifndef NBDR_NBD_H
 #define NBDR_NBD_H
 
 #include <glib.h>
-#include <signal.h>
 
 #include "common/source.h"
-
-struct strm_encoder;   /* stream/stream.h */
 
 typedef struct nbdr_server nbdr_server;
 
@@ -39,10 +36,18 @@ const char *nbdr_server_uri (const nbdr_server *srv);   /* nbd+unix:///?socket=.
 void nbdr_server_stop (nbdr_server *srv);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (nbdr_server, nbdr_server_stop)
 
+#define NBDR_DEFAULT_CONNECTIONS 4
+#define NBDR_MAX_CONNECTIONS 16
+
 /* A source over an NBD export: extents from the meta context (NULL:
  * "base:allocation", holes and zeros become ZERO/HOLE extents; or
- * "qemu:dirty-bitmap:NAME": clean ranges become HOLE, dirty DATA). */
-ova_source *nbdr_source_open (const char *uri, const char *context, GError **error);
+ * "qemu:dirty-bitmap:NAME", which must be served: clean ranges become
+ * HOLE, dirty DATA). With the asynchronous requests of common/source.h on
+ * connections connections (0: NBDR_DEFAULT_CONNECTIONS when the export
+ * allows multi-conn, else 1; more than 1 only then; at most
+ * NBDR_MAX_CONNECTIONS), and max_request the server's limit. */
+ova_source *nbdr_source_open (const char *uri, const char *context,
+                              guint connections, GError **error);
 
 /* A destination over a writable NBD export. */
 typedef struct nbdr_dest nbdr_dest;
@@ -57,52 +62,5 @@ gboolean nbdr_dest_zero (nbdr_dest *d, guint64 offset, guint64 len, GError **err
 gboolean nbdr_dest_close (nbdr_dest *d, GError **error);
 void nbdr_dest_free (nbdr_dest *d);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (nbdr_dest, nbdr_dest_free)
-
-/* ---- the fast reader: an export into a stream (nbd/reader.c) ---- */
-
-typedef struct nbdr_read_opts {
-  guint requests;       /* reads in flight over all connections (0: default) */
-  guint request_size;   /* bytes per read (0: default), at most the
-                         * server's limit and one DATA frame */
-  guint connections;    /* 0: NBDR_DEFAULT_CONNECTIONS when the export allows
-                         * multi-conn, else 1; more than 1 only then */
-} nbdr_read_opts;
-
-#define NBDR_DEFAULT_REQUESTS 16
-#define NBDR_DEFAULT_REQUEST_SIZE (1u * 1024 * 1024)
-#define NBDR_DEFAULT_CONNECTIONS 4
-#define NBDR_MAX_REQUESTS 256
-#define NBDR_MAX_CONNECTIONS 16
-
-typedef struct nbdr_reader nbdr_reader;
-
-/* Connect to uri (opts may be NULL) with the meta context (NULL:
- * "base:allocation"; or "qemu:dirty-bitmap:NAME", which must be served). */
-nbdr_reader *nbdr_reader_open (const char *uri, const char *context,
-                               const nbdr_read_opts *opts, GError **error);
-guint64 nbdr_reader_size (const nbdr_reader *r);
-/* Bytes the send read from the export (data extents, including blocks that
- * turned out to be zeros); valid once nbdr_reader_send returned. */
-guint64 nbdr_reader_bytes_read (const nbdr_reader *r);
-/* BEGIN(uuid, size), frames covering [0, size) in offset order, END.
- * Extents are asked per work range; holes (clean bitmap ranges) become
- * HOLE frames, zero extents ZERO frames, data is read asynchronously with
- * many requests in flight over all connections and blocks that read as
- * zeros go as ZERO frames. progress (may be NULL; a strm_progress_fn) gets
- * the bytes covered so far after each frame. Memory: requests x request_size. Fails with
- * OVA_ERROR_INTERRUPTED once *cancel (may be NULL) is set; on any failure no
- * request is left pending when it returns. Once only. */
-gboolean nbdr_reader_send (nbdr_reader *r, struct strm_encoder *e, const char *uuid,
-                           void (*progress) (void *opaque, guint64 done), void *opaque,
-                           volatile sig_atomic_t *cancel, GError **error);
-/* Disconnect. */
-void nbdr_reader_free (nbdr_reader *r);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (nbdr_reader, nbdr_reader_free)
-
-/* nbdr_reader_open, nbdr_reader_send, nbdr_reader_free. */
-gboolean nbdr_send_export (struct strm_encoder *e, const char *uri, const char *context,
-                           const char *uuid, const nbdr_read_opts *opts,
-                           void (*progress) (void *opaque, guint64 done), void *opaque,
-                           volatile sig_atomic_t *cancel, GError **error);
 
 #endif

@@ -1,10 +1,12 @@
 /* ovagent: an NBD export as a copy source (libnbd): extents from base:allocation
- * or a qemu dirty bitmap, asked per work range; reads split at the server's limit. */
+ * or a qemu dirty bitmap, reads on one or more connections, asynchronous too. */
 #include <config.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libnbd.h>
 
@@ -22,17 +24,7 @@
 /* A reply with more extents than this is not from a sane server. */
 #define MAX_EXTENTS_PER_REPLY (1u << 20)
 
-typedef struct nbd_source {
-  ova_source base;
-  struct nbd_handle *h;
-  char *context;
-  gboolean bitmap;        /* context is a dirty bitmap */
-  gboolean have_status;   /* the server serves the context */
-  guint32 max_request;
-  /* The extents of the last block status reply, contiguous from its first
-   * offset; later calls inside that range are answered from it. */
-  GArray *cache;          /* ova_extent */
-} nbd_source;
+typedef struct nbd_source nbd_source;
 
 typedef struct {
   const nbd_source *src;
@@ -41,6 +33,32 @@ typedef struct {
   GArray *out;
   gboolean bad;           /* the reply did not start at offset */
 } status_ctx;
+
+struct nbd_source {
+  ova_source base;
+  struct nbd_handle **h;  /* [base.connections]; h[0] also answers block
+                           * status; all NULL once aborted */
+  char *context;
+  gboolean bitmap;        /* context is a dirty bitmap */
+  gboolean have_status;   /* the server serves the context */
+  /* The extents of the last synchronous block status reply, contiguous
+   * from its first offset; later calls inside that range are answered
+   * from it. */
+  GArray *cache;          /* ova_extent */
+  /* The block status request in flight (one at a time). */
+  status_ctx status;
+  ova_aio_done status_done;
+  void *status_opaque;
+};
+
+/* An asynchronous read, until libnbd frees it. */
+typedef struct {
+  const nbd_source *src;
+  guint64 offset;
+  size_t len;
+  ova_aio_done done;
+  void *opaque;
+} read_req;
 
 void
 nbdr_set_libnbd_error (GError **error, const char *fmt, ...)
@@ -116,30 +134,45 @@ status_cb (void *user_data, const char *metacontext, uint64_t offset,
   return 0;
 }
 
+/* The request of [offset, offset + len) into out, for status_cb. */
+static guint64
+status_start (nbd_source *s, guint64 offset, guint64 len, GArray *out)
+{
+  s->status = (status_ctx) {
+    .src = s,
+    .offset = offset,
+    .end = offset + MIN (len, s->base.size - offset),
+    .out = out,
+  };
+  return MIN (s->status.end - offset, MAX_STATUS_REQUEST);
+}
+
+static GError *
+status_unusable (const nbd_source *s)
+{
+  return g_error_new (OVA_ERROR, OVA_ERROR_INTERNAL,
+                      "the NBD server of %s sent no usable %s extents for offset %"
+                      G_GUINT64_FORMAT, s->base.name, s->context, s->status.offset);
+}
+
 /* Fill the cache with the extents from offset on, at most len bytes. */
 static gboolean
 fetch_extents (nbd_source *s, guint64 offset, guint64 len, GError **error)
 {
-  status_ctx c = {
-    .src = s,
-    .offset = offset,
-    .end = offset + MIN (len, s->base.size - offset),
-    .out = s->cache,
-  };
-  guint64 count = MIN (c.end - offset, MAX_STATUS_REQUEST);
+  guint64 count;
 
   g_array_set_size (s->cache, 0);
-  if (nbd_block_status (s->h, count, offset,
-                        (nbd_extent_callback) { .callback = status_cb, .user_data = &c },
+  count = status_start (s, offset, len, s->cache);
+  if (nbd_block_status (s->h[0], count, offset,
+                        (nbd_extent_callback) { .callback = status_cb,
+                                                .user_data = &s->status },
                         0) < 0) {
     nbdr_set_libnbd_error (error, "cannot read the block status of %s at %" G_GUINT64_FORMAT
                            " (%s)", s->base.name, offset, s->context);
     return FALSE;
   }
-  if (c.bad || s->cache->len == 0) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "the NBD server of %s sent no usable %s extents for offset %"
-                 G_GUINT64_FORMAT, s->base.name, s->context, offset);
+  if (s->status.bad || s->cache->len == 0) {
+    g_propagate_error (error, status_unusable (s));
     return FALSE;
   }
   return TRUE;
@@ -158,19 +191,26 @@ cache_lookup (const nbd_source *s, guint64 offset)
 }
 
 static gboolean
+check_range (const ova_source *base, guint64 offset, guint64 len, GError **error)
+{
+  if (offset < base->size && len > 0 && len <= base->size - offset)
+    return TRUE;
+  g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+               "request at %" G_GUINT64_FORMAT " for %" G_GUINT64_FORMAT
+               " bytes is outside %s (size %" G_GUINT64_FORMAT ")",
+               offset, len, base->name, base->size);
+  return FALSE;
+}
+
+static gboolean
 nbd_source_extent (ova_source *base, guint64 offset, guint64 max_len,
                    ova_extent *out, GError **error)
 {
   nbd_source *s = (nbd_source *) base;
   const ova_extent *e;
 
-  if (offset >= base->size || max_len == 0) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "extent asked at %" G_GUINT64_FORMAT " for %" G_GUINT64_FORMAT
-                 " bytes of %s (size %" G_GUINT64_FORMAT ")",
-                 offset, max_len, base->name, base->size);
+  if (!check_range (base, offset, MIN (max_len, base->size - offset), error))
     return FALSE;
-  }
   max_len = MIN (max_len, base->size - offset);
   if (!s->have_status) {
     *out = (ova_extent) { .offset = offset, .length = max_len,
@@ -197,16 +237,12 @@ nbd_source_pread (ova_source *base, void *buf, size_t len, guint64 offset,
   nbd_source *s = (nbd_source *) base;
   guint8 *p = buf;
 
-  if (offset > base->size || len > base->size - offset) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "read of %zu bytes at %" G_GUINT64_FORMAT " is past the end of %s",
-                 len, offset, base->name);
+  if (!check_range (base, offset, len, error))
     return FALSE;
-  }
   while (len > 0) {
-    size_t n = MIN (len, (size_t) s->max_request);
+    size_t n = MIN (len, (size_t) base->max_request);
 
-    if (nbd_pread (s->h, p, n, offset, 0) < 0) {
+    if (nbd_pread (s->h[0], p, n, offset, 0) < 0) {
       nbdr_set_libnbd_error (error, "cannot read %zu bytes at %" G_GUINT64_FORMAT
                              " of %s", n, offset, base->name);
       return FALSE;
@@ -218,15 +254,209 @@ nbd_source_pread (ova_source *base, void *buf, size_t len, guint64 offset,
   return TRUE;
 }
 
+/* ---- asynchronous requests: libnbd runs the completions in aio_poll with
+ * the handle locked, so they never call libnbd themselves ---- */
+
+static int
+read_complete (void *user_data, int *error)
+{
+  read_req *r = user_data;
+  GError *err = NULL;
+
+  if (*error != 0)
+    err = g_error_new (OVA_ERROR, OVA_ERROR_TRANSPORT,
+                       "cannot read %zu bytes at %" G_GUINT64_FORMAT " of %s: %s",
+                       r->len, r->offset, r->src->base.name, g_strerror (*error));
+  r->done (r->opaque, err);
+  return 1;
+}
+
+static gboolean
+nbd_source_aio_pread (ova_source *base, guint conn, void *buf, size_t len,
+                      guint64 offset, ova_aio_done done, void *opaque,
+                      GError **error)
+{
+  nbd_source *s = (nbd_source *) base;
+  read_req *r;
+
+  if (!check_range (base, offset, len, error))
+    return FALSE;
+  if (conn >= base->connections || s->h[conn] == NULL || len > base->max_request) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "read of %zu bytes on connection %u of %s: no such request",
+                 len, conn, base->name);
+    return FALSE;
+  }
+  r = g_new (read_req, 1);
+  *r = (read_req) { .src = s, .offset = offset, .len = len, .done = done,
+                    .opaque = opaque };
+  /* libnbd frees r once the command is retired or the handle closed. */
+  if (nbd_aio_pread (s->h[conn], buf, len, offset,
+                     (nbd_completion_callback) { .callback = read_complete,
+                                                 .user_data = r, .free = g_free },
+                     0) < 0) {
+    nbdr_set_libnbd_error (error, "cannot read %zu bytes at %" G_GUINT64_FORMAT
+                           " of %s", len, offset, base->name);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static int
+status_complete (void *user_data, int *error)
+{
+  nbd_source *s = user_data;
+  GError *err = NULL;
+
+  if (*error != 0)
+    err = g_error_new (OVA_ERROR, OVA_ERROR_TRANSPORT,
+                       "cannot read the block status of %s at %" G_GUINT64_FORMAT
+                       " (%s): %s", s->base.name, s->status.offset, s->context,
+                       g_strerror (*error));
+  else if (s->status.bad || s->status.out->len == 0)
+    err = status_unusable (s);
+  s->status_done (s->status_opaque, err);
+  return 1;
+}
+
+static gboolean
+nbd_source_aio_extents (ova_source *base, guint64 offset, guint64 len,
+                        GArray *out, ova_aio_done done, void *opaque,
+                        GError **error)
+{
+  nbd_source *s = (nbd_source *) base;
+  guint64 count;
+
+  if (!check_range (base, offset, MIN (len, base->size - offset), error))
+    return FALSE;
+  if (!s->have_status) {
+    ova_extent e = { offset, MIN (len, base->size - offset), OVA_EXTENT_DATA };
+
+    g_array_append_val (out, e);
+    done (opaque, NULL);
+    return TRUE;
+  }
+  if (s->h[0] == NULL) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "block status of %s after its connections were dropped", base->name);
+    return FALSE;
+  }
+  count = status_start (s, offset, len, out);
+  s->status_done = done;
+  s->status_opaque = opaque;
+  if (nbd_aio_block_status (s->h[0], count, offset,
+                            (nbd_extent_callback) { .callback = status_cb,
+                                                    .user_data = &s->status },
+                            (nbd_completion_callback) { .callback = status_complete,
+                                                        .user_data = s },
+                            0) < 0) {
+    nbdr_set_libnbd_error (error, "cannot ask the block status of %s at %"
+                           G_GUINT64_FORMAT " (%s)", base->name, offset, s->context);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+live (struct nbd_handle *h)
+{
+  return h != NULL && !nbd_aio_is_dead (h) && !nbd_aio_is_closed (h);
+}
+
+/* Wait for events on every live connection and the wake fd, then let
+ * libnbd handle them (which runs the completion callbacks). */
+static gboolean
+nbd_source_aio_poll (ova_source *base, int wake_fd, int timeout_ms, GError **error)
+{
+  nbd_source *s = (nbd_source *) base;
+  g_autofree struct pollfd *fds = g_new0 (struct pollfd, base->connections + 1);
+  g_autofree guint *conn_of = g_new0 (guint, base->connections);
+  guint n = 0;
+  int ret;
+
+  for (guint i = 0; i < base->connections; i++) {
+    unsigned dir;
+    int fd;
+
+    if (!live (s->h[i]))
+      continue;
+    fd = nbd_aio_get_fd (s->h[i]);
+    if (fd < 0) {
+      nbdr_set_libnbd_error (error, "cannot poll the connection to %s", base->name);
+      return FALSE;
+    }
+    dir = nbd_aio_get_direction (s->h[i]);
+    fds[n].fd = fd;
+    fds[n].events = ((dir & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0) |
+                    ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0);
+    conn_of[n++] = i;
+  }
+  fds[n].fd = wake_fd;
+  fds[n].events = POLLIN;
+
+  ret = poll (fds, n + 1, timeout_ms);
+  if (ret < 0) {
+    if (errno == EINTR)
+      return TRUE;
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot poll the connections to %s: %s", base->name, g_strerror (errno));
+    return FALSE;
+  }
+  if (fds[n].revents & POLLIN) {
+    guint64 v;
+
+    if (read (wake_fd, &v, sizeof v) < 0 && errno != EAGAIN)
+      ova_debug ("cannot read the NBD wake counter: %s", g_strerror (errno));
+  }
+  for (guint k = 0; k < n; k++) {
+    struct nbd_handle *h = s->h[conn_of[k]];
+    int rc = 0;
+
+    if (fds[k].revents & (POLLIN | POLLHUP | POLLERR))
+      rc = nbd_aio_notify_read (h);
+    else if (fds[k].revents & POLLOUT)
+      rc = nbd_aio_notify_write (h);
+    if (rc < 0) {
+      nbdr_set_libnbd_error (error, "lost the connection to %s", base->name);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+static guint
+nbd_source_aio_in_flight (ova_source *base)
+{
+  nbd_source *s = (nbd_source *) base;
+  guint n = 0;
+
+  for (guint i = 0; i < base->connections; i++)
+    if (live (s->h[i]))
+      n += MAX (nbd_aio_in_flight (s->h[i]), 0);
+  return n;
+}
+
+static void
+nbd_source_aio_abort (ova_source *base)
+{
+  nbd_source *s = (nbd_source *) base;
+
+  for (guint i = 0; i < base->connections; i++)
+    g_clear_pointer (&s->h[i], nbd_close);
+}
+
 static void
 nbd_source_free (ova_source *base)
 {
   nbd_source *s = (nbd_source *) base;
 
-  if (s->h != NULL) {
-    nbd_shutdown (s->h, 0);
-    nbd_close (s->h);
+  for (guint i = 0; s->h != NULL && i < base->connections; i++) {
+    if (s->h[i] == NULL)
+      continue;
+    nbd_shutdown (s->h[i], 0);
+    nbd_close (s->h[i]);
   }
+  g_free (s->h);
   if (s->cache != NULL)
     g_array_unref (s->cache);
   g_free (s->context);
@@ -239,6 +469,11 @@ static const struct ova_source_ops nbd_source_ops = {
   .extent = nbd_source_extent,
   .pread = nbd_source_pread,
   .free = nbd_source_free,
+  .aio_pread = nbd_source_aio_pread,
+  .aio_extents = nbd_source_aio_extents,
+  .aio_poll = nbd_source_aio_poll,
+  .aio_in_flight = nbd_source_aio_in_flight,
+  .aio_abort = nbd_source_aio_abort,
 };
 
 struct nbd_handle *
@@ -268,13 +503,47 @@ nbdr_connect (const char *uri, const char *context, GError **error)
   return h;
 }
 
+/* The connections beyond the first, when the export allows several. */
+static gboolean
+connect_more (nbd_source *s, guint connections, gboolean multi_conn, GError **error)
+{
+  ova_source *base = &s->base;
+
+  if (connections == 0)
+    connections = multi_conn ? NBDR_DEFAULT_CONNECTIONS : 1;
+  if (connections > 1 && !multi_conn) {
+    ova_debug ("%s does not allow multi-conn: one connection", base->name);
+    connections = 1;
+  }
+  connections = MIN (connections, NBDR_MAX_CONNECTIONS);
+  for (guint i = 1; i < connections; i++) {
+    int64_t size;
+
+    s->h[i] = nbdr_connect (base->name, NULL, error);
+    if (s->h[i] == NULL)
+      return FALSE;
+    base->connections = i + 1;
+    size = nbd_get_size (s->h[i]);
+    if (size < 0 || (guint64) size != base->size) {
+      g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                   "%s changed size between connections (%" G_GUINT64_FORMAT
+                   " then %" G_GINT64_FORMAT " bytes)", base->name, base->size,
+                   (gint64) size);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
 ova_source *
-nbdr_source_open (const char *uri, const char *context, GError **error)
+nbdr_source_open (const char *uri, const char *context, guint connections,
+                  GError **error)
 {
   g_autoptr(ova_source) base = NULL;
   nbd_source *s = g_new0 (nbd_source, 1);
   int64_t size;
   int can;
+  int multi;
 
   base = &s->base;
   base->ops = &nbd_source_ops;
@@ -282,26 +551,29 @@ nbdr_source_open (const char *uri, const char *context, GError **error)
   s->context = g_strdup (context != NULL ? context : BASE_ALLOCATION);
   s->bitmap = g_str_has_prefix (s->context, DIRTY_BITMAP_PREFIX);
   s->cache = g_array_new (FALSE, FALSE, sizeof (ova_extent));
+  s->h = g_new0 (struct nbd_handle *, NBDR_MAX_CONNECTIONS);
   if (!s->bitmap && strcmp (s->context, BASE_ALLOCATION) != 0) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
                  "unknown NBD meta context '%s' for %s", s->context, uri);
     return NULL;
   }
 
-  s->h = nbdr_connect (uri, s->context, error);
-  if (s->h == NULL)
+  s->h[0] = nbdr_connect (uri, s->context, error);
+  if (s->h[0] == NULL)
     return NULL;
-  size = nbd_get_size (s->h);
+  base->connections = 1;
+  size = nbd_get_size (s->h[0]);
   if (size < 0) {
     nbdr_set_libnbd_error (error, "cannot get the size of %s", uri);
     return NULL;
   }
   base->size = size;
-  s->max_request = nbdr_max_request (s->h);
+  base->max_request = nbdr_max_request (s->h[0]);
 
-  can = nbd_can_meta_context (s->h, s->context);
-  if (can < 0) {
-    nbdr_set_libnbd_error (error, "cannot ask %s for %s", uri, s->context);
+  can = nbd_can_meta_context (s->h[0], s->context);
+  multi = nbd_can_multi_conn (s->h[0]);
+  if (can < 0 || multi < 0) {
+    nbdr_set_libnbd_error (error, "cannot ask %s what it serves", uri);
     return NULL;
   }
   s->have_status = can > 0;
@@ -313,7 +585,10 @@ nbdr_source_open (const char *uri, const char *context, GError **error)
   }
   if (!s->have_status)
     ova_debug ("%s has no %s: every byte is read", uri, s->context);
-  ova_debug ("opened %s: %" G_GUINT64_FORMAT " bytes, requests up to %u bytes",
-             uri, base->size, s->max_request);
+  if (!connect_more (s, connections, multi > 0, error))
+    return NULL;
+  ova_debug ("opened %s: %" G_GUINT64_FORMAT " bytes, %u connections, requests "
+             "up to %u bytes, extents from %s", uri, base->size, base->connections,
+             base->max_request, s->have_status ? s->context : "nowhere (all data)");
   return g_steal_pointer (&base);
 }

@@ -1,5 +1,6 @@
-/* ovagent: tests of the fast NBD reader (nbd/reader.c) against real qemu-nbd:
- * full and dirty bitmap copies decoded back, options, cancel, a dying server. */
+/* ovagent: tests of NBD exports copied into a stream (nbd/source-nbd.c through
+ * stream/copy.c) against real qemu-nbd: full and dirty bitmap copies decoded
+ * back, options, cancel, a dying server. */
 #include <config.h>
 
 #include <fcntl.h>
@@ -13,8 +14,10 @@
 #include "error.h"
 #include "util.h"
 #include "fixture.h"
+#include "stream-check.h"
 #include "nbd/nbd.h"
 #include "storage/qemu-img.h"
+#include "stream/copy.h"
 #include "stream/stream.h"
 
 #define MiB (1024 * 1024)
@@ -23,6 +26,13 @@
 typedef struct {
   char *dir;
 } fixture;
+
+/* How an export is read: connections of the source, reads of the copy. */
+typedef struct {
+  guint requests;
+  guint request_size;
+  guint connections;
+} read_opts;
 
 static gboolean
 have_qemu (void)
@@ -118,119 +128,59 @@ meta_json (guint64 size)
                           "\",\"size\":%" G_GUINT64_FORMAT "}]}", size);
 }
 
-typedef struct {
-  volatile sig_atomic_t *cancel;
-  guint64 cancel_at;      /* set *cancel once this much is done (0: never) */
-  GPid kill_pid;          /* SIGKILL it at the first progress (0: never) */
-  guint64 last;
-  guint calls;
-} progress_state;
-
-static void
-on_progress (void *opaque, guint64 done)
-{
-  progress_state *s = opaque;
-
-  g_assert_cmpuint (done, >, s->last);
-  s->last = done;
-  s->calls++;
-  if (s->cancel_at > 0 && done >= s->cancel_at)
-    *s->cancel = 1;
-  if (s->kill_pid > 0) {
-    kill (s->kill_pid, SIGKILL);
-    s->kill_pid = 0;
-    g_usleep (100 * 1000);
-  }
-}
-
 /* The whole stream of one export in a file under f->dir; FALSE and error if
  * the reader failed. */
 static gboolean
 encode_export (fixture *f, const char *uri, const char *context,
-               const nbdr_read_opts *opts, progress_state *ps,
+               const read_opts *opts, progress_state *ps,
                volatile sig_atomic_t *cancel, char **path_out, GError **error)
 {
   g_autofree char *path = g_build_filename (f->dir, "stream", NULL);
-  g_autoptr(nbdr_reader) r = NULL;
+  g_autoptr(ova_source) r = NULL;
   g_autoptr(strm_sink) sink = NULL;
   g_autoptr(strm_encoder) e = NULL;
   g_autofree char *meta = NULL;
   int fd;
+  strm_copy_opts co = { 0 };
+  guint64 bytes_read = 0;
   gboolean ok;
 
-  r = nbdr_reader_open (uri, context, opts, error);
+  r = nbdr_source_open (uri, context, opts != NULL ? opts->connections : 0, error);
   if (r == NULL)
     return FALSE;
+  g_assert_cmpuint (r->connections, >=, 1);
+  g_assert_cmpuint (r->connections, <=, NBDR_MAX_CONNECTIONS);
+  if (opts != NULL && opts->connections > 0)
+    g_assert_cmpuint (r->connections, <=, opts->connections);
+  if (opts != NULL)
+    co = (strm_copy_opts) { .requests = opts->requests,
+                            .request_size = opts->request_size };
   fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   g_assert_cmpint (fd, >=, 0);
   sink = strm_sink_fd_new (fd, path);
   e = strm_encoder_new (sink, 0);
-  meta = meta_json (nbdr_reader_size (r));
+  meta = meta_json (r->size);
   g_assert_true (strm_encoder_meta (e, meta, NULL));
-  ok = nbdr_reader_send (r, e, UUID, on_progress, ps, cancel, error) &&
+  ok = strm_copy_source (e, r, UUID, &co, on_progress, ps, cancel, &bytes_read,
+                         error) &&
        strm_encoder_finish (e, error) && sink->ops->close (sink, error);
   close (fd);
-  if (ok)
+  if (ok) {
+    /* Every DATA byte was read, and nothing outside the export. */
+    g_assert_cmpuint (bytes_read, >=, strm_encoder_totals (e)->data_bytes);
+    g_assert_cmpuint (bytes_read, <=, r->size);
     *path_out = g_steal_pointer (&path);
+  }
   return ok;
 }
 
-typedef struct {
-  GByteArray *content;
-  GArray *frames;         /* strm_frame without data */
-  strm_totals totals;
-} decoded;
-
 static void
-decoded_clear (decoded *d)
-{
-  g_byte_array_unref (d->content);
-  g_array_unref (d->frames);
-}
-
-static void
-decode_file (const char *path, decoded *out)
-{
-  int fd = open (path, O_RDONLY | O_CLOEXEC);
-  g_autoptr(strm_decoder) d = NULL;
-  g_autoptr(GError) error = NULL;
-  strm_frame fr;
-
-  g_assert_cmpint (fd, >=, 0);
-  d = strm_decoder_new_fd (fd);
-  out->content = g_byte_array_new ();
-  out->frames = g_array_new (FALSE, FALSE, sizeof (strm_frame));
-  while (strm_decoder_next (d, &fr, &error)) {
-    strm_frame copy = fr;
-
-    copy.data = NULL;
-    copy.uuid = NULL;
-    g_array_append_val (out->frames, copy);
-    if (fr.type == STRM_FRAME_BEGIN) {
-      g_byte_array_set_size (out->content, fr.size);
-      memset (out->content->data, 0, fr.size);
-    }
-    else if (fr.type == STRM_FRAME_DATA)
-      memcpy (out->content->data + fr.offset, fr.data, fr.length);
-    if (fr.type == STRM_FRAME_STREAM_END)
-      break;
-  }
-  g_assert_no_error (error);
-  g_assert_true (strm_decoder_complete (d));
-  out->totals = *strm_decoder_totals (d);
-  close (fd);
-}
-
-static void
-assert_same (const decoded *d, GBytes *expected)
+assert_same_bytes (const decoded *d, GBytes *expected)
 {
   gsize len;
   const guint8 *want = g_bytes_get_data (expected, &len);
 
-  g_assert_cmpuint (d->content->len, ==, len);
-  for (gsize i = 0; i < len; i += 4096)
-    if (memcmp (d->content->data + i, want + i, MIN (4096, len - i)) != 0)
-      g_error ("decoded content differs at block %" G_GSIZE_FORMAT, i);
+  assert_same (d, want, len);
 }
 
 /* A qcow2 with data, zero clusters, data that reads as zeros, unallocated
@@ -272,7 +222,7 @@ start_server (const char *img, const char *const *bitmaps, const char *dir,
 }
 
 static void
-check_full (fixture *f, const nbdr_read_opts *opts)
+check_full (fixture *f, const read_opts *opts)
 {
   g_autofree char *img = NULL;
   g_autoptr(nbdr_server) srv = NULL;
@@ -293,7 +243,7 @@ check_full (fixture *f, const nbdr_read_opts *opts)
   g_assert_no_error (error);
   g_assert_cmpuint (ps.last, ==, MIXED_SIZE);
   decode_file (stream, &d);
-  assert_same (&d, want);
+  assert_same_bytes (&d, want);
   /* Only allocated non-zero clusters were read and sent (the qcow2
    * cluster size is the unit of the small writes). */
   g_assert_cmpuint (d.totals.data_bytes, <=, MIXED_DATA);
@@ -311,7 +261,7 @@ test_full_default (fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 test_full_one_conn (fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-  const nbdr_read_opts opts = { .requests = 3, .request_size = 1 * MiB, .connections = 1 };
+  const read_opts opts = { .requests = 3, .request_size = 1 * MiB, .connections = 1 };
 
   check_full (f, &opts);
 }
@@ -319,7 +269,7 @@ test_full_one_conn (fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 test_full_four_conns (fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-  const nbdr_read_opts opts = { .requests = 32, .request_size = 192 * 1024,
+  const read_opts opts = { .requests = 32, .request_size = 192 * 1024,
                                 .connections = 4 };
 
   check_full (f, &opts);
@@ -329,7 +279,7 @@ static void
 test_full_odd_request (fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
   /* Not a multiple of 4 KiB: rounded down; one request at a time. */
-  const nbdr_read_opts opts = { .requests = 1, .request_size = 1 * MiB + 1000,
+  const read_opts opts = { .requests = 1, .request_size = 1 * MiB + 1000,
                                 .connections = 2 };
 
   check_full (f, &opts);
@@ -354,7 +304,7 @@ test_dirty_bitmap (fixture *f, gconstpointer data G_GNUC_UNUSED)
   guint64 size = 32 * MiB;
   guint nd = 0;
   progress_state ps = { 0 };
-  const nbdr_read_opts opts = { .request_size = 512 * 1024 };
+  const read_opts opts = { .request_size = 512 * 1024 };
   decoded d;
 
   if (!have_qemu ())
@@ -412,14 +362,14 @@ test_missing_bitmap (fixture *f, gconstpointer data G_GNUC_UNUSED)
   g_autofree char *img = NULL;
   g_autoptr(nbdr_server) srv = NULL;
   g_autoptr(GError) error = NULL;
-  g_autoptr(nbdr_reader) r = NULL;
+  g_autoptr(ova_source) r = NULL;
 
   if (!have_qemu ())
     return;
   img = make_qcow2 (f, "plain.qcow2", 4 * MiB);
   srv = start_server (img, NULL, f->dir, &error);
   g_assert_no_error (error);
-  r = nbdr_reader_open (nbdr_server_uri (srv), "qemu:dirty-bitmap:nope", NULL, &error);
+  r = nbdr_source_open (nbdr_server_uri (srv), "qemu:dirty-bitmap:nope", 0, &error);
   g_assert_null (r);
   g_assert_error (error, OVA_ERROR, OVA_ERROR_NOT_FOUND);
 }
@@ -446,7 +396,7 @@ test_cancel (fixture *f, gconstpointer data G_GNUC_UNUSED)
   g_autofree char *stream = NULL;
   volatile sig_atomic_t cancel = 0;
   progress_state ps = { .cancel = &cancel, .cancel_at = 16 * MiB };
-  const nbdr_read_opts opts = { .requests = 8, .request_size = 256 * 1024 };
+  const read_opts opts = { .requests = 8, .request_size = 256 * 1024 };
 
   if (!have_qemu ())
     return;
@@ -498,7 +448,7 @@ check_killed (fixture *f, guint connections)
   g_autofree char *stream = NULL;
   g_autoptr(GError) error = NULL;
   progress_state ps = { 0 };
-  const nbdr_read_opts opts = { .requests = 4, .request_size = 256 * 1024,
+  const read_opts opts = { .requests = 4, .request_size = 256 * 1024,
                                 .connections = connections };
   GPid pid;
   gint64 start;
@@ -510,7 +460,10 @@ check_killed (fixture *f, guint connections)
   sock = g_build_filename (f->dir, "sock", NULL);
   uri = g_strdup_printf ("nbd+unix:///?socket=%s", sock);
   {
-    const char *const argv[] = { "qemu-nbd", "-f", "qcow2", "-r", "-t", "--shared=8",
+    /* The test's own server: through env(1) so that the suite's qemu
+     * guard lets it run, with the same pid. */
+    const char *const argv[] = { "env", "OVAGENT_QEMU_GUARD_FIXTURE=1",
+                                 "qemu-nbd", "-f", "qcow2", "-r", "-t", "--shared=8",
                                  "-k", sock, img, NULL };
 
     g_assert_true (g_spawn_async (NULL, (char **) argv, NULL,
@@ -526,6 +479,8 @@ check_killed (fixture *f, guint connections)
   g_assert_false (encode_export (f, uri, NULL, &opts, &ps, NULL, &stream, &error));
   g_assert_nonnull (error);
   g_test_message ("server killed: %s", error->message);
+  /* It failed reading, not connecting: the server was up. */
+  g_assert_null (strstr (error->message, "cannot connect"));
   g_assert_cmpint (g_get_monotonic_time () - start, <, 20 * G_USEC_PER_SEC);
   g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
   g_spawn_close_pid (pid);

@@ -1,5 +1,6 @@
 /* ovagent tests: volume files as copy sources (storage/source-file.c):
- * extents of sparse files, reads, size bounds, and volumes by kind and format. */
+ * extents of sparse files, reads (from several threads too), size bounds,
+ * and volumes by kind and format. */
 #include <config.h>
 
 #include <errno.h>
@@ -191,6 +192,56 @@ test_pread (fixture *f, gconstpointer data G_GNUC_UNUSED)
   g_assert_nonnull (strstr (err->message, f->path));
 }
 
+/* The copy engine reads a file from several threads while its I/O thread
+ * asks extents (lseek): preads must not depend on the file position. */
+typedef struct {
+  ova_source *src;
+  guint64 offset;
+  gboolean ok;
+} pread_job;
+
+static gpointer
+pread_thread (gpointer opaque)
+{
+  pread_job *j = opaque;
+  g_autofree guint8 *want = g_malloc (MiB);
+  g_autofree guint8 *got = g_malloc (64 * 1024);
+
+  fill_pattern (want, MiB, 1);
+  j->ok = TRUE;
+  for (int round = 0; round < 50 && j->ok; round++) {
+    g_autoptr(GError) err = NULL;
+
+    j->ok = j->src->ops->pread (j->src, got, 64 * 1024, j->offset, &err) &&
+            memcmp (got, want + j->offset, 64 * 1024) == 0;
+  }
+  return NULL;
+}
+
+static void
+test_preads_in_threads (fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+  g_autoptr(GError) err = NULL;
+  g_autoptr(ova_source) src = stor_source_open_path (f->path, 0, &err);
+  pread_job jobs[4];
+  GThread *threads[4];
+
+  g_assert_no_error (err);
+  for (guint i = 0; i < G_N_ELEMENTS (jobs); i++) {
+    jobs[i] = (pread_job) { .src = src, .offset = i * 192 * 1024 };
+    threads[i] = g_thread_new ("pread", pread_thread, &jobs[i]);
+  }
+  for (int round = 0; round < 50; round++) {
+    g_autoptr(GArray) extents = walk (src, 300 * 1024);
+
+    g_assert_cmpint (kind_at (extents, 0), ==, OVA_EXTENT_DATA);
+  }
+  for (guint i = 0; i < G_N_ELEMENTS (jobs); i++) {
+    g_thread_join (threads[i]);
+    g_assert_true (jobs[i].ok);
+  }
+}
+
 static void
 test_size_override (fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
@@ -297,6 +348,7 @@ main (int argc, char **argv)
   ADD ("sparse-extents", test_sparse_extents);
   ADD ("bounded-extents", test_bounded_extents);
   ADD ("pread", test_pread);
+  ADD ("preads-in-threads", test_preads_in_threads);
   ADD ("size-override", test_size_override);
   ADD ("open-errors", test_open_errors);
   ADD ("volume", test_volume);
