@@ -30,13 +30,13 @@ plan_stopped_disk (run *r, bdisk *d, char **why, GError **error)
   stor_image *simg;
   const stor_volume *top;
 
-  if (!prepare_image (r, d->domain, d->image, &sdom, &simg, &d->layers, error))
+  if (!bk_prepare_image (r, d->domain, d->image, &sdom, &simg, &d->layers, error))
     return FALSE;
   top = simg->volumes->pdata[simg->volumes->len - 1];
   if (d->volume != NULL && strcmp (d->volume, top->uuid) != 0) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
                  "disk %s of VM %s: libvirt's XML names volume %s, but the top "
-                 "volume of image %s is %s", disk_label (d), vm_label (r),
+                 "volume of image %s is %s", bk_disk_label (d), bk_vm_label (r),
                  d->volume, d->image, top->uuid);
     return FALSE;
   }
@@ -82,7 +82,7 @@ add_skipped (run *r, const char *target, const char *image, const char *reason)
   s->image = g_strdup (image);
   s->reason = g_strdup (reason);
   g_ptr_array_add (r->skipped, s);
-  ova_info ("VM %s: disk %s is not backed up: %s", vm_label (r),
+  ova_info ("VM %s: disk %s is not backed up: %s", bk_vm_label (r),
             target ? target : image, reason);
 }
 
@@ -93,7 +93,7 @@ set_unsupported (run *r, GError **error, const char *what, const char *path,
 {
   g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
                "disk %s of VM %s (%s) cannot be backed up: %s%s", what,
-               vm_label (r), path ? path : "no local path", reason,
+               bk_vm_label (r), path ? path : "no local path", reason,
                strstr (reason, "compat") ? compat_advice : "");
 }
 
@@ -106,7 +106,7 @@ check_unmatched (run *r, const gboolean *matched, GError **error)
 
       g_set_error (error, OVA_ERROR, OVA_ERROR_NOT_FOUND,
                    "VM %s has no disk %s (give an image UUID or a target such as vda)",
-                   vm_label (r), q);
+                   bk_vm_label (r), q);
       return FALSE;
     }
   return TRUE;
@@ -121,7 +121,7 @@ add_disk (run *r, bdisk *d, GError **error)
     if (strcmp (o->image, d->image) == 0) {
       g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
                    "disks %s and %s of VM %s are the same image %s",
-                   disk_label (o), disk_label (d), vm_label (r), d->image);
+                   bk_disk_label (o), bk_disk_label (d), bk_vm_label (r), d->image);
       bdisk_free (d);
       return FALSE;
     }
@@ -129,8 +129,8 @@ add_disk (run *r, bdisk *d, GError **error)
   if (d->size == 0 || d->size % 512 != 0 || d->size > MAX_DISK_SIZE) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
                  "disk %s of VM %s has a virtual size of %" G_GUINT64_FORMAT
-                 " bytes, which a backup stream cannot carry", disk_label (d),
-                 vm_label (r), d->size);
+                 " bytes, which a backup stream cannot carry", bk_disk_label (d),
+                 bk_vm_label (r), d->size);
     bdisk_free (d);
     return FALSE;
   }
@@ -158,7 +158,7 @@ plan_libvirt_disks (run *r, GError **error)
     const char *serial = vd->serial;
     const char *why = vd->unsupported;
 
-    if (vdsm_path_ids (vd->path, &sd, &img, &vol)) {
+    if (bk_vdsm_path_ids (vd->path, &sd, &img, &vol)) {
       d->domain = g_steal_pointer (&sd);
       d->volume = g_steal_pointer (&vol);
       d->image = g_steal_pointer (&img);
@@ -297,7 +297,7 @@ bitmap_problem (run *r, const bdisk *d, const char *cp, GError **error)
       return NULL;
   }
   else if (found != NULL &&
-           (!found->enabled || g_strcmp0 (cp, vm_last_checkpoint (r)) != 0))
+           (!found->enabled || g_strcmp0 (cp, bk_vm_last_checkpoint (r)) != 0))
     return g_strdup_printf ("bitmap %s in %s is not the VM's last checkpoint: a "
                             "differential of a stopped VM can start only from "
                             "its last checkpoint", cp, d->path);
@@ -332,7 +332,7 @@ set_aside_unknown (run *r)
         ova_warn ("cannot rename %s to %s: %s", path, aside, g_strerror (errno));
       else
         ova_warn ("checkpoint %s of VM %s could not be redefined; its saved XML "
-                  "is now %s", keep, vm_label (r), aside);
+                  "is now %s", keep, bk_vm_label (r), aside);
     }
     virt_state_forget_checkpoint (r->state, keep);
   }
@@ -368,7 +368,7 @@ redefine (run *r, GError **error)
 }
 
 void
-set_kind (bdisk *d, const char *kind, const char *from, char *reason)
+bk_set_kind (bdisk *d, const char *kind, const char *from, char *reason)
 {
   d->kind = kind;
   g_free (d->from);
@@ -390,11 +390,11 @@ plan_auto (run *r, GError **error)
     gint64 rank;
 
     if (d->last == NULL) {
-      set_kind (d, "full", NULL, g_strdup ("no checkpoint was committed for this disk"));
+      bk_set_kind (d, "full", NULL, g_strdup ("no checkpoint was committed for this disk"));
       continue;
     }
     if (r->running && !libvirt_knows (r, d->last)) {
-      set_kind (d, "full", NULL,
+      bk_set_kind (d, "full", NULL,
                 g_strdup_printf ("its last checkpoint %s is not known to libvirt and "
                                  "could not be redefined", d->last));
       continue;
@@ -403,7 +403,7 @@ plan_auto (run *r, GError **error)
     if (problem == NULL && error && *error)
       return FALSE;
     if (problem != NULL) {
-      set_kind (d, "full", NULL,
+      bk_set_kind (d, "full", NULL,
                 g_strdup_printf ("the bitmap chain of its last checkpoint is broken: %s",
                                  problem));
       continue;
@@ -421,11 +421,11 @@ plan_auto (run *r, GError **error)
     if (!valid[i])
       continue;
     if (strcmp (d->last, newest) != 0)
-      set_kind (d, "full", NULL,
+      bk_set_kind (d, "full", NULL,
                 g_strdup_printf ("its last checkpoint %s is older than %s, the newest "
                                  "among the VM's disks", d->last, newest));
     else
-      set_kind (d, "incremental", d->last,
+      bk_set_kind (d, "incremental", d->last,
                 g_strdup_printf ("incremental from %s, the last checkpoint committed "
                                  "for this disk", d->last));
   }
@@ -435,7 +435,7 @@ plan_auto (run *r, GError **error)
 
 /* The VM's last committed checkpoint: the newest among its disks'. */
 const char *
-vm_last_checkpoint (const run *r)
+bk_vm_last_checkpoint (const run *r)
 {
   g_autoptr (GPtrArray) images = virt_state_disks (r->state);
   const char *best = NULL;
@@ -462,18 +462,18 @@ plan_from (run *r, GError **error)
   if (backup_opts.from != NULL)
     cp = g_strdup (backup_opts.from);
   else {
-    cp = g_strdup (vm_last_checkpoint (r));
+    cp = g_strdup (bk_vm_last_checkpoint (r));
     if (cp == NULL) {
       g_set_error (error, OVA_ERROR, OVA_ERROR_NOT_FOUND,
                    "VM %s has no committed checkpoint to continue from; take a full "
-                   "backup first", vm_label (r));
+                   "backup first", bk_vm_label (r));
       return FALSE;
     }
   }
   if (r->running && !libvirt_knows (r, cp)) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_NOT_FOUND,
                  "checkpoint %s of VM %s is neither known to libvirt nor saved in "
-                 "%s/checkpoints/%s; take a full backup", cp, vm_label (r),
+                 "%s/checkpoints/%s; take a full backup", cp, bk_vm_label (r),
                  r->env->state_dir, r->vm_uuid);
     return FALSE;
   }
@@ -487,10 +487,10 @@ plan_from (run *r, GError **error)
       g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
                    "disk %s%s%s of VM %s cannot be backed up from checkpoint %s: %s",
                    d->image, d->target ? " as " : "", d->target ? d->target : "",
-                   vm_label (r), cp, problem);
+                   bk_vm_label (r), cp, problem);
       return FALSE;
     }
-    set_kind (d, kind, cp,
+    bk_set_kind (d, kind, cp,
               backup_opts.from ? g_strdup_printf ("%s from checkpoint %s, as asked", kind, cp)
                         : g_strdup_printf ("%s from %s, the VM's last committed "
                                            "checkpoint", kind, cp));
@@ -500,7 +500,7 @@ plan_from (run *r, GError **error)
 }
 
 gboolean
-plan (run *r, GError **error)
+bk_plan (run *r, GError **error)
 {
   r->disks = g_ptr_array_new_with_free_func ((GDestroyNotify) bdisk_free);
   r->skipped = g_ptr_array_new_with_free_func ((GDestroyNotify) skipped_disk_free);
@@ -512,14 +512,14 @@ plan (run *r, GError **error)
     return FALSE;
   if (r->disks->len == 0) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
-                 "VM %s has no disk that can be backed up%s", vm_label (r),
+                 "VM %s has no disk that can be backed up%s", bk_vm_label (r),
                  r->skipped->len ? " (see the reasons above)" : "");
     return FALSE;
   }
 
   if (backup_opts.full) {
     for (guint i = 0; i < r->disks->len; i++)
-      set_kind (r->disks->pdata[i], "full", NULL, g_strdup ("full backup, as asked"));
+      bk_set_kind (r->disks->pdata[i], "full", NULL, g_strdup ("full backup, as asked"));
     return TRUE;
   }
   if (!redefine (r, error))

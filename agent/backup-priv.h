@@ -93,48 +93,48 @@ typedef struct {
   guint64 bytes_read;
 } run;
 
-void run_clear (run *r);
-const char *vm_label (const run *r);
-const char *disk_label (const bdisk *d);
+void bk_run_clear (run *r);
+const char *bk_vm_label (const run *r);
+const char *bk_disk_label (const bdisk *d);
 
 /* An interruption by a signal as the error, unless one is set already. */
-void check_cancel (GError **error);
+void bk_check_cancel (GError **error);
 
 /* The disks' images (NULL-terminated), targets (NULL-terminated; with
  * skip_unknown, the disks without one left out) and top volume paths. */
-GPtrArray *disk_images (const run *r);
-GPtrArray *disk_targets (const run *r, gboolean skip_unknown);
-GPtrArray *disk_paths (const run *r);
+GPtrArray *bk_disk_images (const run *r);
+GPtrArray *bk_disk_targets (const run *r, gboolean skip_unknown);
+GPtrArray *bk_disk_paths (const run *r);
 
-gboolean vdsm_path_ids (const char *path, char **sd, char **img, char **vol);
-gboolean prepare_image (run *r, const char *sd, const char *image,
+gboolean bk_vdsm_path_ids (const char *path, char **sd, char **img, char **vol);
+gboolean bk_prepare_image (run *r, const char *sd, const char *image,
                         stor_domain **dom_out, stor_image **img_out,
                         GPtrArray **layers_out, GError **error);
-gboolean take_lease (run *r, const stor_domain *dom, const stor_volume *vol,
+gboolean bk_take_lease (run *r, const stor_domain *dom, const stor_volume *vol,
                      GError **error);
-gboolean release_leases (run *r, GError **error);
+gboolean bk_release_leases (run *r, GError **error);
 
-/* ---- the plan (backup-plan.c) ---- */
+/* ---- the bk_plan (backup-plan.c) ---- */
 
 /* The disks to send and the kind of each, as the options ask. */
-gboolean plan (run *r, GError **error);
-void set_kind (bdisk *d, const char *kind, const char *from, char *reason);
-const char *vm_last_checkpoint (const run *r);
+gboolean bk_plan (run *r, GError **error);
+void bk_set_kind (bdisk *d, const char *kind, const char *from, char *reason);
+const char *bk_vm_last_checkpoint (const run *r);
 
 /* ---- undoing (backup-recover.c) ---- */
 
 /* Undo the backup an earlier run left pending, if any (r->recovered). */
-gboolean recover_pending (run *r, GError **error);
-gboolean domain_active (const run *r);
-gboolean end_job (run *r, virt_backup *b, GError **error);
-gboolean drop_checkpoint (run *r, const char *cp, GPtrArray *paths,
+gboolean bk_recover_pending (run *r, GError **error);
+gboolean bk_domain_active (const run *r);
+gboolean bk_end_job (run *r, virt_backup *b, GError **error);
+gboolean bk_drop_checkpoint (run *r, const char *cp, GPtrArray *paths,
                           const char *const *images, GError **error);
-gboolean lease_paths (run *r, GPtrArray *paths, GError **error);
+gboolean bk_lease_paths (run *r, GPtrArray *paths, GError **error);
 
 /* ---- the result (backup-result.c) ---- */
 
-char *build_meta (const run *r);
-void print_result (const run *r, const strm_totals *t, double seconds,
+char *bk_build_meta (const run *r);
+void bk_print_result (const run *r, const strm_totals *t, double seconds,
                    const ova_stream_output *out);
 
 /* ---- moving the data (backup-send.c) ---- */

@@ -34,7 +34,7 @@ remove_image_bitmap (const char *path, const char *bitmap, GError **error)
 }
 
 gboolean
-domain_active (const run *r)
+bk_domain_active (const run *r)
 {
   return r->dom != NULL && virDomainIsActive (r->dom) == 1;
 }
@@ -42,13 +42,13 @@ domain_active (const run *r)
 /* End a job of ours; when QEMU is gone its socket may be left: ours to
  * remove then. */
 gboolean
-end_job (run *r, virt_backup *b, GError **error)
+bk_end_job (run *r, virt_backup *b, GError **error)
 {
   g_autoptr (GError) err = NULL;
 
   if (virt_backup_end (r->dom, b, &err))
     return TRUE;
-  if (!domain_active (r)) {
+  if (!bk_domain_active (r)) {
     if (unlink (b->socket_path) < 0 && errno != ENOENT)
       ova_warn ("cannot remove %s: %s", b->socket_path, g_strerror (errno));
     g_clear_error (&err);
@@ -74,7 +74,7 @@ remove_saved (const run *r, const char *cp)
 /* The new checkpoint must not survive a backup that was not committed:
  * through libvirt while it knows it, else from the images themselves. */
 gboolean
-drop_checkpoint (run *r, const char *cp, GPtrArray *paths, const char *const *images,
+bk_drop_checkpoint (run *r, const char *cp, GPtrArray *paths, const char *const *images,
                  GError **error)
 {
   g_autoptr (GError) err = NULL;
@@ -84,16 +84,16 @@ drop_checkpoint (run *r, const char *cp, GPtrArray *paths, const char *const *im
     known = virt_checkpoint_list (r->dom, NULL);
     if (known && g_ptr_array_find_with_equal_func (known, cp, g_str_equal, NULL)) {
       if (virt_checkpoint_delete (r->dom, cp, r->env->state_dir, &err)) {
-        ova_info ("deleted checkpoint %s of VM %s", cp, vm_label (r));
+        ova_info ("deleted checkpoint %s of VM %s", cp, bk_vm_label (r));
         return TRUE;
       }
-      if (domain_active (r)) {
+      if (bk_domain_active (r)) {
         g_propagate_error (error, g_steal_pointer (&err));
         return FALSE;
       }
       ova_debug ("%s", err->message);
     }
-    else if (domain_active (r))
+    else if (bk_domain_active (r))
       return remove_saved (r, cp);   /* never created */
   }
   /* No QEMU holds the images: the bitmap goes with qemu-img. */
@@ -116,7 +116,7 @@ lease_volume (run *r, const char *sd, const char *image, const char *vol,
   stor_image *simg;
   const stor_volume *v;
 
-  if (!prepare_image (r, sd, image, &sdom, &simg, NULL, error))
+  if (!bk_prepare_image (r, sd, image, &sdom, &simg, NULL, error))
     return FALSE;
   v = vol ? g_hash_table_lookup (sdom->volumes, vol)
           : simg->volumes->pdata[simg->volumes->len - 1];
@@ -127,20 +127,20 @@ lease_volume (run *r, const char *sd, const char *image, const char *vol,
     return FALSE;
   }
   *out = v;
-  return take_lease (r, sdom, v, error);
+  return bk_take_lease (r, sdom, v, error);
 }
 
 /* The volumes at paths (a VM's disks as libvirt names them), their leases
  * taken. */
 gboolean
-lease_paths (run *r, GPtrArray *paths, GError **error)
+bk_lease_paths (run *r, GPtrArray *paths, GError **error)
 {
   for (guint i = 0; i < paths->len; i++) {
     const char *path = paths->pdata[i];
     g_autofree char *sd = NULL, *img = NULL, *vol = NULL;
     const stor_volume *v;
 
-    if (!vdsm_path_ids (path, &sd, &img, &vol)) {
+    if (!bk_vdsm_path_ids (path, &sd, &img, &vol)) {
       g_set_error (error, OVA_ERROR, OVA_ERROR_UNSUPPORTED,
                    "%s is not a volume of a storage domain: its lease cannot be "
                    "taken", path);
@@ -168,7 +168,7 @@ lease_pending_top (run *r, GPtrArray *xml, const char *image, char **path,
     const virt_disk *vd = xml->pdata[k];
     g_autofree char *s = NULL, *img = NULL, *vl = NULL;
 
-    if (!vd->is_block && vdsm_path_ids (vd->path, &s, &img, &vl) &&
+    if (!vd->is_block && bk_vdsm_path_ids (vd->path, &s, &img, &vl) &&
         strcmp (img, image) == 0) {
       found = vd->path;
       sd = g_steal_pointer (&s);
@@ -182,7 +182,7 @@ lease_pending_top (run *r, GPtrArray *xml, const char *image, char **path,
 }
 
 gboolean
-recover_pending (run *r, GError **error)
+bk_recover_pending (run *r, GError **error)
 {
   const char *job, *cp;
   const char *const *images;
@@ -198,16 +198,16 @@ recover_pending (run *r, GError **error)
   cp_copy = g_strdup (cp);
   img_copy = g_strdupv ((char **) images);
   ova_warn ("VM %s: backup %s (checkpoint %s) did not finish; undoing it",
-            vm_label (r), job_copy, cp_copy);
+            bk_vm_label (r), job_copy, cp_copy);
 
   if (was_running) {
     g_autoptr (virt_backup) b = virt_backup_for_id (r->env->run_dir, r->scratch_dir,
                                                     job_copy, error);
 
-    if (b == NULL || !end_job (r, b, error))
+    if (b == NULL || !bk_end_job (r, b, error))
       return FALSE;
   }
-  if (!domain_active (r)) {
+  if (!bk_domain_active (r)) {
     /* The pending disks' top volumes, where the bitmap would be. */
     g_autoptr (GPtrArray) xml = r->dom ? virt_domain_disks (r->dom, NULL) : NULL;
 
@@ -215,14 +215,14 @@ recover_pending (run *r, GError **error)
       char *path = NULL;
 
       if (!lease_pending_top (r, xml, img_copy[i], &path, error)) {
-        g_prefix_error (error, "cannot undo backup %s of VM %s: ", job_copy, vm_label (r));
+        g_prefix_error (error, "cannot undo backup %s of VM %s: ", job_copy, bk_vm_label (r));
         return FALSE;
       }
       g_ptr_array_add (paths, path);
     }
   }
-  if (!drop_checkpoint (r, cp_copy, paths, (const char *const *) img_copy, error) ||
-      !release_leases (r, error))
+  if (!bk_drop_checkpoint (r, cp_copy, paths, (const char *const *) img_copy, error) ||
+      !bk_release_leases (r, error))
     return FALSE;
   /* LVs the recovery activated are not needed any more. */
   if (r->guard)

@@ -13,7 +13,7 @@
 #include "agent/output.h"
 
 char *
-build_meta (const run *r)
+bk_build_meta (const run *r)
 {
   g_autoptr (JsonBuilder) b = json_builder_new ();
   g_autoptr (JsonNode) root = NULL;
@@ -53,7 +53,7 @@ build_meta (const run *r)
 }
 
 void
-print_result (const run *r, const strm_totals *t, double seconds,
+bk_print_result (const run *r, const strm_totals *t, double seconds,
               const ova_stream_output *out)
 {
   gboolean to_stdout = ova_stream_output_is_stdout (out);
@@ -150,7 +150,7 @@ print_result (const run *r, const strm_totals *t, double seconds,
     }
     fprintf (fp, "Backed up %u disk%s of VM %s to checkpoint %s: %s read, %s sent "
              "in %.1f s (%s/s)%s%s\n", r->disks->len, r->disks->len == 1 ? "" : "s",
-             vm_label (r), r->checkpoint, read, sent, seconds, rate,
+             bk_vm_label (r), r->checkpoint, read, sent, seconds, rate,
              backup_id ? "; backup " : "", backup_id ? backup_id : "");
   }
 }

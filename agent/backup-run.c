@@ -45,7 +45,7 @@ skipped_disk_free (skipped_disk *s)
 }
 
 void
-run_clear (run *r)
+bk_run_clear (run *r)
 {
   g_clear_pointer (&r->disks, g_ptr_array_unref);
   g_clear_pointer (&r->leases, g_ptr_array_unref);
@@ -75,26 +75,26 @@ run_clear (run *r)
 }
 
 const char *
-vm_label (const run *r)
+bk_vm_label (const run *r)
 {
   return r->vm_name ? r->vm_name : r->vm_uuid;
 }
 
 const char *
-disk_label (const bdisk *d)
+bk_disk_label (const bdisk *d)
 {
   return d->target ? d->target : d->image;
 }
 
 void
-check_cancel (GError **error)
+bk_check_cancel (GError **error)
 {
   if (ova_cancelled && error && *error == NULL)
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTERRUPTED, "interrupted by a signal");
 }
 
 GPtrArray *
-disk_images (const run *r)
+bk_disk_images (const run *r)
 {
   GPtrArray *v = g_ptr_array_new ();
 
@@ -105,7 +105,7 @@ disk_images (const run *r)
 }
 
 GPtrArray *
-disk_targets (const run *r, gboolean skip_unknown)
+bk_disk_targets (const run *r, gboolean skip_unknown)
 {
   GPtrArray *v = g_ptr_array_new ();
 
@@ -120,7 +120,7 @@ disk_targets (const run *r, gboolean skip_unknown)
 }
 
 GPtrArray *
-disk_paths (const run *r)
+bk_disk_paths (const run *r)
 {
   GPtrArray *v = g_ptr_array_new_with_free_func (g_free);
 
@@ -133,7 +133,7 @@ disk_paths (const run *r)
 
 /* SD, IMG and VOL of a VDSM path .../<SD>/images/<IMG>/<VOL>. */
 gboolean
-vdsm_path_ids (const char *path, char **sd, char **img, char **vol)
+bk_vdsm_path_ids (const char *path, char **sd, char **img, char **vol)
 {
   g_auto (GStrv) parts = NULL;
   guint n;
@@ -169,7 +169,7 @@ scan_storage (run *r, GError **error)
  * (the guard activates read-write, as VDSM does). With layers_out, the
  * chain qemu is to open, each header checked against the metadata. */
 gboolean
-prepare_image (run *r, const char *sd, const char *image, stor_domain **dom_out,
+bk_prepare_image (run *r, const char *sd, const char *image, stor_domain **dom_out,
                stor_image **img_out, GPtrArray **layers_out, GError **error)
 {
   g_autofree char *key = sd ? g_strdup_printf ("%s/%s", sd, image) : g_strdup (image);
@@ -219,7 +219,7 @@ prepare_image (run *r, const char *sd, const char *image, stor_domain **dom_out,
  * sanlock lease, as VDSM takes it: another host may run the VM. Held until
  * release_leases. */
 gboolean
-take_lease (run *r, const stor_domain *dom, const stor_volume *vol, GError **error)
+bk_take_lease (run *r, const stor_domain *dom, const stor_volume *vol, GError **error)
 {
   stor_lease *l = stor_lease_acquire (r->env, dom, vol, error);
 
@@ -234,7 +234,7 @@ take_lease (run *r, const stor_domain *dom, const stor_volume *vol, GError **err
 /* The writes are done: each volume synced, its lease released; the first
  * failure is the error, later ones are warnings. */
 gboolean
-release_leases (run *r, GError **error)
+bk_release_leases (run *r, GError **error)
 {
   gboolean ok = TRUE;
 

@@ -35,14 +35,14 @@ send_disks (run *r, ova_stream_output *out, strm_encoder *enc, virt_backup *b,
             GError **error)
 {
   g_autoptr (ova_progress_meter) meter = NULL;
-  g_autofree char *meta = build_meta (r);
+  g_autofree char *meta = bk_build_meta (r);
   strm_copy_opts co = { .requests = (guint) backup_opts.requests };
   progress_state ps = { 0 };
   guint64 total = 0;
 
   for (guint i = 0; i < r->disks->len; i++)
     total += ((bdisk *) r->disks->pdata[i])->size;
-  meter = ova_progress_new (r->ctx->progress, vm_label (r), total);
+  meter = ova_progress_new (r->ctx->progress, bk_vm_label (r), total);
   ps.meter = meter;
   if (!strm_encoder_meta (enc, meta, error))
     return FALSE;
@@ -67,13 +67,13 @@ send_disks (run *r, ova_stream_output *out, strm_encoder *enc, virt_backup *b,
       if (uri == NULL) {
         g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
                      "backup %s of VM %s does not export disk %s", r->job,
-                     vm_label (r), disk_label (d));
+                     bk_vm_label (r), bk_disk_label (d));
         return FALSE;
       }
       if ((context != NULL) != (d->from != NULL)) {
         g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
                      "backup %s of VM %s exports disk %s %s a bitmap", r->job,
-                     vm_label (r), disk_label (d), context ? "with" : "without");
+                     bk_vm_label (r), bk_disk_label (d), context ? "with" : "without");
         return FALSE;
       }
     }
@@ -95,11 +95,11 @@ send_disks (run *r, ova_stream_output *out, strm_encoder *enc, virt_backup *b,
       g_set_error (error, OVA_ERROR, OVA_ERROR_INTEGRITY,
                    "the export of disk %s of VM %s has %" G_GUINT64_FORMAT
                    " bytes, its image %" G_GUINT64_FORMAT " (resized during the backup?)",
-                   disk_label (d), vm_label (r), rd->size, d->size);
+                   bk_disk_label (d), bk_vm_label (r), rd->size, d->size);
       return FALSE;
     }
-    ova_info ("sending disk %s (%s) of VM %s: %s%s%s", disk_label (d), d->image,
-              vm_label (r), d->kind, d->from ? " from " : "", d->from ? d->from : "");
+    ova_info ("sending disk %s (%s) of VM %s: %s%s%s", bk_disk_label (d), d->image,
+              bk_vm_label (r), d->kind, d->from ? " from " : "", d->from ? d->from : "");
     if (!strm_copy_source (enc, rd, d->image, &co, on_progress, &ps, &ova_cancelled,
                            &d->read, error))
       return FALSE;
@@ -111,7 +111,7 @@ send_disks (run *r, ova_stream_output *out, strm_encoder *enc, virt_backup *b,
     ps.base += d->size;
   }
   if (ova_cancelled) {
-    check_cancel (error);
+    bk_check_cancel (error);
     return FALSE;
   }
   if (!strm_encoder_finish (enc, error))
@@ -127,7 +127,7 @@ gboolean
 backup_running (run *r, ova_stream_output *out, strm_encoder *enc, GError **error)
 {
   g_autoptr (virt_backup) b = NULL;
-  g_autoptr (GPtrArray) targets = disk_targets (r, FALSE);
+  g_autoptr (GPtrArray) targets = bk_disk_targets (r, FALSE);
   g_autoptr (GPtrArray) full = g_ptr_array_new ();
   g_autoptr (GError) err = NULL;
   g_autoptr (GError) cleanup_err = NULL;
@@ -158,7 +158,7 @@ backup_running (run *r, ova_stream_output *out, strm_encoder *enc, GError **erro
       bdisk *d = r->disks->pdata[i];
 
       if (d->from != NULL)
-        set_kind (d, "full", NULL,
+        bk_set_kind (d, "full", NULL,
                   g_strdup_printf ("libvirt refused the incremental from %s: %s",
                                    d->from, err->message));
     }
@@ -169,13 +169,13 @@ backup_running (run *r, ova_stream_output *out, strm_encoder *enc, GError **erro
     b = virt_backup_begin (r->dom, &req, &err);
   }
   if (b != NULL) {
-    check_cancel (&err);
+    bk_check_cancel (&err);
     if (err == NULL) {
       r->checkpoint_xml = virt_checkpoint_dump (r->dom, r->checkpoint, &err);
       if (r->checkpoint_xml != NULL)
         ok = send_disks (r, out, enc, b, &err);
     }
-    if (!end_job (r, b, &cleanup_err)) {
+    if (!bk_end_job (r, b, &cleanup_err)) {
       if (ok)
         ova_warn ("%s", cleanup_err->message);
       else
@@ -187,7 +187,7 @@ backup_running (run *r, ova_stream_output *out, strm_encoder *enc, GError **erro
     if (!virt_checkpoint_save (r->dom, r->checkpoint, r->env->state_dir, &cleanup_err))
       ova_warn ("the backup is committed, but its checkpoint XML could not be "
                 "saved (after a restart of VM %s the next backup will be full): %s",
-                vm_label (r), cleanup_err->message);
+                bk_vm_label (r), cleanup_err->message);
     return TRUE;
   }
 
@@ -195,23 +195,23 @@ backup_running (run *r, ova_stream_output *out, strm_encoder *enc, GError **erro
    * A VM that went away took its job with it, and its bitmaps go with
    * qemu-img, under the volumes' leases: the VM may start on another host. */
   {
-    g_autoptr (GPtrArray) paths = disk_paths (r);
-    g_autoptr (GPtrArray) images = disk_images (r);
+    g_autoptr (GPtrArray) paths = bk_disk_paths (r);
+    g_autoptr (GPtrArray) images = bk_disk_images (r);
 
-    if (!domain_active (r) && !lease_paths (r, paths, &cleanup_err))
+    if (!bk_domain_active (r) && !bk_lease_paths (r, paths, &cleanup_err))
       ova_warn ("the bitmap of checkpoint %s is left in the disks of VM %s (no "
                 "backup trusts it; qemu-img bitmap --remove removes it): %s",
-                r->checkpoint, vm_label (r), cleanup_err->message);
-    else if (!drop_checkpoint (r, r->checkpoint, paths,
+                r->checkpoint, bk_vm_label (r), cleanup_err->message);
+    else if (!bk_drop_checkpoint (r, r->checkpoint, paths,
                                (const char *const *) images->pdata, &cleanup_err))
       ova_warn ("checkpoint %s of VM %s could not be deleted after the failed "
-                "backup: %s", r->checkpoint, vm_label (r), cleanup_err->message);
+                "backup: %s", r->checkpoint, bk_vm_label (r), cleanup_err->message);
     g_clear_error (&cleanup_err);
-    if (!release_leases (r, &cleanup_err))
+    if (!bk_release_leases (r, &cleanup_err))
       ova_warn ("%s", cleanup_err->message);
   }
-  if (!domain_active (r) && err != NULL && !ova_cancelled)
-    g_prefix_error (&err, "VM %s stopped during the backup: ", vm_label (r));
+  if (!bk_domain_active (r) && err != NULL && !ova_cancelled)
+    g_prefix_error (&err, "VM %s stopped during the backup: ", bk_vm_label (r));
   g_propagate_error (error, g_steal_pointer (&err));
   return FALSE;
 }
@@ -244,7 +244,7 @@ backup_stopped (run *r, ova_stream_output *out, strm_encoder *enc, GError **erro
 
         g_set_error (error, OVA_ERROR, OVA_ERROR_BUSY,
                      "disk %s of VM %s is in use by running VM %s (disk %s, %s)",
-                     d->image, vm_label (r), u->vm_name, u->target, p);
+                     d->image, bk_vm_label (r), u->vm_name, u->target, p);
         return FALSE;
       }
     }
@@ -255,11 +255,11 @@ backup_stopped (run *r, ova_stream_output *out, strm_encoder *enc, GError **erro
   for (guint i = 0; i < r->disks->len; i++) {
     const bdisk *d = r->disks->pdata[i];
 
-    if (!take_lease (r, d->sd, d->top, error))
+    if (!bk_take_lease (r, d->sd, d->top, error))
       return FALSE;
   }
 
-  prev = vm_last_checkpoint (r);
+  prev = bk_vm_last_checkpoint (r);
   if (prev != NULL) {
     g_autofree char *path = virt_checkpoint_saved_path (r->env->state_dir, r->vm_uuid,
                                                         prev, NULL);
@@ -267,7 +267,7 @@ backup_stopped (run *r, ova_stream_output *out, strm_encoder *enc, GError **erro
     if (path && g_file_test (path, G_FILE_TEST_EXISTS))
       parent = g_strdup (prev);
   }
-  targets = disk_targets (r, TRUE);
+  targets = bk_disk_targets (r, TRUE);
   r->checkpoint_xml = virt_checkpoint_redefine_xml (r->checkpoint, parent,
                                                     g_get_real_time () / G_USEC_PER_SEC,
                                                     (const char *const *) targets->pdata);
@@ -277,7 +277,7 @@ backup_stopped (run *r, ova_stream_output *out, strm_encoder *enc, GError **erro
     const char *bitmaps[] = { d->from, NULL };
 
     if (ova_cancelled) {
-      check_cancel (error);
+      bk_check_cancel (error);
       return FALSE;
     }
     d->srv = nbdr_server_start (d->layers, 0, d->from ? bitmaps : NULL, -1,
@@ -303,7 +303,7 @@ backup_stopped (run *r, ova_stream_output *out, strm_encoder *enc, GError **erro
   if (!virt_checkpoint_save_xml (r->env->state_dir, r->vm_uuid, r->checkpoint,
                                  r->checkpoint_xml, error))
     goto undo;
-  if (!release_leases (r, error)) {
+  if (!bk_release_leases (r, error)) {
     g_prefix_error (error, "the backup was committed and checkpoint %s recorded, "
                     "but: ", r->checkpoint);
     return FALSE;
@@ -325,7 +325,7 @@ backup_stopped (run *r, ova_stream_output *out, strm_encoder *enc, GError **erro
   {
     g_autoptr (GError) err = NULL;
 
-    if (!release_leases (r, &err))
+    if (!bk_release_leases (r, &err))
       ova_warn ("%s", err->message);
   }
   return FALSE;

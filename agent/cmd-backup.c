@@ -149,10 +149,10 @@ backup (ova_ctx *ctx, const char *vm, GError **error)
   if (r.lock_fd < 0)
     goto out;
   r.state = virt_state_load (r.env->state_dir, r.vm_uuid, error);
-  if (r.state == NULL || !recover_pending (&r, error) || !plan (&r, error))
+  if (r.state == NULL || !bk_recover_pending (&r, error) || !bk_plan (&r, error))
     goto out;
   if (ova_cancelled) {
-    check_cancel (error);
+    bk_check_cancel (error);
     goto out;
   }
 
@@ -164,7 +164,7 @@ backup (ova_ctx *ctx, const char *vm, GError **error)
 
   r.job = g_uuid_string_random ();
   r.checkpoint = g_uuid_string_random ();
-  images = disk_images (&r);
+  images = bk_disk_images (&r);
   virt_state_set_pending (r.state, r.job, r.checkpoint, r.running,
                           (const char *const *) images->pdata);
   if (!virt_state_save (r.state, error))
@@ -173,7 +173,7 @@ backup (ova_ctx *ctx, const char *vm, GError **error)
   ok = r.running ? backup_running (&r, &out, enc, &err)
                  : backup_stopped (&r, &out, enc, &err);
   if (ok) {
-    targets = disk_targets (&r, FALSE);
+    targets = bk_disk_targets (&r, FALSE);
     virt_state_commit (r.state, r.checkpoint, r.job, (const char *const *) images->pdata,
                        (const char *const *) targets->pdata);
   }
@@ -192,13 +192,13 @@ backup (ova_ctx *ctx, const char *vm, GError **error)
     g_propagate_error (error, g_steal_pointer (&err));
     goto out;
   }
-  print_result (&r, strm_encoder_totals (enc),
+  bk_print_result (&r, strm_encoder_totals (enc),
                 (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC, &out);
 
  out:
   g_clear_pointer (&enc, strm_encoder_free);
   ova_stream_output_clear (&out);
-  run_clear (&r);
+  bk_run_clear (&r);
   return ok;
 }
 
