@@ -12,6 +12,7 @@
 #include <json-glib/json-glib.h>
 
 #include "error.h"
+#include "json.h"
 #include "log.h"
 #include "agent/cancel.h"
 #include "agent/output.h"
@@ -208,16 +209,7 @@ ova_stream_output_is_stdout (const ova_stream_output *o)
 const char *
 ova_stream_output_remote_backup_id (const ova_stream_output *o)
 {
-  JsonObject *remote;
-  JsonNode *n;
-
   if (!o->ssh || o->sink == NULL)
     return NULL;
-  remote = strm_sink_ssh_result_object (o->sink);
-  if (remote == NULL || !json_object_has_member (remote, "backup_id"))
-    return NULL;
-  n = json_object_get_member (remote, "backup_id");
-  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING)
-    return NULL;
-  return json_node_get_string (n);
+  return ova_json_get_string (strm_sink_ssh_result_object (o->sink), "backup_id");
 }

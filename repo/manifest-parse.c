@@ -267,7 +267,8 @@ parse_backup (JsonNode *node, guint index, const repo_manifest *m,
   const char *id, *time, *host, *domain, *kind, *since, *parent_id;
   const char *checkpoint, *from_cp, *vm;
   const repo_backup *parent = NULL;
-  JsonNode *vols, *meta, *removing;
+  JsonNode *vols, *meta;
+  gboolean removing;
   JsonObject *o;
   guint n;
 
@@ -394,11 +395,8 @@ parse_backup (JsonNode *node, guint index, const repo_manifest *m,
   if (repo_backup_is_cbt (b) && !check_cbt_volume (b, m, what, where, error))
     return NULL;
 
-  removing = json_object_get_member (o, "removing");
-  if (removing != NULL) {
-    if (!JSON_NODE_HOLDS_VALUE (removing) ||
-        json_node_get_value_type (removing) != G_TYPE_BOOLEAN ||
-        !json_node_get_boolean (removing)) {
+  if (json_object_has_member (o, "removing")) {
+    if (!ova_json_get_bool (o, "removing", &removing) || !removing) {
       bad (error, what, "%s: \"removing\" must be true when present", where);
       return NULL;
     }

@@ -11,6 +11,7 @@
 #include <json-glib/json-glib.h>
 
 #include "error.h"
+#include "json.h"
 #include "log.h"
 #include "util.h"
 
@@ -176,7 +177,7 @@ qcow2_image_end (const char *path, guint64 *end, GError **error)
   g_autofree char *err = NULL;
   g_autoptr (JsonParser) parser = json_parser_new ();
   g_autoptr (GError) parse_err = NULL;
-  JsonNode *root, *n;
+  JsonNode *root;
   int status;
 
   if (!stor_qemu_img_check (path, &out, &err, &status, error))
@@ -203,14 +204,11 @@ qcow2_image_end (const char *path, guint64 *end, GError **error)
                  parse_err ? parse_err->message : "not a JSON object");
     return FALSE;
   }
-  n = json_object_get_member (json_node_get_object (root), "image-end-offset");
-  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) ||
-      json_node_get_value_type (n) != G_TYPE_INT64 || json_node_get_int (n) <= 0) {
+  if (!ova_json_get_uint (json_node_get_object (root), "image-end-offset", end) || *end == 0) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
                  "qemu-img check of %s reports no image-end-offset", path);
     return FALSE;
   }
-  *end = json_node_get_int (n);
   return TRUE;
 }
 
