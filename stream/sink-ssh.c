@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 
@@ -105,6 +106,18 @@ pump (ssh_sink *k)
   (void) ssh_channel_poll (k->channel, 0);
 }
 
+/* Whether free asked the writer thread to end (also false without one). */
+static gboolean
+stopping (ssh_sink *k)
+{
+  gboolean r;
+
+  pthread_mutex_lock (&k->lock);
+  r = k->stop;
+  pthread_mutex_unlock (&k->lock);
+  return r;
+}
+
 /* Wait until the remote output ends, then take the exit status: -1 when
  * there is none (killed by a signal, connection lost) or when deadline
  * (monotonic µs, 0: none) passes first. */
@@ -118,8 +131,7 @@ collect_exit_status (ssh_sink *k, gint64 deadline)
       break;
     if (ssh_channel_is_eof (k->channel) || ssh_channel_is_closed (k->channel))
       break;
-    if ((deadline != 0 && g_get_monotonic_time () >= deadline) ||
-        g_atomic_int_get (&k->stop))
+    if ((deadline != 0 && g_get_monotonic_time () >= deadline) || stopping (k))
       return -1;
   }
   if (deadline != 0 && g_get_monotonic_time () >= deadline)
@@ -240,7 +252,7 @@ wait_socket (ssh_sink *k, short events, gint64 deadline)
     gint64 slice = g_get_monotonic_time () + OVA_WAIT_SLICE_MS * 1000;
     int r;
 
-    if (g_atomic_int_get (&k->stop)) {
+    if (stopping (k)) {
       errno = ECANCELED;
       return -1;
     }
@@ -330,31 +342,31 @@ writer_thread (gpointer opaque)
   sigfillset (&all);
   pthread_sigmask (SIG_BLOCK, &all, NULL);
 
-  g_mutex_lock (&k->lock);
+  pthread_mutex_lock (&k->lock);
   for (;;) {
     ssh_slot *slot;
     GError *err = NULL;
     gboolean ok;
 
-    while (k->queued == 0 && !k->finish && !g_atomic_int_get (&k->stop))
-      g_cond_wait (&k->cond, &k->lock);
-    if (g_atomic_int_get (&k->stop) || k->queued == 0)
+    while (k->queued == 0 && !k->finish && !k->stop)
+      pthread_cond_wait (&k->cond, &k->lock);
+    if (k->stop || k->queued == 0)
       break;
     slot = &k->slots[k->head];
-    g_mutex_unlock (&k->lock);
+    pthread_mutex_unlock (&k->lock);
     ok = channel_write_all (k, slot->data, slot->len, &err);
-    g_mutex_lock (&k->lock);
+    pthread_mutex_lock (&k->lock);
     if (!ok) {
       k->thread_error = err;
       break;
     }
     k->head = (k->head + 1) % SSH_QUEUE_SLOTS;
     k->queued--;
-    g_cond_broadcast (&k->cond);
+    pthread_cond_broadcast (&k->cond);
   }
   k->ended = TRUE;
-  g_cond_broadcast (&k->cond);
-  g_mutex_unlock (&k->lock);
+  pthread_cond_broadcast (&k->cond);
+  pthread_mutex_unlock (&k->lock);
   return NULL;
 }
 
@@ -407,12 +419,12 @@ tail_slot (ssh_sink *k, gsize len, GError **error)
   ssh_slot *slot;
   gboolean ok;
 
-  g_mutex_lock (&k->lock);
+  pthread_mutex_lock (&k->lock);
   while (k->queued == SSH_QUEUE_SLOTS && !k->ended)
-    g_cond_wait (&k->cond, &k->lock);
+    pthread_cond_wait (&k->cond, &k->lock);
   ok = take_thread_error_locked (k, error);
   slot = &k->slots[(k->head + k->queued) % SSH_QUEUE_SLOTS];
-  g_mutex_unlock (&k->lock);
+  pthread_mutex_unlock (&k->lock);
   if (!ok)
     return NULL;
   if (slot->cap < len) {
@@ -427,11 +439,11 @@ tail_slot (ssh_sink *k, gsize len, GError **error)
 static void
 queue_tail (ssh_sink *k, gsize len)
 {
-  g_mutex_lock (&k->lock);
+  pthread_mutex_lock (&k->lock);
   k->slots[(k->head + k->queued) % SSH_QUEUE_SLOTS].len = len;
   k->queued++;
-  g_cond_broadcast (&k->cond);
-  g_mutex_unlock (&k->lock);
+  pthread_cond_broadcast (&k->cond);
+  pthread_mutex_unlock (&k->lock);
 }
 
 static void
@@ -497,15 +509,15 @@ finish_thread (ssh_sink *k, GError **error)
   if (k->thread == NULL)
     return TRUE;
   queue_gather (k);
-  g_mutex_lock (&k->lock);
+  pthread_mutex_lock (&k->lock);
   k->finish = TRUE;
-  g_cond_broadcast (&k->cond);
-  g_mutex_unlock (&k->lock);
+  pthread_cond_broadcast (&k->cond);
+  pthread_mutex_unlock (&k->lock);
   g_thread_join (k->thread);
   k->thread = NULL;
-  g_mutex_lock (&k->lock);
+  pthread_mutex_lock (&k->lock);
   ok = take_thread_error_locked (k, error);
-  g_mutex_unlock (&k->lock);
+  pthread_mutex_unlock (&k->lock);
   return ok;
 }
 
@@ -515,10 +527,10 @@ stop_thread (ssh_sink *k)
 {
   if (k->thread == NULL)
     return;
-  g_mutex_lock (&k->lock);
-  g_atomic_int_set (&k->stop, 1);
-  g_cond_broadcast (&k->cond);
-  g_mutex_unlock (&k->lock);
+  pthread_mutex_lock (&k->lock);
+  k->stop = TRUE;
+  pthread_cond_broadcast (&k->cond);
+  pthread_mutex_unlock (&k->lock);
   g_thread_join (k->thread);
   k->thread = NULL;
 }
@@ -620,8 +632,8 @@ ssh_sink_free (strm_sink *s)
   for (i = 0; i < SSH_QUEUE_SLOTS; i++)
     g_free (k->slots[i].data);
   g_clear_error (&k->thread_error);
-  g_mutex_clear (&k->lock);
-  g_cond_clear (&k->cond);
+  pthread_mutex_destroy (&k->lock);
+  pthread_cond_destroy (&k->cond);
   g_string_free (k->out, TRUE);
   g_string_free (k->err, TRUE);
   g_free (k->result);
@@ -681,8 +693,8 @@ sink_open (const strm_ssh_url *url, const char *key_path, const char *known_host
   k->expect_json = expect_json;
   k->out = g_string_new (NULL);
   k->err = g_string_new (NULL);
-  g_mutex_init (&k->lock);
-  g_cond_init (&k->cond);
+  pthread_mutex_init (&k->lock, NULL);
+  pthread_cond_init (&k->cond, NULL);
   ssh_callbacks_init (&k->callbacks);
   k->callbacks.userdata = k;
   k->callbacks.channel_data_function = on_channel_data;

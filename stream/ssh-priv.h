@@ -7,6 +7,7 @@
 #include <json-glib/json-glib.h>
 #include <libssh/callbacks.h>
 #include <libssh/libssh.h>
+#include <pthread.h>
 
 #include "stream/ssh.h"
 
@@ -44,13 +45,13 @@ typedef struct ssh_sink {
    * runs, only it touches session and channel (libssh sessions are not
    * thread-safe), and the remote output buffers above are its own. */
   GThread *thread;
-  GMutex lock;
-  GCond cond;            /* a slot was queued or freed, the thread ended */
+  pthread_mutex_t lock;  /* pthread's, which thread checkers understand */
+  pthread_cond_t cond;   /* a slot was queued or freed, the thread ended */
   ssh_slot slots[SSH_QUEUE_SLOTS];
   guint head;            /* the first queued slot (lock) */
   guint queued;          /* slots queued for the thread, from head (lock) */
   gboolean finish;       /* close: send what is queued, then end (lock) */
-  gint stop;             /* free: end now, atomic */
+  gboolean stop;         /* free: end now (lock) */
   gboolean ended;        /* the thread ended (lock) */
   GError *thread_error;  /* why it ended early (lock) */
 
