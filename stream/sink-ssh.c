@@ -337,8 +337,8 @@ writer_thread (gpointer opaque)
   ssh_sink *k = opaque;
   sigset_t all;
 
-  /* Signals go to the caller's thread, as before the thread existed; this
-   * one sees *cancel between waits. */
+  /* Signals are for the other threads, whose blocking calls they must
+   * interrupt; this one looks at *cancel between its waits. */
   sigfillset (&all);
   pthread_sigmask (SIG_BLOCK, &all, NULL);
 
