@@ -150,6 +150,7 @@ ROWS_full=()
 ROWS_incremental=()
 ROWS_restore=()
 RATIOS=()
+CPU=()
 # row KIND METHOD DATA_BYTES WALL RSS_KIB "RECEIVER_OWN_KIB RECEIVER_WITH_CHILDREN_KIB"|-
 row () {
     local -n rows=ROWS_$1
@@ -184,7 +185,7 @@ guest_writes () {
 
 # ova_run METHOD LEVEL: one timed backup; sets WALL/DATA and appends a row.
 ova_run () {
-    local method=$1 level=$2 t0 t1 wall json rss rrss=- rcs
+    local method=$1 level=$2 t0 t1 wall json rss rrss=- rcs rcpu
     local label="ovagent backup → $method"
     drop_caches
     case $method in
@@ -244,6 +245,12 @@ ova_run () {
     OVA_RSS=$(max_of "${OVA_RSS:-}" "$rss")
     [ "$rrss" = - ] || RECV_RSS=$(max_of "${RECV_RSS:-}" "${rrss% *}")
     row "$level" "$label" "${DATA[$method.$level]}" "$wall" "$rss" "$rrss"
+    case $method in
+        repository) rcpu=$(cpu_of "$work/time.r") ;;
+        ssh) rcpu=$( [ -s "$work/time.remote" ] && cpu_of "$work/time.remote" || echo -) ;;
+        *) rcpu=- ;;
+    esac
+    CPU+=("- $level, $label: wall $wall s, CPU s (user + system): sender $(cpu_of "$work/time.s"), receiver $rcpu")
 }
 
 bench_ovagent () {
@@ -255,7 +262,7 @@ bench_ovagent () {
     {
         echo '#!/bin/bash'
         declare -f own_peak
-        printf 'exec /usr/bin/time -f "%%e %%M" -o %q bash -c %q - %q %q "$@"\n' \
+        printf 'exec /usr/bin/time -f "%%e %%M %%U %%S" -o %q bash -c %q - %q %q "$@"\n' \
             "$work/time.remote" "$(declare -f own_peak); own_peak \"\$@\"" \
             "$work/own.remote" "$ovagent"
     } >"$work/remote-ovagent"
@@ -483,6 +490,7 @@ echo "|---|---|---:|---:|---:|---:|---:|"
 printf '%s\n' "${ROWS_full[@]}" "${ROWS_incremental[@]}" "${ROWS_restore[@]}"
 echo
 printf '%s\n' "${RATIOS[@]}"
+[ "${#CPU[@]}" -eq 0 ] || { echo; printf '%s\n' "${CPU[@]}"; }
 echo
 echo "(vda ${sparse_mib} MiB with ${sparse_data_mib} MiB of data, vdb ${full_mib} MiB full," \
     "${writes_mib} MiB of guest writes before each incremental; domain type $virt_type;" \

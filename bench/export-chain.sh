@@ -90,7 +90,7 @@ remote_ovagent () {
     for v in $(compgen -e | grep '^OVAGENT_' || true); do
         vars+=("$v=${!v}")
     done
-    printf '%q ' /usr/bin/time -f '%e %M' -o "$work/time.sender" env "${vars[@]}" "$ovagent" "$@"
+    printf '%q ' /usr/bin/time -f '%e %M %U %S' -o "$work/time.sender" env "${vars[@]}" "$ovagent" "$@"
 }
 
 # serve_setup: a second client key, allowed only `ovagent serve --role host`
@@ -163,6 +163,43 @@ pull () {
     row "$kind" "$name" "$(( MOVED / MiB ))" "$WALL" "$(mibs "$MOVED" "$WALL")" \
         "$(wall_of "$work/time.sender")" "$(( RSS_S / 1024 ))" \
         "$(wall_of "$work/time.receiver")" "$(( RSS_R / 1024 ))"
+    rm -rf "$repo"
+}
+
+# push NAME: export-chain --target ssh:// through the same sshd into a
+# receive it starts (the crypto in the sender's libssh and in sshd), caches
+# dropped first; its row added; WALL and the CPU seconds CPU_S and CPU_R set.
+push () {
+    local name=$1 t0 t1 v vars=()
+    rm -rf "$repo"
+    for v in $(compgen -e | grep '^OVAGENT_' || true); do
+        vars+=("$v=${!v}")
+    done
+    printf '#!/bin/bash\nexec %s "$@"\n' \
+        "$(printf '%q ' /usr/bin/time -f '%e %M %U %S' -o "$work/time.receiver" env "${vars[@]}" "$ovagent")" \
+        >"$work/remote-ovagent"
+    chmod 0755 "$work/remote-ovagent"
+    # shellcheck disable=SC1091
+    . "$sshd_dir/sshd.env"
+    drop_caches
+    t0=$(now)
+    OVAGENT_SSH_KEY=$SSH_IDENTITY OVAGENT_SSH_KNOWN_HOSTS=$SSH_KNOWN_HOSTS \
+        OVAGENT_REMOTE_COMMAND=$work/remote-ovagent \
+        timed "$work/time.sender" "$ovagent" export-chain "$IMG" --progress=none \
+        --target "ssh://root@127.0.0.1:$SSHD_PORT$repo" --json \
+        >"$work/push.json" 2>"$work/sender.err" || {
+        echo "$name failed" >&2
+        cat "$work/push.json" "$work/sender.err" >&2
+        exit 1
+    }
+    t1=$(now)
+    WALL=$(elapsed "$t0" "$t1")
+    local moved
+    moved=$(jq .bytes_sent "$work/push.json")
+    CPU_S=$(cpu_of "$work/time.sender") CPU_R=$(cpu_of "$work/time.receiver")
+    row "$kind" "$name" "$(( moved / MiB ))" "$WALL" "$(mibs "$moved" "$WALL")" \
+        "$(wall_of "$work/time.sender")" "$(( $(rss_of "$work/time.sender") / 1024 ))" \
+        "$(wall_of "$work/time.receiver")" "$(( $(rss_of "$work/time.receiver") / 1024 ))"
     rm -rf "$repo"
 }
 
@@ -300,18 +337,23 @@ bench_domain () {
         modes+=("--compress=3")
         names+=("ovagent pull, --compress=3")
     fi
-    local i ova_wall='' ova_moved='' ova_rss='' zwall=''
+    local i ova_wall='' ova_moved='' ova_rss='' zwall='' pull_cpu=''
     for i in "${!modes[@]}"; do
         # shellcheck disable=SC2086
         pull "${names[$i]}" "$sshd_dir/ssh_config" tbhost \
             "$(remote_ovagent export-chain "$IMG" ${modes[$i]} --progress=none --output -)"
         if [ -z "$ova_wall" ]; then
             ova_wall=$WALL ova_moved=$MOVED
+            pull_cpu="sender $(cpu_of "$work/time.sender"), receiver $(cpu_of "$work/time.receiver")"
             ova_rss="sender $(( RSS_S / 1024 )) MiB, receiver $(( RSS_R / 1024 )) MiB"
         else
             zwall=$WALL
         fi
     done
+
+    # (a'') the same chain pushed: export-chain --target, libssh in the sender.
+    push "ovagent push: export-chain --target ssh://"
+    local push_wall=$WALL push_cpu="sender $CPU_S, receiver $CPU_R"
 
     # (a') the first pull again, through the serve key (same sshd, same data).
     serve_conf_from_env
@@ -394,6 +436,7 @@ bench_domain () {
         RATIOS+=("$kind: ssh cat time / pull time with --compress=3: $(ratio "$cat_wall" "$zwall")x (goal >= 1.3 on a realistic disk)")
     RATIOS+=("$kind: local cat time / local export-chain time: $(ratio "$lcat_wall" "$lova_wall")x")
     RATIOS+=("$kind: peak RSS of the pull: $ova_rss (goal < 64 MiB)")
+    RATIOS+=("$kind: push time / pull time: $(ratio "$push_wall" "$ova_wall") (goal <= 1.0); CPU s (user + system) of the pull: $pull_cpu; of the push: $push_cpu (ssh and sshd not counted)")
 }
 
 RATIOS=()

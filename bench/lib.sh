@@ -53,16 +53,18 @@ drop_caches () {
     echo 3 >/proc/sys/vm/drop_caches
 }
 
-# timed OUTFILE CMD...: CMD's wall seconds and peak RSS (KiB) into OUTFILE.
+# timed OUTFILE CMD...: CMD's wall seconds, peak RSS (KiB) and CPU seconds
+# (user + system, its children included) into OUTFILE.
 timed () {
     local out=$1
     shift
-    /usr/bin/time -f '%e %M' -o "$out" "$@"
+    /usr/bin/time -f '%e %M %U %S' -o "$out" "$@"
 }
 
 # The last line of a GNU time output ("Command exited ..." may come first).
 wall_of () { tail -n 1 "$1" | cut -d' ' -f1; }
 rss_of () { tail -n 1 "$1" | cut -d' ' -f2; }
+cpu_of () { tail -n 1 "$1" | awk '{ if (NF >= 4) printf "%.2f", $3 + $4; else print "-" }'; }
 now () { date +%s.%N; }
 elapsed () { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 mibs () { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / 1048576 / s; else print "-" }'; }

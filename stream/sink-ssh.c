@@ -1,43 +1,22 @@
-/* ovagent: the SSH sink: a stream pushed into a remote `ovagent receive`
- * through a libssh channel; host key and key checks, the remote result. */
+/* ovagent: the SSH sink's data path: a stream pushed into a remote `ovagent
+ * receive` by a writer thread through a libssh channel; the remote result. */
 #include <config.h>
 
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
-#include <stdbool.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
-#include <sys/socket.h>
-
-#include <libssh/callbacks.h>
-#include <libssh/libssh.h>
 
 #include "error.h"
+#include "json.h"
 #include "log.h"
-#include "ssh.h"
+#include "stream/ssh-priv.h"
 #include "util.h"
-
-/* Fast AEAD ciphers first (TESTBED §5: AES-128-GCM through libssh moved
- * 740-850 MiB/s here, ChaCha20 half that); CTR for older servers. */
-#define PREFERRED_CIPHERS \
-  "aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr," \
-  "aes256-gcm@openssh.com,aes256-ctr"
-
-/* Connecting, key exchange and authentication. Writes of the stream wait
- * at most the sink's io_timeout for the peer; waiting for the result has
- * no limit (the receiver may take long to commit a big backup). */
-#define CONNECT_TIMEOUT_SECONDS 30L
 
 /* After a write failed: how long to wait for the remote command's exit
  * status and its last words. */
 #define FAILURE_TIMEOUT_SECONDS 10L
-
-/* Dead peers on an idle connection (waiting for the result). */
-#define KEEPALIVE_IDLE 60
-#define KEEPALIVE_INTERVAL 15
-#define KEEPALIVE_COUNT 4
 
 /* Small frames (headers, holes, zero runs) are gathered into one packet,
  * for at most STRM_GATHER_MAX_AGE; large ones go straight into the
@@ -45,36 +24,10 @@
 #define GATHER_MAX (256 * 1024)
 #define GATHER_SMALL (64 * 1024)
 
-/* ssh_channel_write takes a 32-bit count. */
-#define WRITE_MAX (16u * 1024 * 1024)
-
 #define COLLECT_POLL_MS 500
 
 #define REMOTE_COMMAND_MAX 1024
 #define REMOTE_MESSAGE_MAX 1024
-
-
-typedef struct ssh_sink {
-  strm_sink parent;
-  char *target;          /* "ssh://user@host:port", for messages */
-  char *host;
-  char *what;            /* "remote receive" or "remote command" */
-  gboolean expect_json;  /* stdout must be a receive result object */
-  ssh_session session;
-  ssh_channel channel;
-  struct ssh_channel_callbacks_struct callbacks;
-  guint8 *gather;
-  gsize gather_len;
-  gint64 gather_since;   /* when its first byte came (monotonic µs) */
-  GString *out;          /* remote stdout, at most STRM_SSH_RESULT_MAX */
-  gboolean out_overflow;
-  GString *err;          /* the tail of the remote stderr */
-  gboolean failed;       /* no more I/O once something failed */
-  gboolean closed;
-  char *result;
-  JsonParser *parser;    /* owns result_object */
-  JsonObject *result_object;
-} ssh_sink;
 
 static const struct strm_sink_ops ssh_sink_ops;
 
@@ -153,6 +106,18 @@ pump (ssh_sink *k)
   (void) ssh_channel_poll (k->channel, 0);
 }
 
+/* Whether free asked the writer thread to end (also false without one). */
+static gboolean
+stopping (ssh_sink *k)
+{
+  gboolean r;
+
+  pthread_mutex_lock (&k->lock);
+  r = k->stop;
+  pthread_mutex_unlock (&k->lock);
+  return r;
+}
+
 /* Wait until the remote output ends, then take the exit status: -1 when
  * there is none (killed by a signal, connection lost) or when deadline
  * (monotonic µs, 0: none) passes first. */
@@ -166,7 +131,7 @@ collect_exit_status (ssh_sink *k, gint64 deadline)
       break;
     if (ssh_channel_is_eof (k->channel) || ssh_channel_is_closed (k->channel))
       break;
-    if (deadline != 0 && g_get_monotonic_time () >= deadline)
+    if ((deadline != 0 && g_get_monotonic_time () >= deadline) || stopping (k))
       return -1;
   }
   if (deadline != 0 && g_get_monotonic_time () >= deadline)
@@ -211,19 +176,16 @@ json_error_message (ssh_sink *k)
   for (i = 0; i < 2 && candidates[i] != NULL; i++) {
     g_autoptr (JsonParser) parser = json_parser_new ();
     JsonNode *root;
-    JsonObject *o;
-    JsonNode *m;
+    const char *m;
 
     if (!json_parser_load_from_data (parser, candidates[i], -1, NULL))
       continue;
     root = json_parser_get_root (parser);
     if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
       continue;
-    o = json_node_get_object (root);
-    m = json_object_get_member (o, "message");
-    if (m != NULL && JSON_NODE_HOLDS_VALUE (m) &&
-        json_node_get_value_type (m) == G_TYPE_STRING)
-      return clean_remote_text (json_node_get_string (m), -1, REMOTE_MESSAGE_MAX);
+    m = ova_json_get_string (json_node_get_object (root), "message");
+    if (m != NULL)
+      return clean_remote_text (m, -1, REMOTE_MESSAGE_MAX);
   }
   return NULL;
 }
@@ -264,7 +226,6 @@ fail_from_remote (ssh_sink *k, GError **error)
   long timeout = FAILURE_TIMEOUT_SECONDS;
   int status;
 
-  k->failed = TRUE;
   ssh_options_set (k->session, SSH_OPTIONS_TIMEOUT, &timeout);
   status = collect_exit_status (k, g_get_monotonic_time () +
                                 FAILURE_TIMEOUT_SECONDS * G_USEC_PER_SEC);
@@ -280,7 +241,28 @@ fail_from_remote (ssh_sink *k, GError **error)
   return FALSE;
 }
 
-/* ---- sink ops ---- */
+/* ---- the writer thread: the channel writes ---- */
+
+/* Wait for the SSH socket like ova_wait_fd, also ending (-1, ECANCELED)
+ * once free asked the thread to stop. */
+static int
+wait_socket (ssh_sink *k, short events, gint64 deadline)
+{
+  for (;;) {
+    gint64 slice = g_get_monotonic_time () + OVA_WAIT_SLICE_MS * 1000;
+    int r;
+
+    if (stopping (k)) {
+      errno = ECANCELED;
+      return -1;
+    }
+    r = ova_wait_fd (ssh_get_fd (k->session), events,
+                     deadline != 0 && deadline < slice ? deadline : slice,
+                     k->parent.cancel);
+    if (r != 0 || (deadline != 0 && g_get_monotonic_time () >= deadline))
+      return r;
+  }
+}
 
 /* Nothing could be queued (the channel window is used up, or a key
  * exchange runs): wait for the peer, up to deadline, then let libssh read
@@ -292,7 +274,7 @@ wait_for_peer (ssh_sink *k, gint64 deadline, GError **error)
 
   if (ssh_get_poll_flags (k->session) & SSH_WRITE_PENDING)
     events |= POLLOUT;
-  switch (ova_wait_fd (ssh_get_fd (k->session), events, deadline, k->parent.cancel)) {
+  switch (wait_socket (k, events, deadline)) {
   case 0:
     g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
                  "the SSH channel to %s accepted nothing for %u s (io_timeout)",
@@ -315,28 +297,27 @@ wait_for_peer (ssh_sink *k, gint64 deadline, GError **error)
 
 /* The session is non-blocking while data goes in: libssh queues what the
  * peer's window allows and returns, so that a peer that takes nothing is
- * seen after io_timeout instead of blocking for ever. */
+ * seen after io_timeout instead of blocking for ever. len is at most
+ * SSH_SLOT_MAX (ssh_channel_write takes a 32-bit count). */
 static gboolean
 channel_write_all (ssh_sink *k, const guint8 *buf, gsize len, GError **error)
 {
   gint64 deadline = ova_deadline_in (k->parent.io_timeout);
-  gboolean ok = TRUE;
-  gboolean lost = FALSE;
 
   ssh_set_blocking (k->session, 0);
   while (len > 0) {
-    int r = ssh_channel_write (k->channel, buf, MIN (len, WRITE_MAX));
+    int r = ssh_channel_write (k->channel, buf, len);
 
     /* Nothing written and not open: the channel closed while waiting. */
     if (r < 0 || (r == 0 && !ssh_channel_is_open (k->channel))) {
-      lost = TRUE;
-      break;
+      ssh_set_blocking (k->session, 1);
+      return fail_from_remote (k, error);
     }
     if (r == 0) {
-      if (!wait_for_peer (k, deadline, error)) {
-        ok = FALSE;
-        break;
-      }
+      /* On failure the session stays non-blocking: closing the channel
+       * and the session then never waits for a peer that takes nothing. */
+      if (!wait_for_peer (k, deadline, error))
+        return FALSE;
       continue;
     }
     buf += r;
@@ -344,26 +325,52 @@ channel_write_all (ssh_sink *k, const guint8 *buf, gsize len, GError **error)
     deadline = ova_deadline_in (k->parent.io_timeout);
     pump (k);
   }
-  if (!ok) {
-    /* Left non-blocking: closing the channel and the session then never
-     * waits for a peer that takes nothing. */
-    k->failed = TRUE;
-    return FALSE;
-  }
   ssh_set_blocking (k->session, 1);
-  if (lost)
-    return fail_from_remote (k, error);
   return TRUE;
 }
 
-static gboolean
-flush_gather (ssh_sink *k, GError **error)
+/* Send the queued slots in order until close has nothing more for it or
+ * a write fails (the error is kept for the caller's next write or close). */
+static gpointer
+writer_thread (gpointer opaque)
 {
-  gsize len = k->gather_len;
+  ssh_sink *k = opaque;
+  sigset_t all;
 
-  k->gather_len = 0;
-  return len == 0 || channel_write_all (k, k->gather, len, error);
+  /* Signals are for the other threads, whose blocking calls they must
+   * interrupt; this one looks at *cancel between its waits. */
+  sigfillset (&all);
+  pthread_sigmask (SIG_BLOCK, &all, NULL);
+
+  pthread_mutex_lock (&k->lock);
+  for (;;) {
+    ssh_slot *slot;
+    GError *err = NULL;
+    gboolean ok;
+
+    while (k->queued == 0 && !k->finish && !k->stop)
+      pthread_cond_wait (&k->cond, &k->lock);
+    if (k->stop || k->queued == 0)
+      break;
+    slot = &k->slots[k->head];
+    pthread_mutex_unlock (&k->lock);
+    ok = channel_write_all (k, slot->data, slot->len, &err);
+    pthread_mutex_lock (&k->lock);
+    if (!ok) {
+      k->thread_error = err;
+      break;
+    }
+    k->head = (k->head + 1) % SSH_QUEUE_SLOTS;
+    k->queued--;
+    pthread_cond_broadcast (&k->cond);
+  }
+  k->ended = TRUE;
+  pthread_cond_broadcast (&k->cond);
+  pthread_mutex_unlock (&k->lock);
+  return NULL;
 }
+
+/* ---- the caller's side: the queue ---- */
 
 static gboolean
 check_usable (ssh_sink *k, GError **error)
@@ -377,28 +384,155 @@ check_usable (ssh_sink *k, GError **error)
   return TRUE;
 }
 
+/* The thread's failure, reported once: by the next write, or by close. */
+static gboolean
+take_thread_error_locked (ssh_sink *k, GError **error)
+{
+  if (k->thread_error == NULL)
+    return TRUE;
+  g_propagate_error (error, g_steal_pointer (&k->thread_error));
+  k->failed = TRUE;
+  return FALSE;
+}
+
+static gboolean
+start_thread (ssh_sink *k, GError **error)
+{
+  g_autoptr (GError) err = NULL;
+
+  k->thread = g_thread_try_new ("ovagent-ssh", writer_thread, k, &err);
+  if (k->thread == NULL) {
+    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
+                 "cannot start a thread to write the stream to %s: %s",
+                 k->target, err->message);
+    k->failed = TRUE;
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* The slot after the queued ones, the caller's to fill once the thread has
+ * sent enough, grown to hold len bytes. */
+static ssh_slot *
+tail_slot (ssh_sink *k, gsize len, GError **error)
+{
+  ssh_slot *slot;
+  gboolean ok;
+
+  pthread_mutex_lock (&k->lock);
+  while (k->queued == SSH_QUEUE_SLOTS && !k->ended)
+    pthread_cond_wait (&k->cond, &k->lock);
+  ok = take_thread_error_locked (k, error);
+  slot = &k->slots[(k->head + k->queued) % SSH_QUEUE_SLOTS];
+  pthread_mutex_unlock (&k->lock);
+  if (!ok)
+    return NULL;
+  if (slot->cap < len) {
+    g_free (slot->data);
+    slot->cap = len;
+    slot->data = g_malloc (len);
+  }
+  return slot;
+}
+
+/* Hand the tail slot, filled with len bytes, to the thread. */
+static void
+queue_tail (ssh_sink *k, gsize len)
+{
+  pthread_mutex_lock (&k->lock);
+  k->slots[(k->head + k->queued) % SSH_QUEUE_SLOTS].len = len;
+  k->queued++;
+  pthread_cond_broadcast (&k->cond);
+  pthread_mutex_unlock (&k->lock);
+}
+
+static void
+queue_gather (ssh_sink *k)
+{
+  if (k->gather_len > 0)
+    queue_tail (k, k->gather_len);
+  k->gather_len = 0;
+}
+
+/* The bytes are copied into a slot: the caller goes on framing, hashing
+ * and reading while the thread encrypts and sends the previous ones. */
 static gboolean
 ssh_sink_write (strm_sink *s, const void *buf, size_t len, GError **error)
 {
   ssh_sink *k = (ssh_sink *) s;
+  const guint8 *p = buf;
+  ssh_slot *slot;
 
   if (!check_usable (k, error))
+    return FALSE;
+  if (k->thread == NULL && !start_thread (k, error))
     return FALSE;
   if (len < GATHER_SMALL) {
     gint64 now;
 
-    if (k->gather_len + len > GATHER_MAX && !flush_gather (k, error))
+    if (k->gather_len + len > GATHER_MAX)
+      queue_gather (k);
+    slot = tail_slot (k, GATHER_MAX, error);
+    if (slot == NULL)
       return FALSE;
     now = g_get_monotonic_time ();
     if (k->gather_len == 0)
       k->gather_since = now;
-    memcpy (k->gather + k->gather_len, buf, len);
+    memcpy (slot->data + k->gather_len, p, len);
     k->gather_len += len;
-    return now - k->gather_since < STRM_GATHER_MAX_AGE || flush_gather (k, error);
+    if (now - k->gather_since >= STRM_GATHER_MAX_AGE)
+      queue_gather (k);
+    return TRUE;
   }
-  if (!flush_gather (k, error))
-    return FALSE;
-  return channel_write_all (k, buf, len, error);
+  queue_gather (k);
+  while (len > 0) {
+    gsize n = MIN (len, SSH_SLOT_MAX);
+
+    slot = tail_slot (k, n, error);
+    if (slot == NULL)
+      return FALSE;
+    memcpy (slot->data, p, n);
+    queue_tail (k, n);
+    p += n;
+    len -= n;
+  }
+  return TRUE;
+}
+
+/* close: the thread sends what is queued and ends; then the session is the
+ * caller's again. */
+static gboolean
+finish_thread (ssh_sink *k, GError **error)
+{
+  gboolean ok;
+
+  if (k->thread == NULL)
+    return TRUE;
+  queue_gather (k);
+  pthread_mutex_lock (&k->lock);
+  k->finish = TRUE;
+  pthread_cond_broadcast (&k->cond);
+  pthread_mutex_unlock (&k->lock);
+  g_thread_join (k->thread);
+  k->thread = NULL;
+  pthread_mutex_lock (&k->lock);
+  ok = take_thread_error_locked (k, error);
+  pthread_mutex_unlock (&k->lock);
+  return ok;
+}
+
+/* free: the thread drops what is queued and ends at once. */
+static void
+stop_thread (ssh_sink *k)
+{
+  if (k->thread == NULL)
+    return;
+  pthread_mutex_lock (&k->lock);
+  k->stop = TRUE;
+  pthread_cond_broadcast (&k->cond);
+  pthread_mutex_unlock (&k->lock);
+  g_thread_join (k->thread);
+  k->thread = NULL;
 }
 
 /* Exit status 0: the stdout is the result; for receive, it must be its
@@ -435,7 +569,7 @@ take_result (ssh_sink *k, GError **error)
   }
   root = json_parser_get_root (parser);
   o = root && JSON_NODE_HOLDS_OBJECT (root) ? json_node_get_object (root) : NULL;
-  result = o ? json_object_get_string_member_with_default (o, "result", NULL) : NULL;
+  result = ova_json_get_string (o, "result");
   if (result == NULL || strcmp (result, "ok") != 0) {
     g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
                  "%s on %s exited 0 without an {\"result\": \"ok\"} object",
@@ -454,13 +588,12 @@ ssh_sink_close (strm_sink *s, GError **error)
   ssh_sink *k = (ssh_sink *) s;
   int status;
 
-  if (!check_usable (k, error))
+  if (!check_usable (k, error) || !finish_thread (k, error))
     return FALSE;
-  if (!flush_gather (k, error))
-    return FALSE;
-  if (ssh_channel_send_eof (k->channel) != SSH_OK)
+  if (ssh_channel_send_eof (k->channel) != SSH_OK) {
+    k->failed = TRUE;
     return fail_from_remote (k, error);
-
+  }
   status = collect_exit_status (k, 0);
   if (status != 0) {
     k->failed = TRUE;
@@ -480,7 +613,9 @@ static void
 ssh_sink_free (strm_sink *s)
 {
   ssh_sink *k = (ssh_sink *) s;
+  guint i;
 
+  stop_thread (k);
   if (k->channel) {
     if (ssh_channel_is_open (k->channel))
       ssh_channel_close (k->channel);
@@ -494,7 +629,11 @@ ssh_sink_free (strm_sink *s)
   g_free (k->target);
   g_free (k->host);
   g_free (k->what);
-  g_free (k->gather);
+  for (i = 0; i < SSH_QUEUE_SLOTS; i++)
+    g_free (k->slots[i].data);
+  g_clear_error (&k->thread_error);
+  pthread_mutex_destroy (&k->lock);
+  pthread_cond_destroy (&k->cond);
   g_string_free (k->out, TRUE);
   g_string_free (k->err, TRUE);
   g_free (k->result);
@@ -540,303 +679,6 @@ strm_sink_ssh_target (strm_sink *s)
   return k ? k->target : NULL;
 }
 
-/* ---- connection ---- */
-
-static gboolean
-set_option (ssh_sink *k, enum ssh_options_e opt, const void *value,
-            const char *name, GError **error)
-{
-  if (ssh_options_set (k->session, opt, value) < 0) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "cannot set the SSH option %s for %s: %s",
-                 name, k->target, ssh_get_error (k->session));
-    return FALSE;
-  }
-  return TRUE;
-}
-
-/* libssh opens the socket without close-on-exec; commands run while the
- * stream flows must not inherit it. */
-static void
-tune_socket (ssh_sink *k)
-{
-  int fd = ssh_get_fd (k->session);
-  int on = 1, idle = KEEPALIVE_IDLE, intvl = KEEPALIVE_INTERVAL, cnt = KEEPALIVE_COUNT;
-  int flags;
-
-  if (fd < 0)
-    return;
-  flags = fcntl (fd, F_GETFD);
-  if (flags < 0 || fcntl (fd, F_SETFD, flags | FD_CLOEXEC) < 0)
-    ova_debug ("cannot set close-on-exec on the socket to %s: %s",
-               k->target, g_strerror (errno));
-  if (setsockopt (fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) < 0 ||
-      setsockopt (fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) < 0 ||
-      setsockopt (fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl) < 0 ||
-      setsockopt (fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt) < 0)
-    ova_debug ("cannot enable TCP keepalive to %s: %s", k->target, g_strerror (errno));
-}
-
-/* "ssh-ed25519 SHA256:…" of the server's key, or NULL. */
-static char *
-server_key_fingerprint (ssh_sink *k)
-{
-  ssh_key key = NULL;
-  unsigned char *hash = NULL;
-  size_t hlen = 0;
-  char *fp;
-  char *ret = NULL;
-
-  if (ssh_get_server_publickey (k->session, &key) != SSH_OK)
-    return NULL;
-  if (ssh_get_publickey_hash (key, SSH_PUBLICKEY_HASH_SHA256, &hash, &hlen) == 0) {
-    fp = ssh_get_fingerprint_hash (SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
-    if (fp) {
-      ret = g_strdup_printf ("%s %s", ssh_key_type_to_char (ssh_key_type (key)), fp);
-      ssh_string_free_char (fp);
-    }
-    ssh_clean_pubkey_hash (&hash);
-  }
-  ssh_key_free (key);
-  return ret;
-}
-
-/* Only a key listed in known_hosts is accepted; nothing is ever added. */
-static gboolean
-check_host_key (ssh_sink *k, const strm_ssh_url *url, const char *known_hosts,
-                GError **error)
-{
-  g_autofree char *fp = server_key_fingerprint (k);
-  g_autofree char *file = known_hosts ? g_strdup (known_hosts)
-    : g_build_filename (g_get_home_dir (), ".ssh", "known_hosts", NULL);
-  g_autofree char *keyscan = NULL;
-  const char *offered = fp ? fp : "fingerprint unavailable";
-  enum ssh_known_hosts_e state;
-
-  if (url->port == 22)
-    keyscan = g_strdup_printf ("ssh-keyscan %s >> %s", url->host, file);
-  else
-    keyscan = g_strdup_printf ("ssh-keyscan -p %u %s >> %s", url->port, url->host, file);
-
-  state = ssh_session_is_known_server (k->session);
-  switch (state) {
-  case SSH_KNOWN_HOSTS_OK:
-    ova_debug ("host key of %s: %s, listed in %s", k->target, offered, file);
-    return TRUE;
-  case SSH_KNOWN_HOSTS_CHANGED:
-  case SSH_KNOWN_HOSTS_OTHER:
-    g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
-                 "host key of %s has changed: %s lists another key%s for it, "
-                 "the server offers %s; someone may be intercepting the "
-                 "connection. If the target was reinstalled, check the new "
-                 "fingerprint with its administrator, delete the old line "
-                 "from %s and add the new key: %s",
-                 k->target, file,
-                 state == SSH_KNOWN_HOSTS_OTHER ? " of another type" : "",
-                 offered, file, keyscan);
-    return FALSE;
-  case SSH_KNOWN_HOSTS_NOT_FOUND:
-  case SSH_KNOWN_HOSTS_UNKNOWN:
-    g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
-                 "host key of %s is unknown: %s %s; the server offers %s. "
-                 "Check that fingerprint with the target's administrator, "
-                 "then add the key: %s", k->target, file,
-                 g_file_test (file, G_FILE_TEST_EXISTS) ? "has no key for it"
-                 : "does not exist", offered, keyscan);
-    return FALSE;
-  case SSH_KNOWN_HOSTS_ERROR:
-  default:
-    g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
-                 "cannot check the host key of %s against %s: %s",
-                 k->target, file, ssh_get_error (k->session));
-    return FALSE;
-  }
-}
-
-/* Never prompt for a passphrase: the agent runs without a terminal. */
-static int
-refuse_passphrase (const char *prompt G_GNUC_UNUSED, char *buf G_GNUC_UNUSED,
-                   size_t len G_GNUC_UNUSED, int echo G_GNUC_UNUSED,
-                   int verify G_GNUC_UNUSED, void *userdata G_GNUC_UNUSED)
-{
-  return -1;
-}
-
-/* 1: logged in, 0: the server refused this key, -1: error set. */
-static int
-try_key (ssh_sink *k, const char *path, GError **error)
-{
-  ssh_key key = NULL;
-  int rc;
-
-  rc = ssh_pki_import_privkey_file (path, NULL, refuse_passphrase, NULL, &key);
-  if (rc == SSH_EOF) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
-                 "cannot read the SSH key %s for %s", path, k->target);
-    return -1;
-  }
-  if (rc != SSH_OK) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
-                 "cannot load the SSH key %s for %s: not a private key, or "
-                 "protected by a passphrase (not supported)", path, k->target);
-    return -1;
-  }
-  rc = ssh_userauth_publickey (k->session, NULL, key);
-  ssh_key_free (key);
-  switch (rc) {
-  case SSH_AUTH_SUCCESS:
-    ova_debug ("logged in to %s with %s", k->target, path);
-    return 1;
-  case SSH_AUTH_DENIED:
-  case SSH_AUTH_PARTIAL:
-    return 0;
-  default:
-    g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
-                 "cannot log in to %s with the key %s: %s",
-                 k->target, path, ssh_get_error (k->session));
-    return -1;
-  }
-}
-
-static gboolean
-authenticate (ssh_sink *k, const char *key_path, GError **error)
-{
-  static const char *const defaults[] = { "id_ed25519", "id_ecdsa", "id_rsa" };
-  g_autoptr (GString) tried = g_string_new (NULL);
-  gsize i;
-  int rc;
-
-  if (key_path != NULL) {
-    rc = try_key (k, key_path, error);
-    if (rc < 0)
-      return FALSE;
-    if (rc == 0) {
-      g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
-                   "%s refused the key %s", k->target, key_path);
-      return FALSE;
-    }
-    return TRUE;
-  }
-
-  for (i = 0; i < G_N_ELEMENTS (defaults); i++) {
-    g_autofree char *path = g_build_filename (g_get_home_dir (), ".ssh",
-                                              defaults[i], NULL);
-    g_autoptr (GError) err = NULL;
-
-    if (!g_file_test (path, G_FILE_TEST_EXISTS))
-      continue;
-    g_string_append_printf (tried, "%s%s", tried->len ? ", " : "", path);
-    rc = try_key (k, path, &err);
-    if (rc > 0)
-      return TRUE;
-    if (rc < 0 && err->code != OVA_ERROR_USAGE) {
-      g_propagate_error (error, g_steal_pointer (&err));
-      return FALSE;
-    }
-    if (rc < 0)
-      ova_warn ("%s", err->message);
-  }
-  if (tried->len == 0)
-    g_set_error (error, OVA_ERROR, OVA_ERROR_USAGE,
-                 "no SSH key to log in to %s with: set ssh_key (none of "
-                 "~/.ssh/id_ed25519, id_ecdsa, id_rsa exists)", k->target);
-  else
-    g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
-                 "%s refused the keys %s; set ssh_key", k->target, tried->str);
-  return FALSE;
-}
-
-static gboolean
-configure_session (ssh_sink *k, const strm_ssh_url *url, const char *known_hosts,
-                   GError **error)
-{
-  long timeout = CONNECT_TIMEOUT_SECONDS;
-  unsigned int port = url->port;
-  int verbosity = SSH_LOG_NOLOG;
-  bool process_config = false;
-
-  return set_option (k, SSH_OPTIONS_LOG_VERBOSITY, &verbosity, "LogLevel", error)
-    && set_option (k, SSH_OPTIONS_PROCESS_CONFIG, &process_config, "ProcessConfig", error)
-    && set_option (k, SSH_OPTIONS_HOST, url->host, "HostName", error)
-    && set_option (k, SSH_OPTIONS_PORT, &port, "Port", error)
-    && (url->user == NULL ||
-        set_option (k, SSH_OPTIONS_USER, url->user, "User", error))
-    && (known_hosts == NULL ||
-        set_option (k, SSH_OPTIONS_KNOWNHOSTS, known_hosts, "UserKnownHostsFile", error))
-    && set_option (k, SSH_OPTIONS_TIMEOUT, &timeout, "ConnectTimeout", error)
-    && set_option (k, SSH_OPTIONS_CIPHERS_C_S, PREFERRED_CIPHERS, "Ciphers", error)
-    && set_option (k, SSH_OPTIONS_CIPHERS_S_C, PREFERRED_CIPHERS, "Ciphers", error)
-    && set_option (k, SSH_OPTIONS_COMPRESSION, "no", "Compression", error);
-}
-
-static char *
-url_target (const strm_ssh_url *url)
-{
-  gboolean v6 = strchr (url->host, ':') != NULL;
-
-  return g_strdup_printf ("ssh://%s%s%s%s%s:%u", url->user ? url->user : "",
-                          url->user ? "@" : "", v6 ? "[" : "", url->host,
-                          v6 ? "]" : "", url->port);
-}
-
-/* Connect, check the host key, log in and start the command. */
-static gboolean
-sink_connect (ssh_sink *k, const strm_ssh_url *url, const char *key_path,
-              const char *known_hosts, const char *command, GError **error)
-{
-  long no_timeout = 0;
-
-  k->session = ssh_new ();
-  if (k->session == NULL) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "cannot create an SSH session for %s", k->target);
-    return FALSE;
-  }
-  if (!configure_session (k, url, known_hosts, error))
-    return FALSE;
-
-  if (ssh_connect (k->session) != SSH_OK) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
-                 "cannot connect to %s: %s", k->target, ssh_get_error (k->session));
-    return FALSE;
-  }
-  tune_socket (k);
-  if (!check_host_key (k, url, known_hosts, error))
-    return FALSE;
-  if (!authenticate (k, key_path, error))
-    return FALSE;
-
-  k->channel = ssh_channel_new (k->session);
-  if (k->channel == NULL || ssh_channel_open_session (k->channel) != SSH_OK) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
-                 "cannot open an SSH channel to %s: %s",
-                 k->target, ssh_get_error (k->session));
-    return FALSE;
-  }
-  ssh_callbacks_init (&k->callbacks);
-  k->callbacks.userdata = k;
-  k->callbacks.channel_data_function = on_channel_data;
-  if (ssh_set_channel_callbacks (k->channel, &k->callbacks) != SSH_OK) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_INTERNAL,
-                 "cannot set the SSH channel callbacks for %s: %s",
-                 k->target, ssh_get_error (k->session));
-    return FALSE;
-  }
-  if (ssh_channel_request_exec (k->channel, command) != SSH_OK) {
-    g_set_error (error, OVA_ERROR, OVA_ERROR_TRANSPORT,
-                 "cannot run %s on %s: %s", command, k->target,
-                 ssh_get_error (k->session));
-    return FALSE;
-  }
-  /* From here on, waiting is bounded by the peer, not by a clock. */
-  if (!set_option (k, SSH_OPTIONS_TIMEOUT, &no_timeout, "Timeout", error))
-    return FALSE;
-
-  ova_debug ("running '%s' on %s (cipher %s)", command, k->target,
-             ssh_get_cipher_out (k->session));
-  return TRUE;
-}
-
 static strm_sink *
 sink_open (const strm_ssh_url *url, const char *key_path, const char *known_hosts,
            const char *command, const char *what, gboolean expect_json,
@@ -845,15 +687,19 @@ sink_open (const strm_ssh_url *url, const char *key_path, const char *known_host
   ssh_sink *k = g_new0 (ssh_sink, 1);
 
   k->parent.ops = &ssh_sink_ops;
-  k->target = url_target (url);
+  k->target = strm_ssh_url_target (url);
   k->host = g_strdup (url->host);
   k->what = g_strdup (what);
   k->expect_json = expect_json;
-  k->gather = g_malloc (GATHER_MAX);
   k->out = g_string_new (NULL);
   k->err = g_string_new (NULL);
+  pthread_mutex_init (&k->lock, NULL);
+  pthread_cond_init (&k->cond, NULL);
+  ssh_callbacks_init (&k->callbacks);
+  k->callbacks.userdata = k;
+  k->callbacks.channel_data_function = on_channel_data;
 
-  if (!sink_connect (k, url, key_path, known_hosts, command, error)) {
+  if (!strm_ssh_connect (k, url, key_path, known_hosts, command, error)) {
     ssh_sink_free (&k->parent);
     return NULL;
   }

@@ -74,7 +74,10 @@ strm_sink *strm_sink_ssh_new_command (const strm_ssh_url *url, const char *key_p
 /* Behaviour of the sink's ops (see stream.h for the table):
  *
  * write: all of buf goes into the channel (small writes are gathered into
- *   larger packets). The remote stderr is drained as the data goes, so a
+ *   larger packets). The bytes are copied into a bounded queue (at most 3
+ *   buffers of 4 MiB) and sent by a thread of the sink, so that the caller
+ *   frames and reads the next ones meanwhile; a failure of that thread is
+ *   the error of the next write, or of close. The remote stderr is drained as the data goes, so a
  *   talkative receiver cannot stall the channel; its last
  *   STRM_SSH_STDERR_KEEP bytes are kept for messages. If the remote
  *   command has exited (e.g. receive refused the stream, or its disk is
@@ -85,7 +88,7 @@ strm_sink *strm_sink_ssh_new_command (const strm_ssh_url *url, const char *key_p
  *   OVA_ERROR_TRANSPORT "the SSH channel to TARGET accepted nothing for N s
  *   (io_timeout)".
  *
- * close: sends EOF, reads the remote stdout (at most STRM_SSH_RESULT_MAX)
+ * close: sends what is queued, then EOF, reads the remote stdout (at most STRM_SSH_RESULT_MAX)
  *   until the command exits and takes its exit status. Exit 0: success,
  *   the stdout is kept (strm_sink_ssh_result). Non-zero: an error whose
  *   code is the remote exit status when it is one of ours (1..8), else
@@ -95,8 +98,9 @@ strm_sink *strm_sink_ssh_new_command (const strm_ssh_url *url, const char *key_p
  *   For strm_sink_ssh_new, exit 0 without a JSON object whose "result" is
  *   "ok" on stdout is TRANSPORT too.
  *
- * free: without a successful close the channel is simply closed: the remote
- *   receiver sees a cut stream and discards it. */
+ * free: without a successful close what is queued is dropped and the
+ *   channel simply closed: the remote receiver sees a cut stream and
+ *   discards it. */
 
 /* After a successful close: the remote command's stdout (for
  * strm_sink_ssh_new, the remote receive result JSON object, whitespace
