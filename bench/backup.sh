@@ -1,7 +1,8 @@
 #!/bin/bash
 # Benchmark of changed-block-tracking backups of a running VM: `ovagent
-# backup` (to /dev/null, into a local repository, pushed through sshd on
-# 127.0.0.1) against virtnbdbackup and nbdcopy. Measures only; asserts nothing.
+# backup` (to /dev/null, into a local repository, pulled through sshd on
+# 127.0.0.1 into a local repository, pushed through the same sshd) against
+# virtnbdbackup and nbdcopy. Measures only; asserts nothing.
 #
 #   bench/backup.sh [--quick] [--warm] [--methods ovagent,virtnbdbackup,nbdcopy]
 #
@@ -218,6 +219,25 @@ ova_run () {
             rrss="$(cat "$work/own.r") $(rss_of "$work/time.r")"
             label="ovagent backup --output - \\| receive --repo"
             ;;
+        pull)
+            t0=$(now)
+            set +e
+            ssh -F "$sshd_dir/ssh_config" tbhost "$(remote_backup "$level")" 2>"$work/sender.err" |
+                timed "$work/time.r" bash -c "$(declare -f own_peak); own_peak \"\$@\"" - \
+                "$work/own.r" "$ovagent" receive --repo "$work/repo-pull" --json \
+                >"$work/recv.json" 2>"$work/receiver.err"
+            rcs=("${PIPESTATUS[@]}")
+            set -e
+            t1=$(now)
+            if [ "${rcs[0]}" -ne 0 ] || [ "${rcs[1]}" -ne 0 ]; then
+                fail_run "$label --$level (exit ${rcs[*]})" "$work/sender.err" \
+                    "$work/recv.json" "$work/receiver.err"
+            fi
+            tail -n 1 "$work/sender.err" >"$work/result.json"
+            json=$work/result.json
+            rrss="$(cat "$work/own.r") $(rss_of "$work/time.r")"
+            label="ssh host ovagent backup --output - \\| receive --repo (pull)"
+            ;;
         ssh)
             rm -f "$work/time.remote" "$work/own.remote"
             t0=$(now)
@@ -246,7 +266,7 @@ ova_run () {
     [ "$rrss" = - ] || RECV_RSS=$(max_of "${RECV_RSS:-}" "${rrss% *}")
     row "$level" "$label" "${DATA[$method.$level]}" "$wall" "$rss" "$rrss"
     case $method in
-        repository) rcpu=$(cpu_of "$work/time.r") ;;
+        repository|pull) rcpu=$(cpu_of "$work/time.r") ;;
         ssh) rcpu=$( [ -s "$work/time.remote" ] && cpu_of "$work/time.remote" || echo -) ;;
         *) rcpu=- ;;
     esac
@@ -267,7 +287,7 @@ bench_ovagent () {
             "$work/own.remote" "$ovagent"
     } >"$work/remote-ovagent"
     chmod 0755 "$work/remote-ovagent"
-    for method in /dev/null repository ssh; do
+    for method in /dev/null repository pull ssh; do
         echo "ovagent backup → $method: full, $writes_mib MiB of guest writes, incremental..."
         ova_run "$method" full
         round=$(( round + 1 ))
@@ -275,7 +295,18 @@ bench_ovagent () {
         ova_run "$method" incremental
     done
     ova_restore
-    rm -rf "$work/repo-local" "$work/repo-ssh"
+    rm -rf "$work/repo-local" "$work/repo-ssh" "$work/repo-pull"
+}
+
+# remote_backup LEVEL: the command line a pull runs on the host through
+# sshd: this shell's OVAGENT_* settings, the sender timed into $work/time.s.
+remote_backup () {
+    local vars=() v
+    for v in $(compgen -e | grep '^OVAGENT_' || true); do
+        vars+=("$v=${!v}")
+    done
+    printf '%q ' /usr/bin/time -f '%e %M %U %S' -o "$work/time.s" env "${vars[@]}" \
+        "$ovagent" backup "$vm_a" "--$1" --output - --json
 }
 
 # ova_restore: both disks at the latest backup of the local repository.
@@ -467,7 +498,7 @@ if want ovagent && want virtnbdbackup; then
     RATIOS+=("- restore: virtnbdrestore time / ovagent restore time (both synced): $(ratio "${WALL[vnb.restore]}" "${WALL[ova.restore]}")× (goal ≥ 2)")
 fi
 if want ovagent; then
-    RATIOS+=("- push vs pull: ovagent → repository time / ovagent --target time: full $(ratio "${WALL[repository.full]}" "${WALL[ssh.full]}")×, incremental $(ratio "${WALL[repository.incremental]}" "${WALL[ssh.incremental]}")× (goal ≥ 1: the push at least as fast)")
+    RATIOS+=("- push vs pull through the same sshd: pull time / --target time: full $(ratio "${WALL[pull.full]}" "${WALL[ssh.full]}")×, incremental $(ratio "${WALL[pull.incremental]}" "${WALL[ssh.incremental]}")× (goal ≥ 1: the push at least as fast)")
 fi
 if want ovagent && want nbdcopy; then
     floor=$(awk -v a="${WALL[nbdcopy.full]}" -v b="${WALL[dd.full]}" 'BEGIN { print (a > b) ? a : b }')
