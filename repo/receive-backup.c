@@ -49,6 +49,9 @@ typedef struct bk_disk {
   gboolean created;        /* incoming exists and is ours */
   gboolean renamed;        /* it is now final */
   gboolean committed;      /* the manifest names it */
+  repo_rx_digest_job *job; /* the file's digest and sync, once it is complete */
+  char *digest;            /* what the job gave */
+  guint64 file_size;
   repo_volume *vol;        /* what the manifest gets, once checked */
   repo_backup *entry;      /* its manifest entry, until the manifest takes it */
 } bk_disk;
@@ -58,6 +61,8 @@ bk_disk_free (bk_disk *d)
 {
   if (d == NULL)
     return;
+  repo_rx_digest_abandon (d->job);
+  g_free (d->digest);
   g_free (d->disk);
   g_free (d->domain);
   g_free (d->from_checkpoint);
@@ -93,6 +98,8 @@ typedef struct repo_rx_backup {
   guint64 pos;             /* where its next frame starts */
   nbdr_server *srv;
   nbdr_dest *dest;
+  int wb_fd;               /* the file qemu-nbd writes, for its writeback; or -1 */
+  guint64 wb_pending;      /* bytes sent since the last writeback started */
 } bk;
 
 static void
@@ -100,6 +107,9 @@ bk_close_dest (bk *b)
 {
   g_clear_pointer (&b->dest, nbdr_dest_free);
   g_clear_pointer (&b->srv, nbdr_server_stop);
+  if (b->wb_fd >= 0)
+    close (b->wb_fd);
+  b->wb_fd = -1;
   b->cur = NULL;
 }
 
@@ -259,6 +269,7 @@ repo_rx_backup_new (JsonNode *meta, GError **error)
 {
   g_autoptr(bk) b = g_new0 (bk, 1);
 
+  b->wb_fd = -1;
   b->meta = json_node_ref (meta);
   if (!parse_meta (b, error))
     return NULL;
@@ -566,6 +577,10 @@ begin_disk (void *dest, const strm_frame *f, GError **error)
     return FALSE;
   b->cur = d;
   b->pos = 0;
+  b->wb_pending = 0;
+  /* Any descriptor of the file starts its writeback; where none opens,
+   * the final fsync does it all. */
+  b->wb_fd = open (d->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   /* The commit fsyncs the file: no O_DIRECT, and the sender already
    * sends zeros as ZERO frames. */
   b->srv = nbdr_server_start (layers, NBDR_SERVER_WRITABLE | NBDR_SERVER_CACHED, NULL,
@@ -585,6 +600,24 @@ begin_disk (void *dest, const strm_frame *f, GError **error)
              repo_kind_name (d->kind), d->disk, d->size, d->path,
              d->backing ? " backed by " : "", d->backing ? d->backing : "");
   return TRUE;
+}
+
+/* Once a step's worth is sent to qemu-nbd (which writes through the page
+ * cache): start writing back what qemu-nbd has
+ * written of the file so far, without waiting for it. Where
+ * sync_file_range is refused, the final fsync does it all. */
+static void
+writeback (bk *b)
+{
+  if (b->wb_fd < 0 || b->wb_pending < REPO_RX_WRITEBACK_STEP)
+    return;
+  b->wb_pending = 0;
+  if (sync_file_range (b->wb_fd, 0, 0, SYNC_FILE_RANGE_WRITE) < 0) {
+    ova_debug ("%s: no early writeback (%s); it is left to the final fsync",
+               b->cur->path, g_strerror (errno));
+    close (b->wb_fd);
+    b->wb_fd = -1;
+  }
 }
 
 /* Frames continue where the previous one ended (the decoder checks it
@@ -609,8 +642,10 @@ write_frame (void *dest, const strm_frame *f, GError **error)
 
   if (!check_frame (b, f, error))
     return FALSE;
-  if (f->type == STRM_FRAME_DATA)
+  if (f->type == STRM_FRAME_DATA) {
     ok = nbdr_dest_pwrite (b->dest, f->data, f->length, f->offset, error);
+    b->wb_pending += f->length;
+  }
   else if (f->type == STRM_FRAME_ZERO && b->cur->kind != REPO_KIND_FULL)
     /* Over a backing file, zeros must be written; a new full reads as
      * zeros wherever nothing was written. A HOLE leaves what is below. */
@@ -620,6 +655,24 @@ write_frame (void *dest, const strm_frame *f, GError **error)
     return FALSE;
   }
   b->pos += f->length;
+  writeback (b);
+  return TRUE;
+}
+
+/* The digest of the file whose job still runs, waited for. */
+static gboolean
+collect_digest (bk *b, GError **error)
+{
+  for (guint i = 0; i < b->disks->len; i++) {
+    bk_disk *d = g_ptr_array_index (b->disks, i);
+    repo_rx_digest_job *job = g_steal_pointer (&d->job);
+
+    if (job == NULL)
+      continue;
+    d->digest = repo_rx_digest_finish (job, b->in->cancel, &d->file_size, error);
+    if (d->digest == NULL)
+      return FALSE;
+  }
   return TRUE;
 }
 
@@ -627,6 +680,7 @@ static gboolean
 end_disk (void *dest, const strm_frame *f G_GNUC_UNUSED, GError **error)
 {
   bk *b = dest;
+  bk_disk *d;
   if (b->cur == NULL || b->pos != b->cur->size) {
     repo_rx_meta_error (error, "disk %s ends at offset %" G_GUINT64_FORMAT " of its %"
                         G_GUINT64_FORMAT " bytes", b->cur ? b->cur->disk : "?",
@@ -639,8 +693,14 @@ end_disk (void *dest, const strm_frame *f G_GNUC_UNUSED, GError **error)
     prefix_write_error (b, b->pos, error);
     return FALSE;
   }
+  d = b->cur;
   bk_close_dest (b);
-  return TRUE;
+  /* The file is complete: its digest is read and it is synced while the
+   * next disk streams, one file at a time. */
+  if (!collect_digest (b, error))
+    return FALSE;
+  d->job = repo_rx_digest_start (d->path, error);
+  return d->job != NULL;
 }
 
 static gboolean
@@ -687,10 +747,11 @@ finish_disk (bk *b, bk_disk *d, GError **error)
   v->file = g_build_filename (b->backup_id, base, NULL);
   v->virtual_size = info.virtual_size;
   v->backing = g_strdup (d->backing);
-  v->digest = repo_file_digest (d->path, &v->size, b->in->cancel, error);
-  if (v->digest == NULL || !repo_rx_fsync_path (d->path, error) ||
-      !repo_fsync_dir (d->incoming, error))
+  /* The digest job read the file once qemu-nbd was gone, and synced it. */
+  if (!collect_digest (b, error) || !repo_fsync_dir (d->incoming, error))
     return FALSE;
+  v->digest = g_steal_pointer (&d->digest);
+  v->size = d->file_size;
   d->vol = g_steal_pointer (&v);
   return TRUE;
 }
@@ -770,6 +831,7 @@ undo (bk *b)
     bk_disk *d = g_ptr_array_index (b->disks, i - 1);
     g_autoptr(GError) err = NULL;
 
+    g_clear_pointer (&d->job, repo_rx_digest_abandon);
     if (d->committed) {
       if (!put_back_manifest (d, &err)) {
         ova_warn ("%s; backup %s of disk %s stays committed while the other disks "
