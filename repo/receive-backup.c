@@ -26,6 +26,9 @@
 
 /* The unit of a disk's size. */
 #define SECTOR 512
+/* Writeback of the new file is started after every WRITEBACK_STEP bytes
+ * sent to qemu-nbd, so that the final fsync finds little left to write. */
+#define WRITEBACK_STEP (32 * 1024 * 1024)
 
 /* One disk of the stream and where it goes. */
 typedef struct bk_disk {
@@ -49,7 +52,7 @@ typedef struct bk_disk {
   gboolean created;        /* incoming exists and is ours */
   gboolean renamed;        /* it is now final */
   gboolean committed;      /* the manifest names it */
-  repo_rx_digest_job *job; /* the file's digest and sync, once it is complete */
+  repo_rx_digest_job *job; /* the file's digest, read once it is complete */
   char *digest;            /* what the job gave */
   guint64 file_size;
   repo_volume *vol;        /* what the manifest gets, once checked */
@@ -280,44 +283,6 @@ void
 repo_rx_backup_free (bk *b)
 {
   bk_free (b);
-}
-
-gboolean
-repo_backup_meta_check (const char *json, gsize len, GError **error)
-{
-  g_autoptr(JsonParser) parser = json_parser_new ();
-  g_autoptr(GError) err = NULL;
-  g_autoptr(bk) b = NULL;
-  g_autoptr(GArray) volumes = NULL;
-  JsonNode *root;
-
-  /* What the decoder checks of a META payload before receive sees it: its
-   * bounds, then the text (UTF-8, nesting depth) and the members every
-   * reader needs, with the decoder's own function. */
-  if (len > STRM_MAX_JSON_PAYLOAD) {
-    repo_rx_meta_error (error, "larger than %u bytes", STRM_MAX_JSON_PAYLOAD);
-    return FALSE;
-  }
-  if (memchr (json, '\0', len) != NULL) {
-    repo_rx_meta_error (error, "it holds a NUL byte");
-    return FALSE;
-  }
-  volumes = strm_meta_volumes_parse (json, len, error);
-  if (volumes == NULL)
-    return FALSE;
-  if (!json_parser_load_from_data (parser, json, len, &err)) {
-    g_autofree char *msg = g_utf8_make_valid (err->message, -1);
-
-    repo_rx_meta_error (error, "not JSON: %s", msg);
-    return FALSE;
-  }
-  root = json_parser_get_root (parser);
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
-    repo_rx_meta_error (error, "not a JSON object");
-    return FALSE;
-  }
-  b = repo_rx_backup_new (root, error);
-  return b != NULL;
 }
 
 /* ---- before the first write ---- */
@@ -603,13 +568,13 @@ begin_disk (void *dest, const strm_frame *f, GError **error)
 }
 
 /* Once a step's worth is sent to qemu-nbd (which writes through the page
- * cache): start writing back what qemu-nbd has
- * written of the file so far, without waiting for it. Where
- * sync_file_range is refused, the final fsync does it all. */
+ * cache): start writing back what it has written of the file so far,
+ * without waiting. Where sync_file_range is refused, the final fsync does
+ * it all. */
 static void
 writeback (bk *b)
 {
-  if (b->wb_fd < 0 || b->wb_pending < REPO_RX_WRITEBACK_STEP)
+  if (b->wb_fd < 0 || b->wb_pending < WRITEBACK_STEP)
     return;
   b->wb_pending = 0;
   if (sync_file_range (b->wb_fd, 0, 0, SYNC_FILE_RANGE_WRITE) < 0) {
@@ -681,6 +646,7 @@ end_disk (void *dest, const strm_frame *f G_GNUC_UNUSED, GError **error)
 {
   bk *b = dest;
   bk_disk *d;
+
   if (b->cur == NULL || b->pos != b->cur->size) {
     repo_rx_meta_error (error, "disk %s ends at offset %" G_GUINT64_FORMAT " of its %"
                         G_GUINT64_FORMAT " bytes", b->cur ? b->cur->disk : "?",
@@ -695,8 +661,8 @@ end_disk (void *dest, const strm_frame *f G_GNUC_UNUSED, GError **error)
   }
   d = b->cur;
   bk_close_dest (b);
-  /* The file is complete: its digest is read and it is synced while the
-   * next disk streams, one file at a time. */
+  /* The file is complete: its digest is read while the next disk
+   * streams, one file at a time. */
   if (!collect_digest (b, error))
     return FALSE;
   d->job = repo_rx_digest_start (d->path, error);
@@ -747,8 +713,10 @@ finish_disk (bk *b, bk_disk *d, GError **error)
   v->file = g_build_filename (b->backup_id, base, NULL);
   v->virtual_size = info.virtual_size;
   v->backing = g_strdup (d->backing);
-  /* The digest job read the file once qemu-nbd was gone, and synced it. */
-  if (!collect_digest (b, error) || !repo_fsync_dir (d->incoming, error))
+  /* The digest was read once qemu-nbd was gone, while the next disk
+   * streamed. */
+  if (!collect_digest (b, error) || !repo_rx_fsync_path (d->path, error) ||
+      !repo_fsync_dir (d->incoming, error))
     return FALSE;
   v->digest = g_steal_pointer (&d->digest);
   v->size = d->file_size;

@@ -24,6 +24,11 @@
 #include "stream/dest.h"
 #include "stream/stream.h"
 
+/* Writeback of a volume file is started after every WRITEBACK_STEP bytes
+ * written, and waited for two steps later: dirty pages stay bounded and
+ * the final fsync finds little left to write. */
+#define WRITEBACK_STEP (32 * 1024 * 1024)
+
 /* A volume as the stream's META declares it. */
 typedef struct rx_volume {
   char *uuid;            /* lower case */
@@ -74,11 +79,17 @@ typedef struct repo_rx_chain {
   guint next;            /* index of the next volume to begin */
   int cur_fd;            /* the volume being written, or -1 */
   rx_volume *cur;
-  guint64 pos;           /* where its next frame starts */
+  guint64 written;       /* bytes written to files so far */
   guint64 data_bytes;
-  /* Writes, hashes and writes back the current volume's data a few frames
-   * behind the decoder, while the run lasts. */
-  repo_rx_writer *writer;
+
+  /* Writeback of the current file: [wb_start, wb_end) was written since
+   * the last step (wb_pending bytes of it); wb_prev[0] and wb_prev[1] are
+   * the ranges of the last two steps, wb_prev[1] the older. */
+  guint64 wb_start;
+  guint64 wb_end;
+  guint64 wb_pending;
+  struct { guint64 off, len; } wb_prev[2];
+  gboolean wb_unsupported;
 } rx;
 
 void
@@ -86,7 +97,6 @@ repo_rx_chain_free (rx *x)
 {
   if (x == NULL)
     return;
-  repo_rx_writer_free (x->writer);
   if (x->cur_fd >= 0)
     close (x->cur_fd);
   if (x->meta)
@@ -113,8 +123,6 @@ rx_undo (rx *x)
   const char *dir = x->renamed ? x->final : x->incoming;
   g_autofree char *name = dir ? g_path_get_basename (dir) : NULL;
 
-  /* The writer stopped before its file is closed and removed. */
-  g_clear_pointer (&x->writer, repo_rx_writer_free);
   if (x->cur_fd >= 0) {
     close (x->cur_fd);
     x->cur_fd = -1;
@@ -249,11 +257,10 @@ repo_rx_chain_new (JsonNode *meta, GError **error)
 /* ---- writing ---- */
 
 static void
-set_write_error (void *opaque, int e, const char *what, guint64 offset, GError **error)
+set_write_error (rx *x, int e, const char *what, guint64 offset, GError **error)
 {
-  rx *x = opaque;
   struct statvfs sv;
-  g_autofree char *written = ova_format_size (repo_rx_writer_written (x->writer));
+  g_autofree char *written = ova_format_size (x->written);
   g_autofree char *total = ova_format_size (x->total_size);
   g_autofree char *avail = NULL;
 
@@ -306,9 +313,9 @@ begin_volume (void *dest, const strm_frame *f, GError **error)
   }
   x->cur = v;
   x->next++;
-  x->pos = 0;
   v->digest = repo_digest_new ();
-  repo_rx_writer_set_file (x->writer, x->cur_fd, v->digest, v->path);
+  x->wb_start = x->wb_end = x->wb_pending = 0;
+  memset (x->wb_prev, 0, sizeof x->wb_prev);
   ova_debug ("receiving volume %s (%" G_GUINT64_FORMAT " bytes) into %s",
              v->uuid, v->size, v->path);
   return TRUE;
@@ -325,27 +332,83 @@ check_frame (rx *x, const strm_frame *f, GError **error)
                 "the current volume", f->offset);
     return FALSE;
   }
-  if (f->offset != x->pos) {
+  if (f->offset != repo_digest_length (x->cur->digest)) {
     repo_rx_meta_error (error, "volume %s: a frame at offset %" G_GUINT64_FORMAT " does not "
                 "follow the previous one, which ended at %" G_GUINT64_FORMAT,
-                x->cur->uuid, f->offset, x->pos);
+                x->cur->uuid, f->offset, repo_digest_length (x->cur->digest));
     return FALSE;
   }
   return TRUE;
 }
 
-/* The data goes to the writer: the decoder reads on meanwhile. */
+/* Once a step's worth is written: start writing its pages back, and wait
+ * for those of the step two before (the pattern of streaming copy tools),
+ * so that dirty memory stays bounded and the final fsync is short. Where
+ * sync_file_range is refused (EINVAL, ESPIPE, ENOSYS) the final fsync
+ * does it all. */
+static gboolean
+writeback (rx *x, GError **error)
+{
+  static const unsigned int wait_flags =
+    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
+  guint64 off = x->wb_start, len = x->wb_end - x->wb_start;
+  int r;
+
+  if (x->wb_unsupported || x->wb_pending < WRITEBACK_STEP)
+    return TRUE;
+  r = sync_file_range (x->cur_fd, off, len, SYNC_FILE_RANGE_WRITE);
+  if (r == 0 && x->wb_prev[1].len > 0)
+    r = sync_file_range (x->cur_fd, x->wb_prev[1].off, x->wb_prev[1].len, wait_flags);
+  if (r < 0) {
+    if (errno == EINVAL || errno == ESPIPE || errno == ENOSYS) {
+      ova_debug ("%s: no sync_file_range (%s); writeback is left to the final fsync",
+                 x->cur->path, g_strerror (errno));
+      x->wb_unsupported = TRUE;
+      return TRUE;
+    }
+    set_write_error (x, errno, "write back", off, error);
+    return FALSE;
+  }
+  x->wb_prev[1] = x->wb_prev[0];
+  x->wb_prev[0].off = off;
+  x->wb_prev[0].len = len;
+  x->wb_start = x->wb_end;
+  x->wb_pending = 0;
+  return TRUE;
+}
+
 static gboolean
 write_data (void *dest, const strm_frame *f, GError **error)
 {
   rx *x = dest;
+  const guint8 *p = f->data;
+  guint64 off = f->offset;
+  guint64 left = f->length;
 
-  if (!check_frame (x, f, error) ||
-      !repo_rx_writer_data (x->writer, f->data, f->length, f->offset, error))
+  if (!check_frame (x, f, error))
     return FALSE;
-  x->pos += f->length;
+  while (left > 0) {
+    gssize n = pwrite (x->cur_fd, p, MIN (left, (guint64) G_MAXSSIZE), off);
+
+    if (n < 0 && errno == EINTR) {
+      if (strm_input_interrupted (x->in, error))
+        return FALSE;
+      continue;
+    }
+    if (n <= 0) {
+      set_write_error (x, n < 0 ? errno : ENOSPC, "write", off, error);
+      return FALSE;
+    }
+    p += n;
+    off += n;
+    left -= n;
+    x->written += n;
+  }
+  repo_digest_data (x->cur->digest, f->data, f->length);
   x->data_bytes += f->length;
-  return TRUE;
+  x->wb_end = off;
+  x->wb_pending += f->length;
+  return writeback (x, error);
 }
 
 static gboolean
@@ -356,8 +419,6 @@ end_volume (void *dest, const strm_frame *f, GError **error)
     repo_rx_meta_error (error, "a volume ends that did not begin");
     return FALSE;
   }
-  if (!repo_rx_writer_drain (x->writer, error))
-    return FALSE;
   if (repo_digest_length (x->cur->digest) != x->cur->size) {
     repo_rx_meta_error (error, "volume %s ends at offset %" G_GUINT64_FORMAT " of its %"
                 G_GUINT64_FORMAT " bytes", x->cur->uuid,
@@ -386,9 +447,9 @@ skip_zeros (void *dest, const strm_frame *f, GError **error)
 {
   rx *x = dest;
 
-  if (!check_frame (x, f, error) || !repo_rx_writer_zeros (x->writer, f->length, error))
+  if (!check_frame (x, f, error))
     return FALSE;
-  x->pos += f->length;
+  repo_digest_zeros (x->cur->digest, f->length);
   return TRUE;
 }
 
@@ -754,13 +815,10 @@ repo_rx_chain_run (rx *x, repo *r, strm_decoder *dec, const strm_input *in,
   ova_info ("receiving %s backup of disk %s (%u volumes) into %s",
             x->since ? "an incremental" : "a full", x->disk, x->vols->len, x->r->dir);
 
-  x->writer = repo_rx_writer_new (set_write_error, x, error);
-  if (x->writer == NULL || !prepare (x, error) ||
-      !strm_decoder_drive (dec, in, &chain_ops, x, error)) {
+  if (!prepare (x, error) || !strm_decoder_drive (dec, in, &chain_ops, x, error)) {
     rx_undo (x);
     return FALSE;
   }
-  g_clear_pointer (&x->writer, repo_rx_writer_free);
   res->backup_id = g_strdup (x->backup_id);
   res->disk = g_strdup (x->disk);
   res->kind = x->since ? REPO_KIND_INCREMENTAL : REPO_KIND_FULL;

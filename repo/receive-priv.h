@@ -1,6 +1,7 @@
 /* ovagent: what the receive files share, not for callers outside repo/:
  * receive.c dispatches by mode to receive-chain.c and receive-backup.c, which
- * (with meta.c and prune.c) use receive-common.c. */
+ * (with meta.c and prune.c) use receive-common.c; receive-backup.c also
+ * receive-digest.c. */
 #ifndef REPO_RECEIVE_PRIV_H
 #define REPO_RECEIVE_PRIV_H
 
@@ -13,11 +14,6 @@
 
 /* Untrusted strings are quoted in messages up to this many bytes. */
 #define QUOTE_MAX 80
-
-/* The writeback of a file being received is started after every this many
- * bytes written: dirty pages stay bounded and the final fsync finds little
- * left to write. */
-#define REPO_RX_WRITEBACK_STEP (32 * 1024 * 1024)
 
 /* ---- receive-common.c ---- */
 
@@ -39,39 +35,10 @@ gboolean repo_rx_member_uuid (JsonObject *o, const char *name, gboolean nullable
 /* OVA_ERROR_INTEGRITY: the stream's metadata is not usable. */
 void repo_rx_meta_error (GError **error, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
 
-/* ---- receive-thread.c: work beside the stream, in threads that take no
- * signal ---- */
+/* ---- receive-digest.c ---- */
 
-/* What a failed write means, in the words of the file's receiver: err is
- * an errno, what the step ("write", "write back"), offset where. */
-typedef void (*repo_rx_write_error_fn) (void *opaque, int err, const char *what,
-                                        guint64 offset, GError **error);
-
-/* A thread that writes a file's data in stream order, feeds its digest and
- * starts its writeback, a few frames behind the decoder. A failure is
- * reported (through say) by the next call; the rest of the queue is then
- * dropped. Freeing it stops and joins the thread. */
-typedef struct repo_rx_writer repo_rx_writer;
-
-repo_rx_writer *repo_rx_writer_new (repo_rx_write_error_fn say, void *opaque,
-                                    GError **error);
-void repo_rx_writer_free (repo_rx_writer *w);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (repo_rx_writer, repo_rx_writer_free)
-/* The file the next data goes to (the queue must be empty: drained). */
-void repo_rx_writer_set_file (repo_rx_writer *w, int fd, repo_digest *digest,
-                              const char *path);
-/* len bytes at off (copied; a frame over the slot size is written here). */
-gboolean repo_rx_writer_data (repo_rx_writer *w, const void *data, gsize len,
-                              guint64 off, GError **error);
-/* The next len bytes of the file are zeros: hashed, not written. */
-gboolean repo_rx_writer_zeros (repo_rx_writer *w, guint64 len, GError **error);
-/* Everything queued done. */
-gboolean repo_rx_writer_drain (repo_rx_writer *w, GError **error);
-/* Bytes written to files so far. */
-guint64 repo_rx_writer_written (repo_rx_writer *w);
-
-/* The digest of a finished file (repo_file_digest), then the file synced,
- * in a thread of its own while the next file is received. */
+/* The digest of a finished file (repo_file_digest), read in a thread of its
+ * own (which takes no signal) while the next file is received. */
 typedef struct repo_rx_digest_job repo_rx_digest_job;
 
 repo_rx_digest_job *repo_rx_digest_start (const char *path, GError **error);
