@@ -26,6 +26,9 @@
 
 /* The unit of a disk's size. */
 #define SECTOR 512
+/* Writeback of the new file is started after every WRITEBACK_STEP bytes
+ * sent to qemu-nbd, so that the final fsync finds little left to write. */
+#define WRITEBACK_STEP (32 * 1024 * 1024)
 
 /* One disk of the stream and where it goes. */
 typedef struct bk_disk {
@@ -49,6 +52,9 @@ typedef struct bk_disk {
   gboolean created;        /* incoming exists and is ours */
   gboolean renamed;        /* it is now final */
   gboolean committed;      /* the manifest names it */
+  repo_rx_digest_job *job; /* the file's digest, read once it is complete */
+  char *digest;            /* what the job gave */
+  guint64 file_size;
   repo_volume *vol;        /* what the manifest gets, once checked */
   repo_backup *entry;      /* its manifest entry, until the manifest takes it */
 } bk_disk;
@@ -58,6 +64,8 @@ bk_disk_free (bk_disk *d)
 {
   if (d == NULL)
     return;
+  repo_rx_digest_abandon (d->job);
+  g_free (d->digest);
   g_free (d->disk);
   g_free (d->domain);
   g_free (d->from_checkpoint);
@@ -93,6 +101,8 @@ typedef struct repo_rx_backup {
   guint64 pos;             /* where its next frame starts */
   nbdr_server *srv;
   nbdr_dest *dest;
+  int wb_fd;               /* the file qemu-nbd writes, for its writeback; or -1 */
+  guint64 wb_pending;      /* bytes sent since the last writeback started */
 } bk;
 
 static void
@@ -100,6 +110,9 @@ bk_close_dest (bk *b)
 {
   g_clear_pointer (&b->dest, nbdr_dest_free);
   g_clear_pointer (&b->srv, nbdr_server_stop);
+  if (b->wb_fd >= 0)
+    close (b->wb_fd);
+  b->wb_fd = -1;
   b->cur = NULL;
 }
 
@@ -259,6 +272,7 @@ repo_rx_backup_new (JsonNode *meta, GError **error)
 {
   g_autoptr(bk) b = g_new0 (bk, 1);
 
+  b->wb_fd = -1;
   b->meta = json_node_ref (meta);
   if (!parse_meta (b, error))
     return NULL;
@@ -269,44 +283,6 @@ void
 repo_rx_backup_free (bk *b)
 {
   bk_free (b);
-}
-
-gboolean
-repo_backup_meta_check (const char *json, gsize len, GError **error)
-{
-  g_autoptr(JsonParser) parser = json_parser_new ();
-  g_autoptr(GError) err = NULL;
-  g_autoptr(bk) b = NULL;
-  g_autoptr(GArray) volumes = NULL;
-  JsonNode *root;
-
-  /* What the decoder checks of a META payload before receive sees it: its
-   * bounds, then the text (UTF-8, nesting depth) and the members every
-   * reader needs, with the decoder's own function. */
-  if (len > STRM_MAX_JSON_PAYLOAD) {
-    repo_rx_meta_error (error, "larger than %u bytes", STRM_MAX_JSON_PAYLOAD);
-    return FALSE;
-  }
-  if (memchr (json, '\0', len) != NULL) {
-    repo_rx_meta_error (error, "it holds a NUL byte");
-    return FALSE;
-  }
-  volumes = strm_meta_volumes_parse (json, len, error);
-  if (volumes == NULL)
-    return FALSE;
-  if (!json_parser_load_from_data (parser, json, len, &err)) {
-    g_autofree char *msg = g_utf8_make_valid (err->message, -1);
-
-    repo_rx_meta_error (error, "not JSON: %s", msg);
-    return FALSE;
-  }
-  root = json_parser_get_root (parser);
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
-    repo_rx_meta_error (error, "not a JSON object");
-    return FALSE;
-  }
-  b = repo_rx_backup_new (root, error);
-  return b != NULL;
 }
 
 /* ---- before the first write ---- */
@@ -566,6 +542,10 @@ begin_disk (void *dest, const strm_frame *f, GError **error)
     return FALSE;
   b->cur = d;
   b->pos = 0;
+  b->wb_pending = 0;
+  /* Any descriptor of the file starts its writeback; where none opens,
+   * the final fsync does it all. */
+  b->wb_fd = open (d->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   /* The commit fsyncs the file: no O_DIRECT, and the sender already
    * sends zeros as ZERO frames. */
   b->srv = nbdr_server_start (layers, NBDR_SERVER_WRITABLE | NBDR_SERVER_CACHED, NULL,
@@ -585,6 +565,24 @@ begin_disk (void *dest, const strm_frame *f, GError **error)
              repo_kind_name (d->kind), d->disk, d->size, d->path,
              d->backing ? " backed by " : "", d->backing ? d->backing : "");
   return TRUE;
+}
+
+/* Once a step's worth is sent to qemu-nbd (which writes through the page
+ * cache): start writing back what it has written of the file so far,
+ * without waiting. Where sync_file_range is refused, the final fsync does
+ * it all. */
+static void
+writeback (bk *b)
+{
+  if (b->wb_fd < 0 || b->wb_pending < WRITEBACK_STEP)
+    return;
+  b->wb_pending = 0;
+  if (sync_file_range (b->wb_fd, 0, 0, SYNC_FILE_RANGE_WRITE) < 0) {
+    ova_debug ("%s: no early writeback (%s); it is left to the final fsync",
+               b->cur->path, g_strerror (errno));
+    close (b->wb_fd);
+    b->wb_fd = -1;
+  }
 }
 
 /* Frames continue where the previous one ended (the decoder checks it
@@ -609,8 +607,10 @@ write_frame (void *dest, const strm_frame *f, GError **error)
 
   if (!check_frame (b, f, error))
     return FALSE;
-  if (f->type == STRM_FRAME_DATA)
+  if (f->type == STRM_FRAME_DATA) {
     ok = nbdr_dest_pwrite (b->dest, f->data, f->length, f->offset, error);
+    b->wb_pending += f->length;
+  }
   else if (f->type == STRM_FRAME_ZERO && b->cur->kind != REPO_KIND_FULL)
     /* Over a backing file, zeros must be written; a new full reads as
      * zeros wherever nothing was written. A HOLE leaves what is below. */
@@ -620,6 +620,24 @@ write_frame (void *dest, const strm_frame *f, GError **error)
     return FALSE;
   }
   b->pos += f->length;
+  writeback (b);
+  return TRUE;
+}
+
+/* The digest of the file whose job still runs, waited for. */
+static gboolean
+collect_digest (bk *b, GError **error)
+{
+  for (guint i = 0; i < b->disks->len; i++) {
+    bk_disk *d = g_ptr_array_index (b->disks, i);
+    repo_rx_digest_job *job = g_steal_pointer (&d->job);
+
+    if (job == NULL)
+      continue;
+    d->digest = repo_rx_digest_finish (job, b->in->cancel, &d->file_size, error);
+    if (d->digest == NULL)
+      return FALSE;
+  }
   return TRUE;
 }
 
@@ -627,6 +645,8 @@ static gboolean
 end_disk (void *dest, const strm_frame *f G_GNUC_UNUSED, GError **error)
 {
   bk *b = dest;
+  bk_disk *d;
+
   if (b->cur == NULL || b->pos != b->cur->size) {
     repo_rx_meta_error (error, "disk %s ends at offset %" G_GUINT64_FORMAT " of its %"
                         G_GUINT64_FORMAT " bytes", b->cur ? b->cur->disk : "?",
@@ -639,8 +659,14 @@ end_disk (void *dest, const strm_frame *f G_GNUC_UNUSED, GError **error)
     prefix_write_error (b, b->pos, error);
     return FALSE;
   }
+  d = b->cur;
   bk_close_dest (b);
-  return TRUE;
+  /* The file is complete: its digest is read while the next disk
+   * streams, one file at a time. */
+  if (!collect_digest (b, error))
+    return FALSE;
+  d->job = repo_rx_digest_start (d->path, error);
+  return d->job != NULL;
 }
 
 static gboolean
@@ -687,10 +713,13 @@ finish_disk (bk *b, bk_disk *d, GError **error)
   v->file = g_build_filename (b->backup_id, base, NULL);
   v->virtual_size = info.virtual_size;
   v->backing = g_strdup (d->backing);
-  v->digest = repo_file_digest (d->path, &v->size, b->in->cancel, error);
-  if (v->digest == NULL || !repo_rx_fsync_path (d->path, error) ||
+  /* The digest was read once qemu-nbd was gone, while the next disk
+   * streamed. */
+  if (!collect_digest (b, error) || !repo_rx_fsync_path (d->path, error) ||
       !repo_fsync_dir (d->incoming, error))
     return FALSE;
+  v->digest = g_steal_pointer (&d->digest);
+  v->size = d->file_size;
   d->vol = g_steal_pointer (&v);
   return TRUE;
 }
@@ -770,6 +799,7 @@ undo (bk *b)
     bk_disk *d = g_ptr_array_index (b->disks, i - 1);
     g_autoptr(GError) err = NULL;
 
+    g_clear_pointer (&d->job, repo_rx_digest_abandon);
     if (d->committed) {
       if (!put_back_manifest (d, &err)) {
         ova_warn ("%s; backup %s of disk %s stays committed while the other disks "

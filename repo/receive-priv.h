@@ -1,11 +1,13 @@
 /* ovagent: what the receive files share, not for callers outside repo/:
  * receive.c dispatches by mode to receive-chain.c and receive-backup.c, which
- * (with meta.c and prune.c) use receive-common.c. */
+ * (with meta.c and prune.c) use receive-common.c; receive-backup.c also
+ * receive-digest.c. */
 #ifndef REPO_RECEIVE_PRIV_H
 #define REPO_RECEIVE_PRIV_H
 
 #include <glib.h>
 #include <json-glib/json-glib.h>
+#include <signal.h>
 
 #include "repo/repo.h"
 #include "stream/dest.h"
@@ -32,6 +34,20 @@ gboolean repo_rx_member_uuid (JsonObject *o, const char *name, gboolean nullable
                               char **out, const char *where, GError **error);
 /* OVA_ERROR_INTEGRITY: the stream's metadata is not usable. */
 void repo_rx_meta_error (GError **error, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
+
+/* ---- receive-digest.c ---- */
+
+/* The digest of a finished file (repo_file_digest), read in a thread of its
+ * own (which takes no signal) while the next file is received. */
+typedef struct repo_rx_digest_job repo_rx_digest_job;
+
+repo_rx_digest_job *repo_rx_digest_start (const char *path, GError **error);
+/* Wait for it (passing on *cancel, which may be NULL): the digest and the
+ * file's size, or its error. Frees j. */
+char *repo_rx_digest_finish (repo_rx_digest_job *j, volatile sig_atomic_t *cancel,
+                             guint64 *size, GError **error);
+/* Stop it, wait for it, free it (j may be NULL). */
+void repo_rx_digest_abandon (repo_rx_digest_job *j);
 
 /* ---- receive-chain.c: a chain export ---- */
 

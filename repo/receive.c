@@ -91,6 +91,44 @@ parse_meta (const char *json, JsonNode **root_out, const char **mode_out,
 }
 
 gboolean
+repo_backup_meta_check (const char *json, gsize len, GError **error)
+{
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  g_autoptr(GError) err = NULL;
+  g_autoptr(repo_rx_backup) b = NULL;
+  g_autoptr(GArray) volumes = NULL;
+  JsonNode *root;
+
+  /* What the decoder checks of a META payload before receive sees it: its
+   * bounds, then the text (UTF-8, nesting depth) and the members every
+   * reader needs, with the decoder's own function. */
+  if (len > STRM_MAX_JSON_PAYLOAD) {
+    repo_rx_meta_error (error, "larger than %u bytes", STRM_MAX_JSON_PAYLOAD);
+    return FALSE;
+  }
+  if (memchr (json, '\0', len) != NULL) {
+    repo_rx_meta_error (error, "it holds a NUL byte");
+    return FALSE;
+  }
+  volumes = strm_meta_volumes_parse (json, len, error);
+  if (volumes == NULL)
+    return FALSE;
+  if (!json_parser_load_from_data (parser, json, len, &err)) {
+    g_autofree char *msg = g_utf8_make_valid (err->message, -1);
+
+    repo_rx_meta_error (error, "not JSON: %s", msg);
+    return FALSE;
+  }
+  root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
+    repo_rx_meta_error (error, "not a JSON object");
+    return FALSE;
+  }
+  b = repo_rx_backup_new (root, error);
+  return b != NULL;
+}
+
+gboolean
 repo_receive (const char *repo_dir, int fd, const repo_receive_opts *opts,
               repo_receive_result *res, GError **error)
 {

@@ -14,6 +14,7 @@
 #include "error.h"
 #include "util.h"
 #include "fixture.h"
+#include "repo/receive-priv.h"
 #include "repo/repo.h"
 #include "storage/qemu-img.h"
 #include "stream/stream.h"
@@ -595,6 +596,50 @@ test_verify_resolve (void)
   g_unlink (path);
 }
 
+/* The digest read in a thread is the file's digest; a job stops when it
+ * is abandoned or the signal flag is set while it is waited for. */
+static void
+test_digest_job (void)
+{
+  g_autofree char *path = g_build_filename (tmp_dir, "digest-job", NULL);
+  g_autofree guint8 *buf = g_malloc (5 * MiB + 3);
+  g_autofree char *want = NULL;
+  g_autofree char *got = NULL;
+  g_autoptr(GError) err = NULL;
+  volatile sig_atomic_t cancel = 0;
+  guint64 size = 0, want_size = 0;
+  repo_rx_digest_job *j;
+
+  for (gsize i = 0; i < 5 * MiB + 3; i++)
+    buf[i] = (guint8) (i * 7 + i / 4096);
+  g_assert_true (g_file_set_contents (path, (const char *) buf, 5 * MiB + 3, NULL));
+  want = repo_file_digest (path, &want_size, NULL, &err);
+  g_assert_no_error (err);
+
+  j = repo_rx_digest_start (path, &err);
+  g_assert_no_error (err);
+  got = repo_rx_digest_finish (j, &cancel, &size, &err);
+  g_assert_no_error (err);
+  g_assert_cmpstr (got, ==, want);
+  g_assert_cmpuint (size, ==, want_size);
+
+  repo_rx_digest_abandon (repo_rx_digest_start (path, &err));
+  g_assert_no_error (err);
+  repo_rx_digest_abandon (NULL);
+
+  /* Set before the wait: the job may finish first, or stop interrupted. */
+  cancel = 1;
+  g_clear_pointer (&got, g_free);
+  j = repo_rx_digest_start (path, &err);
+  g_assert_no_error (err);
+  got = repo_rx_digest_finish (j, &cancel, &size, &err);
+  if (got == NULL)
+    g_assert_error (err, OVA_ERROR, OVA_ERROR_INTERRUPTED);
+  else
+    g_assert_cmpstr (got, ==, want);
+  g_unlink (path);
+}
+
 static gboolean
 have_qemu (void)
 {
@@ -624,6 +669,7 @@ main (int argc, char **argv)
   g_test_add_func ("/receive-backup/differential", test_differential);
   g_test_add_func ("/receive-backup/refusals", test_refusals);
   g_test_add_func ("/receive-backup/verify-resolve", test_verify_resolve);
+  g_test_add_func ("/receive-backup/digest-job", test_digest_job);
   ret = g_test_run ();
 
   {
