@@ -226,11 +226,18 @@ kill -KILL "$AGENT"
 wait "$AGENT" 2>/dev/null || true
 # Its qemu-nbd ends on the parent-death signal, a moment later; until then
 # it holds the image's lock, which the next backup needs to add its bitmap.
-for (( i = 0; i < 300; i++ )); do
+for (( i = 0; i < 600; i++ )); do
     pgrep -f "qemu-nbd.*$VOL_F" >/dev/null || break
     sleep 0.1
 done
-pgrep -f "qemu-nbd.*$VOL_F" >/dev/null && fail "the killed backup's qemu-nbd is still running after 30 s"
+if pgrep -f "qemu-nbd.*$VOL_F" >/dev/null; then
+    for pid in $(pgrep -f "qemu-nbd.*$VOL_F"); do
+        ps -o pid,ppid,stat,wchan:32,etime,args -p "$pid" >&2 || true
+        grep -E '^(State|PPid|SigPnd|ShdPnd|SigBlk|SigIgn|SigCgt)' "/proc/$pid/status" >&2 || true
+        cat "/proc/$pid/stack" >&2 2>/dev/null || true
+    done
+    fail "the killed backup's qemu-nbd is still running after 60 s"
+fi
 for (( i = 0; i < 300; i++ )); do
     [ -n "$(sanlock.sh leases "$SL" 1)" ] || break
     sleep 0.1
