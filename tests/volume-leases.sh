@@ -235,6 +235,8 @@ if pgrep -f "qemu-nbd.*$VOL_F" >/dev/null; then
         ps -o pid,ppid,stat,wchan:32,etime,args -p "$pid" >&2 || true
         grep -E '^(State|PPid|SigPnd|ShdPnd|SigBlk|SigIgn|SigCgt)' "/proc/$pid/status" >&2 || true
         cat "/proc/$pid/stack" >&2 2>/dev/null || true
+        # Not left behind for the next test.
+        kill -TERM "$pid" 2>/dev/null || true
     done
     fail "the killed backup's qemu-nbd is still running after 60 s"
 fi
