@@ -461,10 +461,12 @@ check_killed (fixture *f, guint connections)
   uri = g_strdup_printf ("nbd+unix:///?socket=%s", sock);
   {
     /* The test's own server: through env(1) so that the suite's qemu
-     * guard lets it run, with the same pid. */
+     * guard lets it run, with the same pid; the image named as ovagent
+     * names it (its driver given, no backing file followed). */
+    g_autofree char *spec = stor_image_spec_alone (img, "qcow2");
     const char *const argv[] = { "env", "OVAGENT_QEMU_GUARD_FIXTURE=1",
-                                 "qemu-nbd", "-f", "qcow2", "-r", "-t", "--shared=8",
-                                 "-k", sock, img, NULL };
+                                 "qemu-nbd", "-r", "-t", "--shared=8",
+                                 "-k", sock, "--", spec, NULL };
 
     g_assert_true (g_spawn_async (NULL, (char **) argv, NULL,
                                   G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD |
