@@ -15,19 +15,6 @@
 #include "virt/state.h"
 #include "virt/vmusage.h"
 
-typedef struct {
-  ova_progress_meter *meter;
-  guint64 base;
-} progress_state;
-
-static void
-on_progress (void *opaque, guint64 done)
-{
-  progress_state *ps = opaque;
-
-  ova_progress_update (ps->meter, ps->base + done);
-}
-
 /* Read every disk into the stream, which must be committed by its reader
  * (file closed, or the remote receive's result) for TRUE. */
 static gboolean
@@ -37,13 +24,11 @@ send_disks (run *r, ova_stream_output *out, strm_encoder *enc, virt_backup *b,
   g_autoptr (ova_progress_meter) meter = NULL;
   g_autofree char *meta = bk_build_meta (r);
   strm_copy_opts co = { .requests = (guint) backup_opts.requests };
-  progress_state ps = { 0 };
   guint64 total = 0;
 
   for (guint i = 0; i < r->disks->len; i++)
     total += ((bdisk *) r->disks->pdata[i])->size;
   meter = ova_progress_new (r->ctx->progress, bk_vm_label (r), total);
-  ps.meter = meter;
   if (!strm_encoder_meta (enc, meta, error))
     return FALSE;
 
@@ -100,15 +85,15 @@ send_disks (run *r, ova_stream_output *out, strm_encoder *enc, virt_backup *b,
     }
     ova_info ("sending disk %s (%s) of VM %s: %s%s%s", bk_disk_label (d), d->image,
               bk_vm_label (r), d->kind, d->from ? " from " : "", d->from ? d->from : "");
-    if (!strm_copy_source (enc, rd, d->image, &co, on_progress, &ps, &ova_cancelled,
-                           &d->read, error))
+    if (!strm_copy_source (enc, rd, d->image, &co, ova_progress_part_done, meter,
+                           &ova_cancelled, &d->read, error))
       return FALSE;
     after = strm_encoder_totals (enc);
     d->data = after->data_bytes - before.data_bytes;
     d->zero = after->zero_bytes - before.zero_bytes;
     d->hole = after->hole_bytes - before.hole_bytes;
     r->bytes_read += d->read;
-    ps.base += d->size;
+    ova_progress_next_part (meter, d->size);
   }
   if (ova_cancelled) {
     bk_check_cancel (error);

@@ -435,19 +435,6 @@ build_meta (const stor_domain *dom, const stor_image *img, const char *since,
 
 /* ---- the copy ---- */
 
-typedef struct {
-  ova_progress_meter *meter;
-  guint64 base;          /* bytes of the volumes already sent */
-} progress_state;
-
-static void
-on_progress (void *opaque, guint64 done)
-{
-  progress_state *ps = opaque;
-
-  ova_progress_update (ps->meter, ps->base + done);
-}
-
 /* The records must be as they were before the copy: a new generation or a
  * change of legality means a merge, an extend or a deletion ran while the
  * data was read. */
@@ -576,7 +563,6 @@ export_chain (ova_ctx *ctx, const char *disk, GError **error)
   g_autoptr (ova_progress_meter) meter = NULL;
   g_autofree char *meta = NULL;
   g_autofree char *only_sd = NULL;
-  progress_state ps = { 0 };
   stor_domain *dom = NULL;
   stor_image *img = NULL;
   const char *slash = strchr (disk, '/');
@@ -631,7 +617,6 @@ export_chain (ova_ctx *ctx, const char *disk, GError **error)
 
   enc = strm_encoder_new (out.sink, ova_stream_opts.compress);
   meter = ova_progress_new (ctx->progress, img->uuid, total);
-  ps.meter = meter;
   if (!strm_encoder_meta (enc, meta, error))
     return FALSE;
   for (guint i = 0; i < plan->len; i++) {
@@ -640,11 +625,11 @@ export_chain (ova_ctx *ctx, const char *disk, GError **error)
 
     ova_info ("sending volume %s (%" G_GUINT64_FORMAT " bytes)",
               p->vol->uuid, p->src->size);
-    if (!strm_copy_source (enc, p->src, p->vol->uuid, NULL, on_progress, &ps,
+    if (!strm_copy_source (enc, p->src, p->vol->uuid, NULL, ova_progress_part_done, meter,
                            &ova_cancelled, &read, error))
       return FALSE;
     bytes_read += read;
-    ps.base += p->src->size;
+    ova_progress_next_part (meter, p->src->size);
   }
 
   /* Only a stream whose volumes did not change gets its STREAM_END: a

@@ -26,6 +26,7 @@ struct ova_progress_meter {
   char *label;
   guint64 total;
   guint64 done;
+  guint64 base;           /* bytes of the parts already copied */
   gint64 start_us;
   gint64 last_us;         /* last time drawn, 0 = never */
   gboolean drawn;         /* a bar line is on the screen, not ended */
@@ -166,6 +167,22 @@ ova_progress_update (ova_progress_meter *p, guint64 done)
   if (p->last_us != 0 && now - p->last_us < interval)
     return;
   draw (p, now);
+}
+
+void
+ova_progress_part_done (void *meter, guint64 done)
+{
+  ova_progress_meter *p = meter;
+
+  if (p != NULL)
+    ova_progress_update (p, p->base + done);
+}
+
+void
+ova_progress_next_part (ova_progress_meter *p, guint64 part_size)
+{
+  if (p != NULL)
+    p->base += part_size;
 }
 
 void

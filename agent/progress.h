@@ -19,6 +19,13 @@ ova_progress_meter *ova_progress_new (ova_progress mode, const char *label,
  * second (JSON). */
 void ova_progress_update (ova_progress_meter *p, guint64 done);
 
+/* A copy of several parts into one meter: each part's progress callback
+ * (a strm_progress_fn, opaque the meter) reports the bytes of the part done;
+ * ova_progress_next_part adds the finished part's size to what the parts
+ * before it covered. */
+void ova_progress_part_done (void *meter, guint64 done);
+void ova_progress_next_part (ova_progress_meter *p, guint64 part_size);
+
 /* The last state, drawn whatever the time: call once the copy succeeded. */
 void ova_progress_finish (ova_progress_meter *p);
 
