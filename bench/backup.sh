@@ -184,9 +184,33 @@ guest_writes () {
 
 # ---- ovagent --------------------------------------------------------------
 
+# into_receive REPO WHAT CMD...: CMD (a backup to standard output, its
+# result the last line of its stderr) piped into receive --repo REPO; sets
+# ova_run's t0, t1, json and rrss.
+into_receive () {
+    local repo=$1 what=$2 rcs
+    shift 2
+    t0=$(now)
+    set +e
+    "$@" 2>"$work/sender.err" |
+        timed "$work/time.r" bash -c "$(declare -f own_peak); own_peak \"\$@\"" - \
+        "$work/own.r" "$ovagent" receive --repo "$repo" --json \
+        >"$work/recv.json" 2>"$work/receiver.err"
+    rcs=("${PIPESTATUS[@]}")
+    set -e
+    t1=$(now)
+    if [ "${rcs[0]}" -ne 0 ] || [ "${rcs[1]}" -ne 0 ]; then
+        fail_run "$what (exit ${rcs[*]})" "$work/sender.err" \
+            "$work/recv.json" "$work/receiver.err"
+    fi
+    tail -n 1 "$work/sender.err" >"$work/result.json"
+    json=$work/result.json
+    rrss="$(cat "$work/own.r") $(rss_of "$work/time.r")"
+}
+
 # ova_run METHOD LEVEL: one timed backup; sets WALL/DATA and appends a row.
 ova_run () {
-    local method=$1 level=$2 t0 t1 wall json rss rrss=- rcs rcpu
+    local method=$1 level=$2 t0 t1 wall json rss rrss=- rcpu
     local label="ovagent backup → $method"
     drop_caches
     case $method in
@@ -199,43 +223,13 @@ ova_run () {
             json=$work/result.json
             ;;
         repository)
-            t0=$(now)
-            set +e
-            timed "$work/time.s" "$ovagent" backup "$vm_a" "--$level" --output - --json \
-                2>"$work/sender.err" |
-                timed "$work/time.r" bash -c "$(declare -f own_peak); own_peak \"\$@\"" - \
-                "$work/own.r" "$ovagent" receive --repo "$work/repo-local" --json \
-                >"$work/recv.json" 2>"$work/receiver.err"
-            rcs=("${PIPESTATUS[@]}")
-            set -e
-            t1=$(now)
-            if [ "${rcs[0]}" -ne 0 ] || [ "${rcs[1]}" -ne 0 ]; then
-                fail_run "$label --$level (exit ${rcs[*]})" "$work/sender.err" \
-                    "$work/recv.json" "$work/receiver.err"
-            fi
-            # With --output -, the result is the last line of stderr.
-            tail -n 1 "$work/sender.err" >"$work/result.json"
-            json=$work/result.json
-            rrss="$(cat "$work/own.r") $(rss_of "$work/time.r")"
+            into_receive "$work/repo-local" "$label --$level" \
+                timed "$work/time.s" "$ovagent" backup "$vm_a" "--$level" --output - --json
             label="ovagent backup --output - \\| receive --repo"
             ;;
         pull)
-            t0=$(now)
-            set +e
-            ssh -F "$sshd_dir/ssh_config" tbhost "$(remote_backup "$level")" 2>"$work/sender.err" |
-                timed "$work/time.r" bash -c "$(declare -f own_peak); own_peak \"\$@\"" - \
-                "$work/own.r" "$ovagent" receive --repo "$work/repo-pull" --json \
-                >"$work/recv.json" 2>"$work/receiver.err"
-            rcs=("${PIPESTATUS[@]}")
-            set -e
-            t1=$(now)
-            if [ "${rcs[0]}" -ne 0 ] || [ "${rcs[1]}" -ne 0 ]; then
-                fail_run "$label --$level (exit ${rcs[*]})" "$work/sender.err" \
-                    "$work/recv.json" "$work/receiver.err"
-            fi
-            tail -n 1 "$work/sender.err" >"$work/result.json"
-            json=$work/result.json
-            rrss="$(cat "$work/own.r") $(rss_of "$work/time.r")"
+            into_receive "$work/repo-pull" "$label --$level" \
+                ssh -F "$sshd_dir/ssh_config" tbhost "$(remote_backup "$level")"
             label="ssh host ovagent backup --output - \\| receive --repo (pull)"
             ;;
         ssh)
